@@ -1,0 +1,244 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/wslab/wslab/internal/config"
+	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/internal/wsproto"
+	"github.com/wslab/wslab/taskproto"
+)
+
+// Exit statuses of the host command.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // could not serve: port taken, plugin would not start
+	ExitUsage  = 2 // bad flag or configuration value
+)
+
+// Inproc is the name of the built-in strategy.
+const Inproc = "inproc"
+
+// Main is the host command: `host --config FILE --plugin NAME`.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fset := flag.NewFlagSet("host", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
+	pluginName := fset.String("plugin", Inproc, "strategy to serve: inproc or a plugin in the plugin directory")
+	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded and exit")
+	bindHost := fset.String("host", "", "address to listen on (overrides [server] host)")
+	port := fset.Int("port", 0, "port to listen on, 0 for any free port (overrides [server] port)")
+	pluginDir := fset.String("plugin-dir", "", "directory of plugin binaries (overrides [server] plugin_dir)")
+	dataDir := fset.String("data-dir", "", "directory io tasks write in (overrides [server] data_dir)")
+	logLevel := fset.String("log-level", "", "trace, debug, info, warn or error (overrides [server] log_level)")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	set := map[string]bool{}
+	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg, err := loadConfig(*configPath, set["config"])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	if set["host"] {
+		cfg.Server.Host = *bindHost
+	}
+	if set["port"] {
+		cfg.Server.Port = *port
+	}
+	if set["plugin-dir"] {
+		cfg.Server.PluginDir = *pluginDir
+	}
+	if set["data-dir"] {
+		cfg.Server.DataDir = *dataDir
+	}
+	if set["log-level"] {
+		cfg.Server.LogLevel = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	if cfg.Server.PluginDir == "" {
+		cfg.Server.PluginDir = defaultPluginDir()
+	}
+
+	names, err := ListPlugins(cfg.Server.PluginDir)
+	if err != nil && *list {
+		fmt.Fprintf(stderr, "list plugins in %s: %v\n", cfg.Server.PluginDir, err)
+	}
+	if *list {
+		fmt.Fprintf(stdout, "%s\t(built in)\n", Inproc)
+		for _, n := range names {
+			fmt.Fprintf(stdout, "%s\t%s\n", n, filepath.Join(cfg.Server.PluginDir, n))
+		}
+		return ExitOK
+	}
+	if *pluginName != Inproc && !slices.Contains(names, *pluginName) {
+		fmt.Fprintf(stderr, "host: unknown plugin %q: not found in %s; available: %v\n",
+			*pluginName, cfg.Server.PluginDir, append([]string{Inproc}, names...))
+		return ExitUsage
+	}
+
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:   "host",
+		Output: stderr,
+		Level:  hclog.LevelFromString(cfg.Server.LogLevel),
+	})
+	if err := serve(cfg, *pluginName, log); err != nil {
+		log.Error("host failed", "error", err)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+func loadConfig(path string, explicit bool) (*config.Config, error) {
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return config.Default(), nil
+		}
+	}
+	return config.Load(path)
+}
+
+// defaultPluginDir is bin/plugins beside the host binary.
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}
+
+// ListPlugins returns the names of the executable files in dir, sorted.
+func ListPlugins(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// StrategyConfig is what a strategy is told of cfg.
+func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
+	return taskproto.Config{
+		Strategy:       name,
+		FibonacciLimit: cfg.TaskSetting.FibonacciLimit,
+		DataDir:        cfg.Server.DataDir,
+		LargeFileName:  cfg.TaskSetting.LargeFileName,
+		TaskTimeout:    cfg.Server.Timeout,
+		Semaphore:      cfg.Other.AsynSemaphore,
+		Processes:      cfg.Other.MultiprocessingProcesses,
+		Workers:        cfg.Pool.Workers,
+		QueueSize:      cfg.Pool.QueueSize,
+		Limits:         limits(cfg),
+		Settings:       cfg.Raw,
+	}
+}
+
+func limits(cfg *config.Config) taskproto.Limits {
+	return taskproto.Limits{
+		MaxFibN:    cfg.Limits.MaxFibN,
+		MaxCPUN:    cfg.Limits.MaxCPUN,
+		MaxIOBytes: cfg.Limits.MaxIOBytes,
+		MaxSleep:   cfg.Server.Timeout,
+	}
+}
+
+func serve(cfg *config.Config, name string, log hclog.Logger) error {
+	if cfg.Server.DataDir == "" {
+		dir, err := os.MkdirTemp("", "wslab-data-")
+		if err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.Server.DataDir = dir
+	} else if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	scfg := StrategyConfig(cfg, name)
+	var strat Strategy
+	if name == Inproc {
+		strat = readyAlways{strategy.NewInproc(scfg)}
+	} else {
+		defer plugin.CleanupClients()
+		sup, err := StartPlugin(ctx, name, filepath.Join(cfg.Server.PluginDir, name), scfg, log)
+		if err != nil {
+			return err
+		}
+		defer sup.Close()
+		strat = sup
+	}
+
+	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := NewServer(Options{
+		Strategy:       strat,
+		Logger:         log,
+		Defaults:       wsproto.Defaults{FibN: cfg.TaskSetting.FibonacciLimit},
+		Limits:         limits(cfg),
+		TaskTimeout:    cfg.Server.Timeout,
+		MaxFrameBytes:  cfg.Limits.MaxFrameBytes,
+		MaxInflight:    int(cfg.Limits.MaxInflightPerConn),
+		MaxQueued:      cfg.Limits.MaxQueued,
+		MaxConnections: int(cfg.Limits.MaxConnections),
+		AllowedOrigins: cfg.Server.AllowedOrigins,
+		AuthToken:      cfg.Server.AuthToken,
+	})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "strategy", name, "data_dir", cfg.Server.DataDir)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		stop() // a second signal kills the host at once
+	}
+	log.Info("shutting down", "grace", cfg.Server.ShutdownGrace)
+	start := time.Now()
+	srv.Shutdown(cfg.Server.ShutdownGrace)
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// readyAlways adapts an in-process strategy, which is ready from the start.
+type readyAlways struct{ taskproto.Executor }
+
+func (readyAlways) Ready() bool { return true }

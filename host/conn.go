@@ -1,0 +1,225 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wslab/wslab/internal/wsproto"
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
+)
+
+const (
+	writeWait   = 10 * time.Second
+	maxPingWait = 30 * time.Second
+)
+
+// wsConn is one WebSocket connection: its handler goroutine reads, one
+// writer goroutine writes (gorilla allows one of each), and every task's
+// reply reaches the writer through out.
+type wsConn struct {
+	srv *Server
+	ws  *websocket.Conn
+
+	// ctx is the parent of the connection's tasks: cancelled when the
+	// connection ends, and by the server's shutdown.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	out        chan outFrame
+	inflight   chan struct{} // a slot per task in flight on this connection
+	readerDone chan struct{}
+	writerDone chan struct{}
+
+	plainSeq uint64 // plain-text requests read so far; reader goroutine only
+}
+
+// outFrame is a reply for the writer. Plain-text replies carry their
+// request's sequence number, and the writer sends them in that order.
+type outFrame struct {
+	plainSeq  uint64
+	data      []byte
+	closeCode int // when set, send a close frame instead and stop writing
+}
+
+func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
+	c := &wsConn{
+		srv:        s,
+		ws:         ws,
+		out:        make(chan outFrame, s.opt.MaxInflight+16),
+		inflight:   make(chan struct{}, s.opt.MaxInflight),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancelCause(s.taskCtx)
+	return c
+}
+
+func (c *wsConn) idleTimeout() time.Duration { return c.srv.opt.TaskTimeout }
+
+func (c *wsConn) serve() {
+	go c.write()
+	c.ws.SetReadLimit(c.srv.opt.MaxFrameBytes)
+	c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
+	})
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
+			}
+			break
+		}
+		c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
+		c.handle(mt, data)
+	}
+	c.cancel(errors.New("connection closed"))
+	close(c.readerDone)
+	<-c.writerDone
+	c.ws.Close()
+}
+
+func (c *wsConn) handle(mt int, data []byte) {
+	var (
+		req  wsproto.Request
+		perr *taskproto.Error
+	)
+	if mt == websocket.BinaryMessage {
+		req = wsproto.Request{JSON: true}
+		perr = taskproto.Errorf(taskproto.CodeBadRequest, "binary frames are not accepted; send text frames")
+	} else {
+		req, perr = wsproto.Parse(data, c.srv.opt.Defaults)
+	}
+	var seq uint64
+	if !req.JSON {
+		c.plainSeq++
+		seq = c.plainSeq
+	}
+	if perr == nil {
+		if err := tasks.Check(req.Task, c.srv.opt.Limits); err != nil {
+			perr = taskproto.AsError(nil, err)
+		}
+	}
+	if perr == nil {
+		perr = c.admit()
+	}
+	if perr != nil {
+		c.send(outFrame{plainSeq: seq, data: wsproto.EncodeError(req, perr)})
+		return
+	}
+	go c.run(req, seq)
+}
+
+// admit takes an in-flight slot on the connection and one overall, or says
+// why the task cannot be taken. A taken task must end with c.release.
+func (c *wsConn) admit() *taskproto.Error {
+	select {
+	case c.inflight <- struct{}{}:
+	default:
+		return taskproto.Errorf(taskproto.CodeOverloaded,
+			"%d requests already in flight on this connection (max_inflight_per_conn); wait for replies", cap(c.inflight))
+	}
+	if n := c.srv.queued.Add(1); n > c.srv.opt.MaxQueued {
+		c.srv.queued.Add(-1)
+		<-c.inflight
+		return taskproto.Errorf(taskproto.CodeOverloaded, "host has %d tasks queued (max_queued); retry later", c.srv.opt.MaxQueued)
+	}
+	if !c.srv.tasks.begin() {
+		c.srv.queued.Add(-1)
+		<-c.inflight
+		return taskproto.Errorf(taskproto.CodeShuttingDown, "host is shutting down")
+	}
+	return nil
+}
+
+func (c *wsConn) release() {
+	c.srv.tasks.end()
+	c.srv.queued.Add(-1)
+	<-c.inflight
+}
+
+func (c *wsConn) run(req wsproto.Request, seq uint64) {
+	defer c.release()
+	timeout := c.srv.opt.TaskTimeout
+	ctx, cancel := context.WithTimeoutCause(c.ctx, timeout,
+		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
+	defer cancel()
+	res, err := c.srv.opt.Strategy.Execute(ctx, req.Task)
+	var frame []byte
+	if err != nil {
+		frame = wsproto.EncodeError(req, taskproto.AsError(ctx, err))
+	} else {
+		frame = wsproto.EncodeResult(req, c.srv.strategy, res)
+	}
+	c.send(outFrame{plainSeq: seq, data: frame})
+}
+
+// send hands f to the writer, or drops it if the connection has ended.
+func (c *wsConn) send(f outFrame) {
+	select {
+	case c.out <- f:
+	case <-c.writerDone:
+	}
+}
+
+// goAway asks the writer to close the connection with 1001 after the
+// replies queued before it.
+func (c *wsConn) goAway() {
+	c.send(outFrame{closeCode: websocket.CloseGoingAway})
+}
+
+func (c *wsConn) write() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(min(c.idleTimeout()/2, maxPingWait))
+	defer ping.Stop()
+	nextPlain := uint64(1)
+	heldPlain := make(map[uint64][]byte) // plain replies that overtook earlier ones
+
+	for {
+		var err error
+		select {
+		case <-c.readerDone:
+			return
+		case <-ping.C:
+			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+		case f := <-c.out:
+			switch {
+			case f.closeCode != 0:
+				msg := websocket.FormatCloseMessage(f.closeCode, "server shutting down")
+				c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+				// Give the client a moment to answer the close, then the
+				// reader's deadline ends the connection.
+				c.ws.SetReadDeadline(time.Now().Add(time.Second))
+				return
+			case f.plainSeq == 0:
+				err = c.writeText(f.data)
+			default:
+				heldPlain[f.plainSeq] = f.data
+				for data, ok := heldPlain[nextPlain]; ok && err == nil; data, ok = heldPlain[nextPlain] {
+					delete(heldPlain, nextPlain)
+					nextPlain++
+					err = c.writeText(data)
+				}
+			}
+		}
+		if err != nil {
+			c.srv.log.Debug("write failed, closing connection", "remote", c.ws.RemoteAddr(), "error", err)
+			c.ws.Close() // unblocks the reader
+			return
+		}
+	}
+}
+
+func (c *wsConn) writeText(data []byte) error {
+	c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+		return fmt.Errorf("write reply: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+// Package config reads wslab's config.ini: the Python lab's sections and keys
+// ([server], [client], [task_setting], [other]) plus wslab's own ([pool],
+// [limits], ...). Every value is checked before anything serves; a bad one
+// is reported as one line naming the file, section and key.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration file, with defaults filled in.
+type Config struct {
+	Path string // the file it was read from, "" for defaults only
+
+	Server      Server
+	Client      Client
+	TaskSetting TaskSetting
+	Other       Other
+	Pool        Pool
+	Limits      Limits
+
+	// Raw holds every key of the file as "section.key" → value (unquoted),
+	// so that strategy plugins can read sections of their own.
+	Raw map[string]string
+}
+
+// Server is the [server] section.
+type Server struct {
+	Host           string        // host = localhost
+	Port           int           // port = 8765 (0: any free port)
+	Timeout        time.Duration // timeout_sec = 100
+	PluginDir      string        // plugin_dir: default bin/plugins beside the host binary
+	DataDir        string        // data_dir: default a fresh directory under the system temp dir
+	AllowedOrigins []string      // allowed_origins: comma separated
+	AuthToken      string        // auth_token
+	ShutdownGrace  time.Duration // shutdown_grace_sec = 10
+	LogLevel       string        // log_level = info
+}
+
+// Client is the [client] section.
+type Client struct {
+	NumClient int      // num_client = 200
+	Tasks     []string // tasks = fib, cpu, io (a whole number N is a sleep of N seconds)
+}
+
+// TaskSetting is the [task_setting] section.
+type TaskSetting struct {
+	FibonacciLimit int64  // fibonacci_limit = 5000
+	LargeFileName  string // large_file_name = large_file.txt
+}
+
+// Other is the [other] section.
+type Other struct {
+	AsynSemaphore            int64 // asyn_semaphore = 5
+	MultiprocessingProcesses int64 // multiprocessing_processes = 4
+}
+
+// Pool is the [pool] section.
+type Pool struct {
+	Workers   int64 // workers = 0 (the number of CPUs)
+	QueueSize int64 // queue_size = 1024
+}
+
+// Limits is the [limits] section (SPEC 4).
+type Limits struct {
+	MaxFrameBytes      int64 // max_frame_bytes = 65536
+	MaxInflightPerConn int64 // max_inflight_per_conn = 256
+	MaxQueued          int64 // max_queued = 10000
+	MaxConnections     int64 // max_connections = 10000
+	MaxFibN            int64 // max_fib_n = 100000
+	MaxCPUN            int64 // max_cpu_n = 1000000000
+	MaxIOBytes         int64 // max_io_bytes = 100000000
+}

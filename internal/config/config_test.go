@@ -1,0 +1,286 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// write puts content in a config.ini under a fresh temp dir and returns its path.
+func write(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.ini")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustLoad(t *testing.T, content string) *Config {
+	t.Helper()
+	c, err := Load(write(t, content))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c
+}
+
+const specSample = `[server]
+host = localhost
+port = 8765
+timeout_sec = 100
+
+[client]
+num_client = 200
+tasks = fib, cpu, io
+
+[task_setting]
+fibonacci_limit = 5000
+large_file_name = large_file.txt
+
+[other]
+asyn_semaphore = 5
+multiprocessing_processes = 4
+`
+
+func TestDefaultsWhenKeysAbsent(t *testing.T) {
+	for _, content := range []string{"", "[server]\n", "[unrelated]\nx = 1\n"} {
+		c := mustLoad(t, content)
+		want := Default()
+		want.Path, want.Raw = c.Path, c.Raw
+		if !reflect.DeepEqual(c, want) {
+			t.Errorf("Load(%q) = %+v, want defaults %+v", content, c, want)
+		}
+	}
+	d := Default()
+	if d.Server.Host != "localhost" || d.Server.Port != 8765 || d.Server.Timeout != 100*time.Second ||
+		d.Server.ShutdownGrace != 10*time.Second || d.Server.LogLevel != "info" ||
+		d.Client.NumClient != 200 || !reflect.DeepEqual(d.Client.Tasks, []string{"fib", "cpu", "io"}) ||
+		d.TaskSetting.FibonacciLimit != 5000 || d.TaskSetting.LargeFileName != "large_file.txt" ||
+		d.Other.AsynSemaphore != 5 || d.Other.MultiprocessingProcesses != 4 ||
+		d.Pool != (Pool{Workers: 0, QueueSize: 1024}) ||
+		d.Limits != (Limits{65536, 256, 10000, 10000, 100000, 1000000000, 100000000}) ||
+		d.Raw == nil || len(d.Raw) != 0 {
+		t.Errorf("Default() = %+v", d)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
+	}
+}
+
+func TestSpecSample(t *testing.T) {
+	c := mustLoad(t, specSample)
+	want := Default()
+	want.Path = c.Path
+	want.Raw = map[string]string{
+		"server.host": "localhost", "server.port": "8765", "server.timeout_sec": "100",
+		"client.num_client": "200", "client.tasks": "fib, cpu, io",
+		"task_setting.fibonacci_limit": "5000", "task_setting.large_file_name": "large_file.txt",
+		"other.asyn_semaphore": "5", "other.multiprocessing_processes": "4",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestRepoConfigIni(t *testing.T) {
+	c, err := Load("../../config.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Path, want.Raw = c.Path, c.Raw
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("config.ini differs from the defaults: %+v", c)
+	}
+	for _, k := range []string{"server.host", "client.tasks", "other.asyn_semaphore"} {
+		if _, ok := c.Raw[k]; !ok {
+			t.Errorf("Raw lacks %s", k)
+		}
+	}
+}
+
+func TestValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		check         func(*Config) bool
+	}{
+		{"single quotes", "[server]\nhost = 'localhost'\n", func(c *Config) bool { return c.Server.Host == "localhost" }},
+		{"double quotes", "[server]\nhost = \"localhost\"\n", func(c *Config) bool { return c.Server.Host == "localhost" }},
+		{"quoted number", "[server]\nport = '9000'\n", func(c *Config) bool { return c.Server.Port == 9000 }},
+		{"one pair only", "[server]\nauth_token = \"'x'\"\n", func(c *Config) bool { return c.Server.AuthToken == "'x'" }},
+		{"unmatched quote kept", "[server]\nauth_token = 'x\n", func(c *Config) bool { return c.Server.AuthToken == "'x" }},
+		{"hash inside value", "[server]\nauth_token = a#b;c\n", func(c *Config) bool { return c.Server.AuthToken == "a#b;c" }},
+		{"inline comment", "[server]\nport = 9000 ; note\n", func(c *Config) bool { return c.Server.Port == 9000 }},
+		{"port 0", "[server]\nport = 0\n", func(c *Config) bool { return c.Server.Port == 0 }},
+		{"keys case-insensitive", "[server]\nPORT = 9001\n", func(c *Config) bool { return c.Server.Port == 9001 }},
+		{"DEFAULT fallback", "timeout_sec = 7\n[server]\n", func(c *Config) bool {
+			return c.Server.Timeout == 7*time.Second && c.Raw["DEFAULT.timeout_sec"] == "7"
+		}},
+		{"durations", "[server]\ntimeout_sec = 3\nshutdown_grace_sec = 0\n", func(c *Config) bool {
+			return c.Server.Timeout == 3*time.Second && c.Server.ShutdownGrace == 0
+		}},
+		{"tasks", "[client]\ntasks = fib , 3,sleep,noop, io ,0\n", func(c *Config) bool {
+			return reflect.DeepEqual(c.Client.Tasks, []string{"fib", "3", "sleep", "noop", "io", "0"})
+		}},
+		{"origins", "[server]\nallowed_origins = https://a.example, ,http://b ,\n", func(c *Config) bool {
+			return reflect.DeepEqual(c.Server.AllowedOrigins, []string{"https://a.example", "http://b"})
+		}},
+		{"log level case", "[server]\nlog_level = DEBUG\n", func(c *Config) bool { return c.Server.LogLevel == "debug" }},
+		{"fib at max", "[task_setting]\nfibonacci_limit = 200\n[limits]\nmax_fib_n = 200\n", func(c *Config) bool {
+			return c.TaskSetting.FibonacciLimit == 200 && c.Limits.MaxFibN == 200
+		}},
+		{"pool and limits", "[pool]\nworkers = 8\nqueue_size = 1\n[limits]\nmax_cpu_n = 4000000000\nmax_io_bytes = 1\n", func(c *Config) bool {
+			return c.Pool == (Pool{8, 1}) && c.Limits.MaxCPUN == 4000000000 && c.Limits.MaxIOBytes == 1
+		}},
+		{"custom sections in Raw", "[distributed]\nnats_url = nats://x\n[server]\nextra = 'q'\n", func(c *Config) bool {
+			return c.Raw["distributed.nats_url"] == "nats://x" && c.Raw["server.extra"] == "q" && len(c.Raw) == 2
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if c := mustLoad(t, tc.content); !tc.check(c) {
+				t.Errorf("unexpected config for %q: %+v", tc.content, c)
+			}
+		})
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, section, key, value string
+		want                      string // part of the problem
+	}{
+		{"non-number", "other", "asyn_semaphore", "abc", `"abc" is not a whole number, must be a whole number between 1 and 1000000`},
+		{"fraction", "client", "num_client", "2.5", "is not a whole number"},
+		{"empty number", "server", "port", "", `"" is not a whole number`},
+		{"too large", "pool", "queue_size", "99999999999999999999", "is out of range"},
+		{"negative count", "client", "num_client", "-3", "must be a whole number between 1 and 1000000, got -3"},
+		{"negative workers", "pool", "workers", "-1", "must be a whole number between 0 and 65536, got -1"},
+		{"negative fib", "task_setting", "fibonacci_limit", "-1", "got -1"},
+		{"negative grace", "server", "shutdown_grace_sec", "-1", "got -1"},
+		{"zero semaphore", "other", "asyn_semaphore", "0", "between 1 and 1000000, got 0"},
+		{"zero processes", "other", "multiprocessing_processes", "0", "between 1 and 1024, got 0"},
+		{"zero clients", "client", "num_client", "0", "between 1 and 1000000, got 0"},
+		{"zero queue", "pool", "queue_size", "0", "between 1 and 10000000, got 0"},
+		{"zero timeout", "server", "timeout_sec", "0", "≥ 1, got 0"},
+		{"huge timeout", "server", "timeout_sec", "10000000000", "got 10000000000"},
+		{"zero frame", "limits", "max_frame_bytes", "0", "between 1 and 67108864, got 0"},
+		{"zero inflight", "limits", "max_inflight_per_conn", "0", "between 1 and 65536, got 0"},
+		{"zero queued", "limits", "max_queued", "0", "between 1 and 100000000, got 0"},
+		{"zero conns", "limits", "max_connections", "0", "between 1 and 10000000, got 0"},
+		{"zero fib n", "limits", "max_fib_n", "0", "≥ 1, got 0"},
+		{"zero cpu n", "limits", "max_cpu_n", "0", "got 0"},
+		{"zero io", "limits", "max_io_bytes", "0", "≥ 1, got 0"},
+		{"cpu n overflow", "limits", "max_cpu_n", "4000000001", "between 1 and 4000000000, got 4000000001"},
+		{"port negative", "server", "port", "-1", "between 0 and 65535, got -1"},
+		{"port too big", "server", "port", "65536", "between 0 and 65535, got 65536"},
+		{"port word", "server", "port", "http", `"http" is not a whole number`},
+		{"fib above max", "task_setting", "fibonacci_limit", "100001", "must be ≤ [limits] max_fib_n (100000), got 100001"},
+		{"unknown task", "client", "tasks", "fib, fob", `unknown task "fob", must be one of fib, cpu, io, sleep, noop`},
+		{"negative sleep", "client", "tasks", "-1", `unknown task "-1"`},
+		{"empty task item", "client", "tasks", "fib,,io", "item 2 is empty"},
+		{"empty tasks", "client", "tasks", " ", "must list at least one task"},
+		{"bad log level", "server", "log_level", "verbose", `"verbose" is not a log level, must be one of trace, debug, info, warn, error`},
+		{"file path", "task_setting", "large_file_name", "../etc/passwd", "must be a plain file name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := write(t, "["+tc.section+"]\n"+tc.key+" = "+tc.value+"\n")
+			c, err := Load(path)
+			if c != nil {
+				t.Errorf("Load returned a config along with error %v", err)
+			}
+			checkError(t, err, path, tc.section, tc.key, tc.want)
+		})
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "nope.ini"), "cannot read file: no such file or directory"},
+		{"directory", dir, "cannot read file:"},
+		{"unparsable", write(t, "[server\nport = 1\n"), "cannot parse file:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.path)
+			checkError(t, err, tc.path, "", "", tc.want)
+			if !strings.HasPrefix(err.Error(), tc.path+": ") {
+				t.Errorf("error %q does not start with the path", err)
+			}
+		})
+	}
+	if os.Geteuid() != 0 { // root reads anything
+		path := write(t, specSample)
+		if err := os.Chmod(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		checkError(t, err, path, "", "", "cannot read file: permission denied")
+	}
+}
+
+func TestValidateAfterOverrides(t *testing.T) {
+	c := mustLoad(t, specSample)
+	for _, tc := range []struct {
+		name, section, key, want string
+		mutate                   func(*Config)
+	}{
+		{"port", "server", "port", "between 0 and 65535, got 70000", func(c *Config) { c.Server.Port = 70000 }},
+		{"timeout", "server", "timeout_sec", "got 0", func(c *Config) { c.Server.Timeout = 0 }},
+		{"semaphore", "other", "asyn_semaphore", "got -2", func(c *Config) { c.Other.AsynSemaphore = -2 }},
+		{"fib", "task_setting", "fibonacci_limit", "max_fib_n (10)", func(c *Config) { c.Limits.MaxFibN = 10 }},
+		{"tasks", "client", "tasks", `unknown task "x"`, func(c *Config) { c.Client.Tasks = []string{"x"} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := *c
+			tc.mutate(&cc)
+			checkError(t, cc.Validate(), c.Path, tc.section, tc.key, tc.want)
+		})
+	}
+	c.Server.Host, c.Server.Port, c.Server.PluginDir, c.Server.DataDir = "0.0.0.0", 0, "/p", "/d"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate after valid overrides: %v", err)
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	for _, tc := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{"config.ini", "other", "asyn_semaphore", `"abc" is not a whole number`}, `config.ini: [other] asyn_semaphore: "abc" is not a whole number`},
+		{Error{"c.ini", "", "", "cannot parse file: unclosed section: [server\n"}, "c.ini: cannot parse file: unclosed section: [server"},
+		{Error{"", "server", "port", "must be a whole number between 0 and 65535, got -1"}, "[server] port: must be a whole number between 0 and 65535, got -1"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// checkError asserts err is a one-line *Error naming path, [section] and key.
+func checkError(t *testing.T, err error, path, section, key, want string) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v (%T) is not *Error", err, err)
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\r\n") {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	if e.File != path || e.Section != section || e.Key != key {
+		t.Errorf("error names %q [%s] %s, want %q [%s] %s", e.File, e.Section, e.Key, path, section, key)
+	}
+	prefix := path + ": "
+	if section != "" {
+		prefix += "[" + section + "] " + key + ": "
+	}
+	if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, want) {
+		t.Errorf("error %q: want prefix %q and %q", msg, prefix, want)
+	}
+}

@@ -1,0 +1,309 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/ini.v1"
+)
+
+// Error is a configuration problem. Its message is one line:
+// "<file>: [<section>] <key>: <problem>", or "<file>: <problem>" for
+// problems with the file as a whole.
+type Error struct {
+	File    string // the config file, "" when checking values not read from a file
+	Section string
+	Key     string
+	Problem string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File + ": ")
+	}
+	if e.Section != "" {
+		b.WriteString("[" + e.Section + "] ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Problem)
+	return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(b.String())) // one line
+}
+
+// Limits that are not a matter of taste.
+const (
+	// MaxCPUN keeps the cpu task's sum 0+1+...+(n-1) within int64.
+	MaxCPUN = 4_000_000_000
+	// maxSeconds is the longest duration, in whole seconds, time.Duration holds.
+	maxSeconds = int64(math.MaxInt64 / time.Second)
+)
+
+// TaskNames are the named tasks [client] tasks accepts; a whole number N ≥ 0
+// (a sleep of N seconds) is accepted too.
+var TaskNames = []string{"fib", "cpu", "io", "sleep", "noop"}
+
+// LogLevels are the values [server] log_level accepts.
+var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Host:          "localhost",
+			Port:          8765,
+			Timeout:       100 * time.Second,
+			ShutdownGrace: 10 * time.Second,
+			LogLevel:      "info",
+		},
+		Client:      Client{NumClient: 200, Tasks: []string{"fib", "cpu", "io"}},
+		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
+		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
+		Pool:        Pool{Workers: 0, QueueSize: 1024},
+		Limits: Limits{
+			MaxFrameBytes:      65536,
+			MaxInflightPerConn: 256,
+			MaxQueued:          10000,
+			MaxConnections:     10000,
+			MaxFibN:            100000,
+			MaxCPUN:            1000000000,
+			MaxIOBytes:         100000000,
+		},
+		Raw: map[string]string{},
+	}
+}
+
+// intKey binds an integer key to its field and bounds. Upper bounds keep
+// channels, processes and buffers sized from the file within reason. ptr is *int, *int64
+// or *time.Duration (counted in whole seconds).
+type intKey struct {
+	section, key string
+	ptr          any
+	min, max     int64
+}
+
+func (c *Config) intKeys() []intKey {
+	l := &c.Limits
+	return []intKey{
+		{"server", "port", &c.Server.Port, 0, 65535},
+		{"server", "timeout_sec", &c.Server.Timeout, 1, maxSeconds},
+		{"server", "shutdown_grace_sec", &c.Server.ShutdownGrace, 0, maxSeconds},
+		{"client", "num_client", &c.Client.NumClient, 1, 1_000_000},
+		{"task_setting", "fibonacci_limit", &c.TaskSetting.FibonacciLimit, 0, math.MaxInt64},
+		{"other", "asyn_semaphore", &c.Other.AsynSemaphore, 1, 1_000_000},
+		{"other", "multiprocessing_processes", &c.Other.MultiprocessingProcesses, 1, 1024},
+		{"pool", "workers", &c.Pool.Workers, 0, 65536},
+		{"pool", "queue_size", &c.Pool.QueueSize, 1, 10_000_000},
+		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
+		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
+		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
+		{"limits", "max_connections", &l.MaxConnections, 1, 10_000_000},
+		{"limits", "max_fib_n", &l.MaxFibN, 1, math.MaxInt64},
+		{"limits", "max_cpu_n", &l.MaxCPUN, 1, MaxCPUN},
+		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
+	}
+}
+
+func (k intKey) get() int64 {
+	switch p := k.ptr.(type) {
+	case *int:
+		return int64(*p)
+	case *int64:
+		return *p
+	case *time.Duration:
+		return int64(*p / time.Second)
+	}
+	panic("config: unsupported field type")
+}
+
+func (k intKey) set(v int64) {
+	switch p := k.ptr.(type) {
+	case *int:
+		*p = int(v)
+	case *int64:
+		*p = v
+	case *time.Duration:
+		*p = time.Duration(v) * time.Second
+	}
+}
+
+// accepted describes the key's bounds: "a whole number ≥ 1".
+func (k intKey) accepted() string {
+	if k.max >= maxSeconds { // no upper bound worth naming
+		return fmt.Sprintf("a whole number ≥ %d", k.min)
+	}
+	return fmt.Sprintf("a whole number between %d and %d", k.min, k.max)
+}
+
+// check returns the problem with v, "" if it is within bounds.
+func (k intKey) check(v int64) string {
+	if v < k.min || v > k.max {
+		return fmt.Sprintf("must be %s, got %d", k.accepted(), v)
+	}
+	return ""
+}
+
+// parse sets the field from the text s, or returns what is wrong with it.
+func (k intKey) parse(s string) string {
+	s = strings.TrimSpace(s)
+	v, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return fmt.Sprintf("%q is out of range, must be %s", s, k.accepted())
+	}
+	if err != nil {
+		return fmt.Sprintf("%q is not a whole number, must be %s", s, k.accepted())
+	}
+	if p := k.check(v); p != "" {
+		return p
+	}
+	k.set(v)
+	return ""
+}
+
+// Load reads the ini file at path on top of Default and checks every value.
+// Every error it returns is an *Error.
+func Load(path string) (*Config, error) {
+	c := Default()
+	c.Path = path
+	fail := func(section, key, problem string) (*Config, error) {
+		return nil, &Error{File: path, Section: section, Key: key, Problem: problem}
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fail("", "", "cannot read file: "+err.Error())
+	}
+	f, err := ini.LoadSources(ini.LoadOptions{
+		InsensitiveKeys:          true, // as Python's configparser
+		SpaceBeforeInlineComment: true, // "a#b" is a value, "a ; note" has a comment
+		PreserveSurroundedQuote:  true, // unquoted below, one pair only
+	}, data)
+	if err != nil {
+		return fail("", "", "cannot parse file: "+err.Error())
+	}
+	for _, s := range f.Sections() {
+		if s.Name() == ini.DefaultSection && len(s.Keys()) == 0 {
+			continue
+		}
+		for _, k := range s.Keys() {
+			c.Raw[s.Name()+"."+k.Name()] = unquote(k.Value())
+		}
+	}
+	// lookup finds section.key, falling back to [DEFAULT] as configparser does.
+	lookup := func(section, key string) (string, bool) {
+		if v, ok := c.Raw[section+"."+key]; ok {
+			return v, true
+		}
+		v, ok := c.Raw[ini.DefaultSection+"."+key]
+		return v, ok
+	}
+
+	for _, k := range c.intKeys() {
+		if v, ok := lookup(k.section, k.key); ok {
+			if p := k.parse(v); p != "" {
+				return fail(k.section, k.key, p)
+			}
+		}
+	}
+	for _, s := range []struct {
+		section, key string
+		ptr          *string
+	}{
+		{"server", "host", &c.Server.Host},
+		{"server", "plugin_dir", &c.Server.PluginDir},
+		{"server", "data_dir", &c.Server.DataDir},
+		{"server", "auth_token", &c.Server.AuthToken},
+		{"server", "log_level", &c.Server.LogLevel},
+		{"task_setting", "large_file_name", &c.TaskSetting.LargeFileName},
+	} {
+		if v, ok := lookup(s.section, s.key); ok {
+			*s.ptr = v
+		}
+	}
+	c.Server.LogLevel = strings.ToLower(strings.TrimSpace(c.Server.LogLevel))
+	if v, ok := lookup("server", "allowed_origins"); ok {
+		c.Server.AllowedOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.Server.AllowedOrigins = append(c.Server.AllowedOrigins, o)
+			}
+		}
+	}
+	if v, ok := lookup("client", "tasks"); ok {
+		c.Client.Tasks = nil
+		if strings.TrimSpace(v) != "" {
+			for _, t := range strings.Split(v, ",") {
+				c.Client.Tasks = append(c.Client.Tasks, strings.TrimSpace(t))
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks every value against the bounds Load applies, for use after
+// flags have overridden values read from the file. Its errors are *Error.
+func (c *Config) Validate() error {
+	fail := func(section, key, problem string) error {
+		return &Error{File: c.Path, Section: section, Key: key, Problem: problem}
+	}
+	for _, k := range c.intKeys() {
+		if p := k.check(k.get()); p != "" {
+			return fail(k.section, k.key, p)
+		}
+	}
+	if c.TaskSetting.FibonacciLimit > c.Limits.MaxFibN {
+		return fail("task_setting", "fibonacci_limit", fmt.Sprintf(
+			"must be ≤ [limits] max_fib_n (%d), got %d", c.Limits.MaxFibN, c.TaskSetting.FibonacciLimit))
+	}
+	if !slices.Contains(LogLevels, c.Server.LogLevel) {
+		return fail("server", "log_level", fmt.Sprintf(
+			"%q is not a log level, must be one of %s", c.Server.LogLevel, strings.Join(LogLevels, ", ")))
+	}
+	if n := c.TaskSetting.LargeFileName; n == "" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) {
+		return fail("task_setting", "large_file_name", fmt.Sprintf(
+			"%q must be a plain file name (it is created inside the data directory)", n))
+	}
+	if len(c.Client.Tasks) == 0 {
+		return fail("client", "tasks", "is empty, must list at least one task (comma separated)")
+	}
+	for i, t := range c.Client.Tasks {
+		if t == "" {
+			return fail("client", "tasks", fmt.Sprintf("item %d is empty", i+1))
+		}
+		if !slices.Contains(TaskNames, t) && !isWholeNumber(t) {
+			return fail("client", "tasks", fmt.Sprintf(
+				"unknown task %q, must be one of %s or a whole number N ≥ 0 (sleep N seconds)",
+				t, strings.Join(TaskNames, ", ")))
+		}
+	}
+	return nil
+}
+
+// unquote strips one pair of matching surrounding quotes, ' or ".
+func unquote(s string) string {
+	if len(s) >= 2 && (s[0] == '\'' || s[0] == '"') && s[len(s)-1] == s[0] {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// isWholeNumber reports whether s is digits only, with a value that fits int64.
+func isWholeNumber(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 63)
+	return err == nil
+}

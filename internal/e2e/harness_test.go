@@ -1,0 +1,295 @@
+// Package e2e tests the real binaries: it builds bin/host and the plugins,
+// starts a host with a real plugin on a loopback port and talks to it over
+// real WebSockets, with real processes and real signals.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wslab/wslab/host"
+)
+
+// binDir holds the binaries built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "wslab-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	for _, args := range [][]string{
+		{"build", "-o", filepath.Join(dir, "host"), "./cmd/host"},
+		{"build", "-o", filepath.Join(dir, "plugins") + "/", "./plugins/..."},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return 1
+		}
+	}
+	binDir = dir
+	return m.Run()
+}
+
+// strategies are every strategy the host can serve in this build.
+var strategies = []string{"inproc", "semaphore", "pool"}
+
+// hostProc is a running bin/host.
+type hostProc struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error // of Wait, once exited is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startHost writes ini (sections appended to a loopback [server] section)
+// to a config file and starts bin/host with the strategy, returning once
+// /healthz answers 200. The host is stopped by its PID when the test ends.
+func startHost(t testing.TB, strategy, ini string) *hostProc {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := fmt.Sprintf("[server]\nhost = 127.0.0.1\nport = %d\ndata_dir = %s\n%s\n", port, filepath.Join(dir, "data"), ini)
+	path := filepath.Join(dir, "config.ini")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := &hostProc{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	h.cmd = exec.Command(filepath.Join(binDir, "host"), "--config", path, "--plugin="+strategy, "--log-level", "debug")
+	h.cmd.Stderr = h.stderr
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.err = h.cmd.Wait(); close(h.exited) }()
+	t.Cleanup(func() {
+		h.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-h.exited:
+		case <-time.After(15 * time.Second):
+			h.cmd.Process.Kill()
+			<-h.exited
+		}
+		if t.Failed() {
+			t.Logf("host stderr:\n%s", h.stderr)
+		}
+	})
+	if !h.waitHealthy(20 * time.Second) {
+		t.Fatalf("host with %s not healthy in time; stderr:\n%s", strategy, h.stderr)
+	}
+	return h
+}
+
+func (h *hostProc) healthz() int {
+	resp, err := http.Get("http://" + h.addr + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (h *hostProc) waitHealthy(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-h.exited:
+			return false
+		default:
+		}
+		if h.healthz() == http.StatusOK {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func (h *hostProc) stats(t testing.TB) host.HostStats {
+	t.Helper()
+	resp, err := http.Get("http://" + h.addr + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st host.HostStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitExit waits for the host to exit and returns its exit code.
+func (h *hostProc) waitExit(limit time.Duration) (int, bool) {
+	select {
+	case <-h.exited:
+		return h.cmd.ProcessState.ExitCode(), true
+	case <-time.After(limit):
+		return 0, false
+	}
+}
+
+func (h *hostProc) dial(t testing.TB) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	ws, _, err := d.Dial("ws://"+h.addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", h.addr, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// call sends one text frame and reads one reply, within limit.
+func call(ws *websocket.Conn, frame string, limit time.Duration) (string, error) {
+	ws.SetWriteDeadline(time.Now().Add(limit))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		return "", err
+	}
+	return read(ws, limit)
+}
+
+func read(ws *websocket.Conn, limit time.Duration) (string, error) {
+	ws.SetReadDeadline(time.Now().Add(limit))
+	_, data, err := ws.ReadMessage()
+	return string(data), err
+}
+
+// reply is a decoded JSON reply.
+type reply struct {
+	ID       json.RawMessage `json:"id"`
+	Task     string          `json:"task"`
+	OK       bool            `json:"ok"`
+	Result   *string         `json:"result"`
+	Strategy string          `json:"strategy"`
+	Worker   string          `json:"worker"`
+	QueueUS  *int64          `json:"queue_us"`
+	RunUS    *int64          `json:"run_us"`
+	Error    *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decode(t testing.TB, s string) reply {
+	t.Helper()
+	var r reply
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		t.Fatalf("reply %q is not JSON: %v", s, err)
+	}
+	return r
+}
+
+func (r reply) code() string {
+	if r.Error == nil {
+		return ""
+	}
+	return r.Error.Code
+}
+
+// processAlive reports whether pid is a live (not zombie) process.
+func processAlive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// waitGone waits until pid is no longer a live process.
+func waitGone(pid int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if !processAlive(pid) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// childrenOf lists the live processes whose parent is pid.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := os.Open("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "PPid:"); ok {
+				if pp, _ := strconv.Atoi(strings.TrimSpace(v)); pp == pid && processAlive(p) {
+					kids = append(kids, p)
+				}
+				break
+			}
+		}
+		f.Close()
+	}
+	return kids
+}
+
+var _ = io.EOF
+var _ = context.Background

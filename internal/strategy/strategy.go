@@ -1,0 +1,73 @@
+// Package strategy holds the concurrency strategies that run tasks inside
+// one process: the host's built-in inproc baseline, and the semaphore and
+// pool strategies that the plugins of the same names serve.
+package strategy
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
+)
+
+// meter counts a strategy's work for its Stats.
+type meter struct {
+	running, queued, completed, failed atomic.Int64
+}
+
+func (m *meter) stats(capacity int64) taskproto.Stats {
+	return taskproto.Stats{
+		Running:   m.running.Load(),
+		Queued:    m.queued.Load(),
+		Completed: m.completed.Load(),
+		Failed:    m.failed.Load(),
+		Capacity:  capacity,
+	}
+}
+
+// run runs t, timing it and counting it.
+func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, res *taskproto.Result) error {
+	m.running.Add(1)
+	start := time.Now()
+	v, err := r.Run(ctx, t)
+	res.Run = time.Since(start)
+	m.running.Add(-1)
+	if err != nil {
+		m.failed.Add(1)
+		return err
+	}
+	m.completed.Add(1)
+	res.Value = v
+	return nil
+}
+
+func runnerFor(cfg taskproto.Config) tasks.Runner {
+	return tasks.Runner{DataDir: cfg.DataDir, LargeFileName: cfg.LargeFileName}
+}
+
+// Inproc runs every task in the caller's goroutine, unbounded: the baseline
+// that every isolation strategy is measured against.
+type Inproc struct {
+	runner tasks.Runner
+	worker string
+	meter
+}
+
+// NewInproc returns the built-in baseline strategy.
+func NewInproc(cfg taskproto.Config) *Inproc {
+	return &Inproc{runner: runnerFor(cfg), worker: "inproc"}
+}
+
+func (s *Inproc) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
+	res := taskproto.Result{Worker: s.worker}
+	err := s.run(ctx, s.runner, t, &res)
+	return res, err
+}
+
+func (s *Inproc) Info() taskproto.StrategyInfo {
+	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each, unbounded"}
+}
+
+func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) { return s.stats(0), nil }

@@ -1,0 +1,64 @@
+package wsproto
+
+import (
+	"encoding/json"
+
+	"github.com/wslab/wslab/taskproto"
+)
+
+// Reply is a JSON reply frame. The stress client decodes it too.
+type Reply struct {
+	ID       json.RawMessage `json:"id"`
+	Task     string          `json:"task,omitempty"`
+	OK       bool            `json:"ok"`
+	Result   *string         `json:"result,omitempty"`
+	Strategy string          `json:"strategy,omitempty"`
+	Worker   string          `json:"worker,omitempty"`
+	QueueUS  *int64          `json:"queue_us,omitempty"`
+	RunUS    *int64          `json:"run_us,omitempty"`
+	Error    *ReplyError     `json:"error,omitempty"`
+}
+
+// ReplyError is the error object of a failed JSON reply.
+type ReplyError struct {
+	Code    taskproto.Code `json:"code"`
+	Message string         `json:"message"`
+}
+
+var null = json.RawMessage("null")
+
+// EncodeResult is the reply frame for a task that succeeded.
+func EncodeResult(req Request, strategy string, res taskproto.Result) []byte {
+	if !req.JSON {
+		return []byte(res.Value)
+	}
+	q, r := res.Queue.Microseconds(), res.Run.Microseconds()
+	return mustMarshal(Reply{
+		ID: idOrNull(req.ID), Task: req.Task.Kind, OK: true, Result: &res.Value,
+		Strategy: strategy, Worker: res.Worker, QueueUS: &q, RunUS: &r,
+	})
+}
+
+// EncodeError is the reply frame for a request that failed.
+func EncodeError(req Request, e *taskproto.Error) []byte {
+	if !req.JSON {
+		return []byte("error: " + string(e.Code) + ": " + e.Message)
+	}
+	return mustMarshal(Reply{ID: idOrNull(req.ID), Task: req.Task.Kind, Error: &ReplyError{Code: e.Code, Message: e.Message}})
+}
+
+func idOrNull(id json.RawMessage) json.RawMessage {
+	if id == nil {
+		return null
+	}
+	return id
+}
+
+func mustMarshal(r Reply) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		// Unreachable: every field is a plain value or JSON Parse validated.
+		return []byte(`{"id":null,"ok":false,"error":{"code":"internal","message":"cannot encode reply"}}`)
+	}
+	return b
+}

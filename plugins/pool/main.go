@@ -1,0 +1,17 @@
+// Command pool is the strategy plugin that runs tasks on a fixed pool of
+// goroutines ([pool] workers, default the number of CPUs) fed from a bounded
+// queue ([pool] queue_size); a full queue answers overloaded.
+package main
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/taskproto"
+)
+
+func main() {
+	taskproto.Serve("pool", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+		return strategy.NewPool(cfg)
+	})
+}

@@ -1,0 +1,16 @@
+// Command semaphore is the strategy plugin that lets at most
+// [other] asyn_semaphore tasks run at once; the rest wait in FIFO order.
+package main
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/taskproto"
+)
+
+func main() {
+	taskproto.Serve("semaphore", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+		return strategy.NewSemaphore(cfg)
+	})
+}
