@@ -55,6 +55,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	set := map[string]bool{}
 	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["port"] && (*port < 0 || *port > 65535) {
+		fmt.Fprintf(stderr, "host: --port: must be a whole number between 0 and 65535, got %d\n", *port)
+		return ExitUsage
+	}
+	if set["log-level"] && !slices.Contains(config.LogLevels, *logLevel) {
+		fmt.Fprintf(stderr, "host: --log-level: must be one of %v, got %q\n", config.LogLevels, *logLevel)
+		return ExitUsage
+	}
 
 	cfg, err := loadConfig(*configPath, set["config"])
 	if err != nil {

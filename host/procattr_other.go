@@ -4,4 +4,6 @@ package host
 
 import "os/exec"
 
-func setParentDeathSignal(*exec.Cmd) {}
+func setPluginProcAttr(*exec.Cmd) {}
+
+func killProcessGroup(int) {}

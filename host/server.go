@@ -65,8 +65,9 @@ type Server struct {
 	taskCtx     context.Context
 	cancelTasks context.CancelCauseFunc
 
-	mu    sync.Mutex
-	conns map[*wsConn]struct{}
+	mu        sync.Mutex
+	conns     map[*wsConn]struct{}
+	upgrading int // connections between the limit check and the upgrade
 }
 
 // NewServer builds a server around opt.Strategy.
@@ -189,21 +190,30 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	// The slot is taken before the upgrade so that concurrent upgrades
+	// cannot overshoot the limit together.
 	s.mu.Lock()
-	full := len(s.conns) >= s.opt.MaxConnections
+	full := len(s.conns)+s.upgrading >= s.opt.MaxConnections
+	if !full {
+		s.upgrading++
+	}
 	s.mu.Unlock()
 	if full {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
+	s.mu.Lock()
+	s.upgrading--
+	var c *wsConn
+	if err == nil {
+		c = newWSConn(s, ws)
+		s.conns[c] = struct{}{}
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return // the upgrader has answered the client
 	}
-	c := newWSConn(s, ws)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, c)

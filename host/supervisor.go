@@ -75,7 +75,7 @@ func StartPlugin(ctx context.Context, name, path string, cfg taskproto.Config, l
 func (s *PluginSupervisor) launch(ctx context.Context) (*pluginInstance, error) {
 	cmd := exec.Command(s.path)
 	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + s.log.GetLevel().String()}
-	setParentDeathSignal(cmd)
+	setPluginProcAttr(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  taskproto.Handshake,
 		Plugins:          taskproto.PluginMap,
@@ -195,6 +195,7 @@ func (s *PluginSupervisor) watch(inst *pluginInstance) error {
 func (inst *pluginInstance) stop() {
 	inst.exec.Close() // fails what is pending: the process is going away
 	inst.client.Kill()
+	killProcessGroup(inst.pid)
 }
 
 // instance returns the running plugin, waiting for a restart if needed.
@@ -282,4 +283,3 @@ func (s *PluginSupervisor) Close() error {
 	<-s.done
 	return nil
 }
-

@@ -105,9 +105,14 @@ func (s *grpcServer) Execute(stream pb.Executor_ExecuteServer) error {
 			mu.Unlock()
 		case *pb.ExecuteRequest_Task:
 			t := m.Task
-			tctx, cancel := context.WithCancel(ctx)
+			var (
+				tctx   context.Context
+				cancel context.CancelFunc
+			)
 			if t.GetTimeoutMs() > 0 {
 				tctx, cancel = context.WithTimeout(ctx, time.Duration(t.GetTimeoutMs())*time.Millisecond)
+			} else {
+				tctx, cancel = context.WithCancel(ctx)
 			}
 			mu.Lock()
 			cancels[t.GetSeq()] = cancel

@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/wslab/wslab/taskproto/pb"
 )
 
@@ -148,7 +151,7 @@ func (r *RemoteExecutor) forget(seq uint64) {
 
 func (r *RemoteExecutor) failed() *Error {
 	err := r.Err()
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return Errorf(CodeExecutorFailed, "plugin %s is stopped", r.info.Name)
 	}
 	return Errorf(CodeExecutorFailed, "plugin %s failed under the task: %v", r.info.Name, err)

@@ -1,6 +1,7 @@
 package wsproto
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/wslab/wslab/taskproto"
@@ -12,8 +13,8 @@ type Reply struct {
 	Task     string          `json:"task,omitempty"`
 	OK       bool            `json:"ok"`
 	Result   *string         `json:"result,omitempty"`
-	Strategy string          `json:"strategy,omitempty"`
-	Worker   string          `json:"worker,omitempty"`
+	Strategy *string         `json:"strategy,omitempty"`
+	Worker   *string         `json:"worker,omitempty"`
 	QueueUS  *int64          `json:"queue_us,omitempty"`
 	RunUS    *int64          `json:"run_us,omitempty"`
 	Error    *ReplyError     `json:"error,omitempty"`
@@ -35,7 +36,7 @@ func EncodeResult(req Request, strategy string, res taskproto.Result) []byte {
 	q, r := res.Queue.Microseconds(), res.Run.Microseconds()
 	return mustMarshal(Reply{
 		ID: idOrNull(req.ID), Task: req.Task.Kind, OK: true, Result: &res.Value,
-		Strategy: strategy, Worker: res.Worker, QueueUS: &q, RunUS: &r,
+		Strategy: &strategy, Worker: &res.Worker, QueueUS: &q, RunUS: &r,
 	})
 }
 
@@ -55,10 +56,12 @@ func idOrNull(id json.RawMessage) json.RawMessage {
 }
 
 func mustMarshal(r Reply) []byte {
-	b, err := json.Marshal(r)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // ids are echoed byte for byte, "<" included
+	if err := enc.Encode(r); err != nil {
 		// Unreachable: every field is a plain value or JSON Parse validated.
 		return []byte(`{"id":null,"ok":false,"error":{"code":"internal","message":"cannot encode reply"}}`)
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

@@ -6,7 +6,7 @@ package wsproto
 import (
 	"bytes"
 	"encoding/json"
-	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -63,10 +63,10 @@ func parsePlain(frame []byte, d Defaults) (Request, *taskproto.Error) {
 		secs, ok := wholeNumber(word)
 		if !ok {
 			return req, taskproto.Errorf(taskproto.CodeUnknownTask,
-				"unknown request %q; send fib, cpu, io, a whole number of seconds to sleep, or a JSON request", clip(word))
+				"unknown request %s; send fib, cpu, io, a whole number of seconds to sleep, or a JSON request", quote(word))
 		}
 		if secs > int64(time.Duration(1<<62)/time.Second) {
-			return req, taskproto.Errorf(taskproto.CodeOutOfRange, "sleep of %s seconds is too long", clip(word))
+			return req, taskproto.Errorf(taskproto.CodeOutOfRange, "sleep of %s seconds is too long", quote(word))
 		}
 		req.Task = taskproto.Task{Kind: taskproto.KindSleep, N: secs * 1000}
 	}
@@ -90,32 +90,28 @@ func wholeNumber(s string) (int64, bool) {
 	return n, true
 }
 
-type jsonRequest struct {
-	ID   json.RawMessage `json:"id"`
-	Task json.RawMessage `json:"task"`
-	N    json.RawMessage `json:"n"`
-}
-
 func parseJSON(frame []byte, d Defaults) (Request, *taskproto.Error) {
 	req := Request{JSON: true}
-	var raw jsonRequest
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "TASK" is not a field of the protocol.
+	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(frame, &raw); err != nil {
-		return req, taskproto.Errorf(taskproto.CodeBadRequest, "invalid JSON request: %v", err)
+		return req, taskproto.Errorf(taskproto.CodeBadRequest, "invalid JSON request: %s", clip(err.Error()))
 	}
-	if raw.ID != nil {
-		if !isStringOrNumber(raw.ID) {
+	if id, ok := raw["id"]; ok {
+		if !isStringOrNumber(id) {
 			return req, taskproto.Errorf(taskproto.CodeBadRequest, "id must be a string or a number")
 		}
-		req.ID = raw.ID
+		req.ID = id
 	}
-	if raw.Task == nil {
-		return req, taskproto.Errorf(taskproto.CodeBadRequest, "missing task; accepted: fib, cpu, io, sleep, noop")
-	}
-	var kind string
-	if err := json.Unmarshal(raw.Task, &kind); err != nil {
+	task, ok := raw["task"]
+	if !ok || task[0] != '"' {
 		return req, taskproto.Errorf(taskproto.CodeBadRequest, "task must be a string; accepted: fib, cpu, io, sleep, noop")
 	}
-	req.Task.Kind = kind
+	var kind string
+	if err := json.Unmarshal(task, &kind); err != nil {
+		return req, taskproto.Errorf(taskproto.CodeBadRequest, "task must be a string; accepted: fib, cpu, io, sleep, noop")
+	}
 	switch kind {
 	case taskproto.KindFib:
 		req.Task.N = d.FibN
@@ -127,14 +123,15 @@ func parseJSON(frame []byte, d Defaults) (Request, *taskproto.Error) {
 		req.Task.N = tasks.DefaultSleepMS
 	case taskproto.KindNoop:
 	default:
-		return req, taskproto.Errorf(taskproto.CodeUnknownTask, "unknown task %q; accepted: fib, cpu, io, sleep, noop", clip(kind))
+		return req, taskproto.Errorf(taskproto.CodeUnknownTask, "unknown task %s; accepted: fib, cpu, io, sleep, noop", quote(kind))
 	}
-	if raw.N != nil && !bytes.Equal(raw.N, []byte("null")) {
-		n, err := wholeJSONNumber(raw.N)
+	req.Task.Kind = kind
+	if n, ok := raw["n"]; ok && !bytes.Equal(n, []byte("null")) {
+		v, err := wholeJSONNumber(n)
 		if err != nil {
 			return req, err
 		}
-		req.Task.N = n
+		req.Task.N = v
 	}
 	return req, nil
 }
@@ -149,8 +146,9 @@ func isStringOrNumber(v json.RawMessage) bool {
 	return false
 }
 
-// wholeJSONNumber reads n: an integer, possibly written 1e6; fractions are a
-// bad request, integers beyond int64 out of range.
+// wholeJSONNumber reads n: an integer, possibly written 1e6 or 5.0;
+// fractions are a bad request, integers beyond int64 out of range. big.Rat
+// is exact where float64 would round 99999.9999999999999 to a whole number.
 func wholeJSONNumber(v json.RawMessage) (int64, *taskproto.Error) {
 	if c := v[0]; c != '-' && (c < '0' || c > '9') {
 		return 0, taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number")
@@ -158,14 +156,17 @@ func wholeJSONNumber(v json.RawMessage) (int64, *taskproto.Error) {
 	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
 		return n, nil
 	}
-	f, err := strconv.ParseFloat(string(v), 64)
-	switch {
-	case err == nil && f != math.Trunc(f):
-		return 0, taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number, got %s", clip(string(v)))
-	case err != nil || f >= math.MaxInt64 || f <= math.MinInt64:
+	if len(v) > 64 { // exponents like 1e999999999 would cost big.Rat dearly
 		return 0, taskproto.Errorf(taskproto.CodeOutOfRange, "n %s is out of range", clip(string(v)))
 	}
-	return int64(f), nil
+	r, ok := new(big.Rat).SetString(string(v))
+	switch {
+	case !ok || !r.IsInt():
+		return 0, taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number, got %s", clip(string(v)))
+	case !r.Num().IsInt64():
+		return 0, taskproto.Errorf(taskproto.CodeOutOfRange, "n %s is out of range", clip(string(v)))
+	}
+	return r.Num().Int64(), nil
 }
 
 // clip keeps client text in error messages short.
@@ -179,4 +180,10 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// quote quotes client text for an error message, short and printable
+// whatever it holds.
+func quote(s string) string {
+	return clip(strconv.QuoteToASCII(clip(s)))
 }

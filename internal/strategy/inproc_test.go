@@ -1,0 +1,95 @@
+package strategy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/wslab/wslab/taskproto"
+)
+
+func TestInprocKinds(t *testing.T) {
+	dir := t.TempDir()
+	s := NewInproc(taskproto.Config{DataDir: dir, LargeFileName: "large_file.txt"})
+	cases := []struct {
+		task taskproto.Task
+		want string
+	}{
+		{taskproto.Task{Kind: taskproto.KindFib, N: 10}, "55"},
+		{taskproto.Task{Kind: taskproto.KindCPU, N: 10}, "45"},
+		{taskproto.Task{Kind: taskproto.KindIO, N: 100}, "100"},
+		{taskproto.Task{Kind: taskproto.KindSleep, N: 1}, "Request done"},
+		{noop, ""},
+	}
+	for i, c := range cases {
+		res, err := s.Execute(context.Background(), c.task)
+		if err != nil {
+			t.Fatalf("%+v: %v", c.task, err)
+		}
+		if res.Value != c.want {
+			t.Errorf("%+v: value %q, want %q", c.task, res.Value, c.want)
+		}
+		if res.Worker != "inproc" {
+			t.Errorf("%+v: worker %q, want inproc", c.task, res.Worker)
+		}
+		if res.Queue != 0 {
+			t.Errorf("%+v: queue %v, want 0 for inproc", c.task, res.Queue)
+		}
+		if st := statsOf(t, s); st.Completed != int64(i+1) || st.Failed != 0 || st.Running != 0 || st.Queued != 0 {
+			t.Errorf("after %d tasks: stats %+v", i+1, st)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("io task left %d files in the data directory", len(entries))
+	}
+
+	info := s.Info()
+	if info.Name != "inproc" || info.Concurrency != 0 {
+		t.Errorf("Info %+v: want name inproc, concurrency 0 (unbounded)", info)
+	}
+	if st := statsOf(t, s); st.Capacity != 0 {
+		t.Errorf("Capacity %d, want 0", st.Capacity)
+	}
+}
+
+func TestInprocUnknownKind(t *testing.T) {
+	s := NewInproc(taskproto.Config{})
+	_, err := s.Execute(context.Background(), taskproto.Task{Kind: "nope"})
+	var te *taskproto.Error
+	if !errors.As(err, &te) || te.Code != taskproto.CodeUnknownTask {
+		t.Fatalf("err %v, want unknown_task", err)
+	}
+	if st := statsOf(t, s); st.Failed != 1 || st.Completed != 0 {
+		t.Errorf("stats %+v: want 1 failed, 0 completed", st)
+	}
+}
+
+func TestInprocCancelledContext(t *testing.T) {
+	s := NewInproc(taskproto.Config{})
+
+	// Already cancelled: the cpu loop stops at its first look.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	o := await(t, execAsync(s, ctx, longCPU), "cpu task with a cancelled context")
+	if !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", o.err)
+	}
+
+	// Cancelled while it runs.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	ch := execAsync(s, ctx, longCPU)
+	waitStats(t, s, "the cpu task to run", func(st taskproto.Stats) bool { return st.Running == 1 })
+	cancel()
+	o = await(t, ch, "cpu task cancelled while running")
+	if !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", o.err)
+	}
+	if o.res.Value != "" {
+		t.Errorf("cancelled task has value %q", o.res.Value)
+	}
+	if st := statsOf(t, s); st.Failed != 2 || st.Completed != 0 || st.Running != 0 {
+		t.Errorf("stats %+v: want 2 failed, 0 completed, 0 running", st)
+	}
+}
