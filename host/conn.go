@@ -113,7 +113,12 @@ func (c *wsConn) handle(mt int, data []byte) {
 		c.send(outFrame{plainSeq: seq, data: wsproto.EncodeError(req, perr)})
 		return
 	}
-	go c.run(req, seq)
+	// Admitted here, in the order the frames arrived; waited for elsewhere.
+	timeout := c.srv.opt.TaskTimeout
+	ctx, cancel := context.WithTimeoutCause(c.ctx, timeout,
+		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
+	wait := taskproto.Submit(ctx, c.srv.opt.Strategy, req.Task)
+	go c.finish(ctx, cancel, wait, req, seq)
 }
 
 // admit takes an in-flight slot on the connection and one overall, or says
@@ -144,13 +149,11 @@ func (c *wsConn) release() {
 	<-c.inflight
 }
 
-func (c *wsConn) run(req wsproto.Request, seq uint64) {
+// finish waits for an admitted task and queues its reply.
+func (c *wsConn) finish(ctx context.Context, cancel context.CancelFunc, wait func() (taskproto.Result, error), req wsproto.Request, seq uint64) {
 	defer c.release()
-	timeout := c.srv.opt.TaskTimeout
-	ctx, cancel := context.WithTimeoutCause(c.ctx, timeout,
-		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
 	defer cancel()
-	res, err := c.srv.opt.Strategy.Execute(ctx, req.Task)
+	res, err := wait()
 	var frame []byte
 	if err != nil {
 		frame = wsproto.EncodeError(req, taskproto.AsError(ctx, err))

@@ -233,6 +233,18 @@ func (s *PluginSupervisor) Execute(ctx context.Context, t taskproto.Task) (taskp
 	return inst.exec.Execute(ctx, t)
 }
 
+// Submit sends t to the running plugin at once, so that tasks reach it in
+// call order; while the plugin restarts, t waits for it in a goroutine.
+func (s *PluginSupervisor) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
+	s.mu.Lock()
+	inst := s.cur
+	s.mu.Unlock()
+	if inst != nil {
+		return inst.exec.Submit(ctx, t)
+	}
+	return taskproto.Async(func() (taskproto.Result, error) { return s.Execute(ctx, t) })
+}
+
 // Info describes the plugin's strategy.
 func (s *PluginSupervisor) Info() taskproto.StrategyInfo {
 	s.mu.Lock()

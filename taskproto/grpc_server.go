@@ -67,8 +67,9 @@ func (s *grpcServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsRe
 	return statsToPB(st), nil
 }
 
-// Execute runs every task of the stream in its own goroutine (the strategy
-// decides how many actually run) and sends each reply when it is ready.
+// Execute admits the stream's tasks in the order they arrive, waits for each
+// in a goroutine of its own (the strategy decides how many actually run) and
+// sends each reply when it is ready.
 func (s *grpcServer) Execute(stream pb.Executor_ExecuteServer) error {
 	exec := s.executor()
 	if exec == nil {
@@ -117,10 +118,12 @@ func (s *grpcServer) Execute(stream pb.Executor_ExecuteServer) error {
 			mu.Lock()
 			cancels[t.GetSeq()] = cancel
 			mu.Unlock()
+			// Admitted here, in stream order; waited for in a goroutine.
+			wait := Submit(tctx, exec, Task{Kind: t.GetKind(), N: t.GetN()})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res, err := exec.Execute(tctx, Task{Kind: t.GetKind(), N: t.GetN()})
+				res, err := wait()
 				var te *Error
 				if err != nil {
 					te = AsError(tctx, err)

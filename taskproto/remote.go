@@ -98,12 +98,18 @@ func (r *RemoteExecutor) Stats(ctx context.Context) (Stats, error) {
 // Execute sends t to the plugin and waits for its reply, ctx, or the end of
 // the stream, whichever comes first.
 func (r *RemoteExecutor) Execute(ctx context.Context, t Task) (Result, error) {
+	return r.Submit(ctx, t)()
+}
+
+// Submit sends t to the plugin at once; tasks reach the plugin in the order
+// of the Submit calls.
+func (r *RemoteExecutor) Submit(ctx context.Context, t Task) (wait func() (Result, error)) {
 	seq := r.seq.Add(1)
 	ch := make(chan *pb.ExecuteResponse, 1)
 	r.mu.Lock()
 	if r.pending == nil {
 		r.mu.Unlock()
-		return Result{}, r.failed()
+		return failedWait(r.failed())
 	}
 	r.pending[seq] = ch
 	r.mu.Unlock()
@@ -114,25 +120,31 @@ func (r *RemoteExecutor) Execute(ctx context.Context, t Task) (Result, error) {
 	}
 	if err := r.send(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Task{Task: task}}); err != nil {
 		r.forget(seq)
-		return Result{}, Errorf(CodeExecutorFailed, "send task to plugin %s: %v", r.info.Name, err)
+		return failedWait(Errorf(CodeExecutorFailed, "send task to plugin %s: %v", r.info.Name, err))
 	}
 
-	select {
-	case resp := <-ch:
-		return resultFromPB(resp)
-	case <-ctx.Done():
-		r.forget(seq)
-		// Best effort: the plugin stops the task; its late reply is dropped.
-		_ = r.send(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Cancel{Cancel: &pb.Cancel{Seq: seq}}})
-		return Result{}, ctx.Err()
-	case <-r.done:
+	return func() (Result, error) {
 		select {
-		case resp := <-ch: // the reply won the race with the stream's end
+		case resp := <-ch:
 			return resultFromPB(resp)
-		default:
-			return Result{}, r.failed()
+		case <-ctx.Done():
+			r.forget(seq)
+			// Best effort: the plugin stops the task; its late reply is dropped.
+			_ = r.send(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Cancel{Cancel: &pb.Cancel{Seq: seq}}})
+			return Result{}, ctx.Err()
+		case <-r.done:
+			select {
+			case resp := <-ch: // the reply won the race with the stream's end
+				return resultFromPB(resp)
+			default:
+				return Result{}, r.failed()
+			}
 		}
 	}
+}
+
+func failedWait(err error) func() (Result, error) {
+	return func() (Result, error) { return Result{}, err }
 }
 
 func (r *RemoteExecutor) send(req *pb.ExecuteRequest) error {

@@ -157,3 +157,40 @@ type Config struct {
 	// so that a strategy can read a section of its own.
 	Settings map[string]string
 }
+
+// Submitter is implemented by executors that can admit a task without
+// waiting for it to finish. Tasks submitted one after another from one
+// goroutine are admitted in that order, which calls to Execute, each from a
+// goroutine of its own, cannot promise: it is what makes a pipelined
+// connection's tasks queue in the order they arrived.
+type Submitter interface {
+	// Submit admits t and returns a function that waits for its outcome;
+	// that function must be called exactly once.
+	Submit(ctx context.Context, t Task) (wait func() (Result, error))
+}
+
+// Submit admits t on e in call order when e is a Submitter, and otherwise
+// runs e.Execute in a goroutine of its own.
+func Submit(ctx context.Context, e Executor, t Task) (wait func() (Result, error)) {
+	if s, ok := e.(Submitter); ok {
+		return s.Submit(ctx, t)
+	}
+	return Async(func() (Result, error) { return e.Execute(ctx, t) })
+}
+
+// Async runs fn in a goroutine and returns a function that waits for it.
+func Async(fn func() (Result, error)) (wait func() (Result, error)) {
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		res, err := fn()
+		ch <- outcome{res, err}
+	}()
+	return func() (Result, error) {
+		o := <-ch
+		return o.res, o.err
+	}
+}

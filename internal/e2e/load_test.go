@@ -198,3 +198,33 @@ func TestSemaphoreWaves(t *testing.T) {
 		t.Errorf("all 15 finished in %v: at most 5 at once would take 3 s", done[n-1])
 	}
 }
+
+// TestSemaphorePipelinedFIFO: tasks pipelined on one connection wait for the
+// semaphore in the order they were sent, so with one slot they finish in
+// that order.
+func TestSemaphorePipelinedFIFO(t *testing.T) {
+	h := startHost(t, "semaphore", "[other]\nasyn_semaphore = 1\n")
+	ws := h.dial(t)
+	const n = 8
+	for i := range n {
+		frame := fmt.Sprintf(`{"id":%d,"task":"sleep","n":50}`, i)
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	for range n {
+		msg, err := read(ws, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := decode(t, msg)
+		if !r.OK {
+			t.Fatalf("reply %s", msg)
+		}
+		order = append(order, string(r.ID))
+	}
+	if want := []string{"0", "1", "2", "3", "4", "5", "6", "7"}; !slices.Equal(order, want) {
+		t.Errorf("completion order %v, want the sending order %v", order, want)
+	}
+}

@@ -105,12 +105,6 @@ func goroutines(fn, state string) int {
 	return count
 }
 
-// parkedInAcquire counts goroutines blocked in the semaphore's wait, that
-// is, already in its FIFO list of waiters.
-func parkedInAcquire() int {
-	return goroutines("semaphore.(*Weighted).Acquire(", "select")
-}
-
 // poolWorkers counts the goroutines of every live Pool.
 func poolWorkers() int {
 	return goroutines("strategy.(*Pool).work(", "")
@@ -175,7 +169,7 @@ func (l *orderLog) get() []string {
 }
 
 // recordCtx is a never-done context that logs its name the first time Err
-// is called: a cpu task calls Err when it runs, and the semaphore's Acquire
+// is called: a cpu task calls Err when it runs, and the semaphore's wait
 // calls only Done on its way to a slot.
 type recordCtx struct {
 	context.Context

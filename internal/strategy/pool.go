@@ -22,6 +22,9 @@ type Pool struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	meter
+
+	mu     sync.Mutex // orders enqueue against Close
+	closed bool
 }
 
 type job struct {
@@ -76,22 +79,42 @@ func (p *Pool) work(name string) {
 }
 
 func (p *Pool) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
+	return p.Submit(ctx, t)()
+}
+
+// Submit queues t at once, in call order, or refuses it when the queue is
+// full or the pool closed.
+func (p *Pool) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
 	j := &job{ctx: ctx, task: t, enqueued: time.Now(), done: make(chan taskproto.Result, 1)}
-	p.queued.Add(1)
+	if err := p.enqueue(j); err != nil {
+		p.failed.Add(1)
+		return func() (taskproto.Result, error) { return taskproto.Result{}, err }
+	}
+	return func() (taskproto.Result, error) {
+		select {
+		case res := <-j.done:
+			return res, j.err
+		case <-ctx.Done():
+			// The worker that takes the job sees its context is done and skips it.
+			return taskproto.Result{Queue: time.Since(j.enqueued)}, ctx.Err()
+		}
+	}
+}
+
+func (p *Pool) enqueue(j *job) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return taskproto.Errorf(taskproto.CodeShuttingDown, "pool is closed")
+	}
+	p.queued.Add(1) // before the send: a worker may take the job at once
 	select {
 	case p.queue <- j:
+		return nil
 	default:
 		p.queued.Add(-1)
-		p.failed.Add(1)
-		return taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded,
+		return taskproto.Errorf(taskproto.CodeOverloaded,
 			"pool queue is full (%d tasks waiting for %d goroutines); retry later", cap(p.queue), p.workers)
-	}
-	select {
-	case res := <-j.done:
-		return res, j.err
-	case <-ctx.Done():
-		// The worker that takes the job sees its context is done and skips it.
-		return taskproto.Result{Queue: time.Since(j.enqueued)}, ctx.Err()
 	}
 }
 
@@ -108,9 +131,27 @@ func (p *Pool) Stats(context.Context) (taskproto.Stats, error) {
 	return p.stats(int64(p.workers)), nil
 }
 
-// Close stops the goroutines once they finish their current task.
+// Close stops the goroutines once they finish their current task, and
+// fails the tasks still queued with shutting_down.
 func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
 	close(p.stop)
 	p.wg.Wait()
-	return nil
+	for {
+		select {
+		case j := <-p.queue:
+			p.queued.Add(-1)
+			p.failed.Add(1)
+			j.err = taskproto.Errorf(taskproto.CodeShuttingDown, "pool closed before the task ran")
+			j.done <- taskproto.Result{Queue: time.Since(j.enqueued)}
+		default:
+			return nil
+		}
+	}
 }

@@ -243,14 +243,9 @@ func TestPoolCounters(t *testing.T) {
 	}
 }
 
-// Known bug, skipped unless WSLAB_KNOWN_BUGS is set: Close stops the
-// goroutines but leaves the queue open, so a task queued at Close, or
-// submitted after it, is never taken and its Execute never returns unless
-// its context ends.
+// After Close, a task queued at Close or submitted after it is answered
+// at once instead of waiting for a worker that will never come.
 func TestPoolExecuteAfterCloseReturns(t *testing.T) {
-	if os.Getenv("WSLAB_KNOWN_BUGS") == "" {
-		t.Skip("known bug: Pool.Execute after Close blocks until its context ends; set WSLAB_KNOWN_BUGS=1 to run")
-	}
 	p, err := NewPool(taskproto.Config{Workers: 1, QueueSize: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +256,10 @@ func TestPoolExecuteAfterCloseReturns(t *testing.T) {
 	ch := execAsync(p, context.Background(), noop)
 	select {
 	case o := <-ch:
-		t.Logf("Execute after Close: %+v, %v", o.res, o.err)
+		var te *taskproto.Error
+		if !errors.As(o.err, &te) || te.Code != taskproto.CodeShuttingDown {
+			t.Errorf("Execute after Close: %+v, %v; want shutting_down", o.res, o.err)
+		}
 	case <-time.After(3 * time.Second):
 		t.Fatalf("Execute after Close has not returned after 3s: the job sits in a queue no goroutine reads (Stats %+v)", statsOf(t, p))
 	}

@@ -6,17 +6,14 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
 )
 
-// Semaphore lets at most N tasks run at once; the others wait in FIFO
-// order, as asyncio.Semaphore does. x/sync's Weighted semaphore serves
-// waiters in arrival order and lets a waiter leave when its context ends.
+// Semaphore lets at most N tasks run at once; the others wait in the order
+// they arrived, as asyncio.Semaphore's waiters do.
 type Semaphore struct {
-	sem    *semaphore.Weighted
+	sem    *fifoSemaphore
 	limit  int64
 	runner tasks.Runner
 	worker string
@@ -29,7 +26,7 @@ func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
 		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", cfg.Semaphore)
 	}
 	return &Semaphore{
-		sem:    semaphore.NewWeighted(cfg.Semaphore),
+		sem:    newFIFOSemaphore(cfg.Semaphore),
 		limit:  cfg.Semaphore,
 		runner: runnerFor(cfg),
 		worker: fmt.Sprintf("p%d", os.Getpid()),
@@ -37,19 +34,30 @@ func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
 }
 
 func (s *Semaphore) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	res := taskproto.Result{Worker: s.worker}
-	s.queued.Add(1)
+	return s.Submit(ctx, t)()
+}
+
+// Submit takes a slot or a place in line at once, in call order.
+func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
 	start := time.Now()
-	err := s.sem.Acquire(ctx, 1)
-	res.Queue = time.Since(start)
-	s.queued.Add(-1)
-	if err != nil {
-		s.failed.Add(1)
+	ready, place := s.sem.join()
+	return func() (taskproto.Result, error) {
+		res := taskproto.Result{Worker: s.worker}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			if !s.sem.leave(ready, place) {
+				s.sem.release() // the slot came as the context ended
+			}
+			res.Queue = time.Since(start)
+			s.failed.Add(1)
+			return res, ctx.Err()
+		}
+		defer s.sem.release()
+		res.Queue = time.Since(start)
+		err := s.run(ctx, s.runner, t, &res)
 		return res, err
 	}
-	defer s.sem.Release(1)
-	err = s.run(ctx, s.runner, t, &res)
-	return res, err
 }
 
 func (s *Semaphore) Info() taskproto.StrategyInfo {
@@ -61,4 +69,8 @@ func (s *Semaphore) Info() taskproto.StrategyInfo {
 	}
 }
 
-func (s *Semaphore) Stats(context.Context) (taskproto.Stats, error) { return s.stats(s.limit), nil }
+func (s *Semaphore) Stats(context.Context) (taskproto.Stats, error) {
+	st := s.stats(s.limit)
+	st.Queued = int64(s.sem.waiting())
+	return st, nil
+}

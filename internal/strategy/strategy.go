@@ -5,6 +5,7 @@ package strategy
 
 import (
 	"context"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -27,11 +28,15 @@ func (m *meter) stats(capacity int64) taskproto.Stats {
 	}
 }
 
-// run runs t, timing it and counting it.
+// run runs t, timing it and counting it; a task whose caller has gone
+// by the time its turn comes is not run at all.
 func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, res *taskproto.Result) error {
 	m.running.Add(1)
 	start := time.Now()
-	v, err := r.Run(ctx, t)
+	v, err := "", ctx.Err()
+	if err == nil {
+		v, err = r.Run(ctx, t)
+	}
 	res.Run = time.Since(start)
 	m.running.Add(-1)
 	if err != nil {
@@ -67,7 +72,7 @@ func (s *Inproc) Execute(ctx context.Context, t taskproto.Task) (taskproto.Resul
 }
 
 func (s *Inproc) Info() taskproto.StrategyInfo {
-	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each, unbounded"}
+	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each, unbounded", PID: os.Getpid()}
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) { return s.stats(0), nil }
