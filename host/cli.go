@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -64,7 +63,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 
-	cfg, err := loadConfig(*configPath, set["config"])
+	cfg, err := config.LoadOrDefault(*configPath, set["config"])
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return ExitUsage
@@ -119,15 +118,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitFailed
 	}
 	return ExitOK
-}
-
-func loadConfig(path string, explicit bool) (*config.Config, error) {
-	if !explicit {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return config.Default(), nil
-		}
-	}
-	return config.Load(path)
 }
 
 // defaultPluginDir is bin/plugins beside the host binary.

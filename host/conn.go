@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -34,6 +35,8 @@ type wsConn struct {
 	inflight   chan struct{} // a slot per task in flight on this connection
 	readerDone chan struct{}
 	writerDone chan struct{}
+	goingAway  chan struct{} // closed by goAway
+	goAwayOnce sync.Once
 
 	plainSeq uint64 // plain-text requests read so far; reader goroutine only
 }
@@ -41,9 +44,8 @@ type wsConn struct {
 // outFrame is a reply for the writer. Plain-text replies carry their
 // request's sequence number, and the writer sends them in that order.
 type outFrame struct {
-	plainSeq  uint64
-	data      []byte
-	closeCode int // when set, send a close frame instead and stop writing
+	plainSeq uint64
+	data     []byte
 }
 
 func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
@@ -54,6 +56,7 @@ func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
 		inflight:   make(chan struct{}, s.opt.MaxInflight),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
+		goingAway:  make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancelCause(s.taskCtx)
 	return c
@@ -122,7 +125,7 @@ func (c *wsConn) handle(mt int, data []byte) {
 }
 
 // admit takes an in-flight slot on the connection and one overall, or says
-// why the task cannot be taken. A taken task must end with c.release.
+// why the task cannot be taken. finish gives them back.
 func (c *wsConn) admit() *taskproto.Error {
 	select {
 	case c.inflight <- struct{}{}:
@@ -143,17 +146,17 @@ func (c *wsConn) admit() *taskproto.Error {
 	return nil
 }
 
-func (c *wsConn) release() {
-	c.srv.tasks.end()
+// finish waits for an admitted task and queues its reply. The task's slots
+// are freed before its reply is queued: a client that sends its next
+// request as soon as it reads a reply must find a slot free. The task
+// counts as running until the reply is queued, so that Shutdown's 1001
+// close comes after it.
+func (c *wsConn) finish(ctx context.Context, cancel context.CancelFunc, wait func() (taskproto.Result, error), req wsproto.Request, seq uint64) {
+	defer c.srv.tasks.end()
+	res, err := wait()
+	cancel()
 	c.srv.queued.Add(-1)
 	<-c.inflight
-}
-
-// finish waits for an admitted task and queues its reply.
-func (c *wsConn) finish(ctx context.Context, cancel context.CancelFunc, wait func() (taskproto.Result, error), req wsproto.Request, seq uint64) {
-	defer c.release()
-	defer cancel()
-	res, err := wait()
 	var frame []byte
 	if err != nil {
 		frame = wsproto.EncodeError(req, taskproto.AsError(ctx, err))
@@ -163,26 +166,33 @@ func (c *wsConn) finish(ctx context.Context, cancel context.CancelFunc, wait fun
 	c.send(outFrame{plainSeq: seq, data: frame})
 }
 
-// send hands f to the writer, or drops it if the connection has ended.
+// send hands f to the writer, or drops it if the connection has ended, or
+// if its writer is stuck behind a client that does not read while the host
+// shuts down (the connection is about to be closed anyway).
 func (c *wsConn) send(f outFrame) {
 	select {
 	case c.out <- f:
+		return
+	default:
+	}
+	select {
+	case c.out <- f:
 	case <-c.writerDone:
+	case <-c.srv.taskCtx.Done():
 	}
 }
 
-// goAway asks the writer to close the connection with 1001 after the
-// replies queued before it.
+// goAway asks the writer to close the connection with 1001 (going away)
+// once the replies already queued are written.
 func (c *wsConn) goAway() {
-	c.send(outFrame{closeCode: websocket.CloseGoingAway})
+	c.goAwayOnce.Do(func() { close(c.goingAway) })
 }
 
 func (c *wsConn) write() {
 	defer close(c.writerDone)
 	ping := time.NewTicker(min(c.idleTimeout()/2, maxPingWait))
 	defer ping.Stop()
-	nextPlain := uint64(1)
-	heldPlain := make(map[uint64][]byte) // plain replies that overtook earlier ones
+	w := replyWriter{c: c, nextPlain: 1, heldPlain: make(map[uint64][]byte)}
 
 	for {
 		var err error
@@ -192,29 +202,60 @@ func (c *wsConn) write() {
 		case <-ping.C:
 			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
 		case f := <-c.out:
-			switch {
-			case f.closeCode != 0:
-				msg := websocket.FormatCloseMessage(f.closeCode, "server shutting down")
-				c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
-				// Give the client a moment to answer the close, then the
-				// reader's deadline ends the connection.
-				c.ws.SetReadDeadline(time.Now().Add(time.Second))
-				return
-			case f.plainSeq == 0:
-				err = c.writeText(f.data)
-			default:
-				heldPlain[f.plainSeq] = f.data
-				for data, ok := heldPlain[nextPlain]; ok && err == nil; data, ok = heldPlain[nextPlain] {
-					delete(heldPlain, nextPlain)
-					nextPlain++
-					err = c.writeText(data)
-				}
-			}
+			err = w.write(f)
+		case <-c.goingAway:
+			w.drain() // replies queued before the close go out first
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+			c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+			// Give the client a moment to answer the close, then the
+			// reader's deadline ends the connection.
+			c.ws.SetReadDeadline(time.Now().Add(time.Second))
+			return
 		}
 		if err != nil {
 			c.srv.log.Debug("write failed, closing connection", "remote", c.ws.RemoteAddr(), "error", err)
 			c.ws.Close() // unblocks the reader
 			return
+		}
+	}
+}
+
+// replyWriter writes replies, holding back plain-text ones that overtook
+// an earlier plain-text request's. The writer goroutine owns it.
+type replyWriter struct {
+	c         *wsConn
+	nextPlain uint64
+	heldPlain map[uint64][]byte
+}
+
+// drain writes the replies already queued.
+func (w *replyWriter) drain() error {
+	for {
+		select {
+		case f := <-w.c.out:
+			if err := w.write(f); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+func (w *replyWriter) write(f outFrame) error {
+	if f.plainSeq == 0 {
+		return w.c.writeText(f.data)
+	}
+	w.heldPlain[f.plainSeq] = f.data
+	for {
+		data, ok := w.heldPlain[w.nextPlain]
+		if !ok {
+			return nil
+		}
+		delete(w.heldPlain, w.nextPlain)
+		w.nextPlain++
+		if err := w.c.writeText(data); err != nil {
+			return err
 		}
 	}
 }

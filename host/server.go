@@ -141,9 +141,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
 		st.PluginPID, st.Restarts = sup.PID(), sup.Restarts()
 	}
-	s.mu.Lock()
-	st.Connections = len(s.conns)
-	s.mu.Unlock()
+	st.Connections = s.connections()
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	var err error
@@ -222,14 +220,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.serve()
 }
 
-// Shutdown stops accepting connections and tasks, lets accepted tasks
-// finish for up to grace, fails the rest with shutting_down, and closes
-// every WebSocket with 1001 (going away) once its replies are written.
+// Shutdown refuses new connections and tasks (and /healthz answers 503),
+// lets accepted tasks finish for up to grace, fails the rest with
+// shutting_down, closes every WebSocket with 1001 (going away) once its
+// replies are written, and closes the listener.
 func (s *Server) Shutdown(grace time.Duration) {
 	s.draining.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	s.http.Shutdown(ctx) // closes the listener; upgraded connections are ours
-	cancel()
 
 	idle := s.tasks.close()
 	select {
@@ -253,19 +249,25 @@ func (s *Server) Shutdown(grace time.Duration) {
 	for _, c := range conns {
 		c.goAway()
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		if n == 0 {
-			return
-		}
+	// A client that reads answers the close at once, or its reader's
+	// deadline (a second) ends it; the rest are not reading at all.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for s.connections() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, c := range conns {
-		c.ws.Close()
+		c.ws.Close() // whatever did not close in time: a client that does not read
 	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.http.Shutdown(ctx) // closes the listener; upgraded connections were ours
+}
+
+func (s *Server) connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // taskTracker counts running tasks and lets Shutdown wait for them; unlike

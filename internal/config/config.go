@@ -18,6 +18,7 @@ type Config struct {
 	Other       Other
 	Pool        Pool
 	Limits      Limits
+	Lab         Lab
 
 	// Raw holds every key of the file as "section.key" → value (unquoted),
 	// so that strategy plugins can read sections of their own.
@@ -70,4 +71,18 @@ type Limits struct {
 	MaxFibN            int64 // max_fib_n = 100000
 	MaxCPUN            int64 // max_cpu_n = 1000000000
 	MaxIOBytes         int64 // max_io_bytes = 100000000
+}
+
+// Lab is the [lab] section: what `lab` runs.
+type Lab struct {
+	Strategies   []string      // strategies = (empty: inproc and every plugin found)
+	Scenarios    []string      // scenarios = mixed, cpu, sleep, noop
+	Duration     time.Duration // duration_sec = 4: length of the timed scenarios
+	CPUClients   int64         // cpu_clients = 4
+	CPUN         int64         // cpu_n = 2000000: integers summed per cpu task
+	SleepClients int64         // sleep_clients = 15
+	SleepSec     int64         // sleep_sec = 1
+	NoopClients  int64         // noop_clients = 8
+	Pipeline     int64         // pipeline = 16: in-flight requests per connection (cpu, noop)
+	Out          string        // out = lab-report
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -182,7 +183,6 @@ func TestBadValues(t *testing.T) {
 		{"fib above max", "task_setting", "fibonacci_limit", "100001", "must be ≤ [limits] max_fib_n (100000), got 100001"},
 		{"unknown task", "client", "tasks", "fib, fob", `unknown task "fob", must be one of fib, cpu, io, sleep, noop`},
 		{"negative sleep", "client", "tasks", "-1", `unknown task "-1"`},
-		{"empty task item", "client", "tasks", "fib,,io", "item 2 is empty"},
 		{"empty tasks", "client", "tasks", " ", "must list at least one task"},
 		{"bad log level", "server", "log_level", "verbose", `"verbose" is not a log level, must be one of trace, debug, info, warn, error`},
 		{"file path", "task_setting", "large_file_name", "../etc/passwd", "must be a plain file name"},
@@ -283,4 +283,27 @@ func checkError(t *testing.T, err error, path, section, key, want string) {
 	if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, want) {
 		t.Errorf("error %q: want prefix %q and %q", msg, prefix, want)
 	}
+}
+
+func TestListsDropEmptyItems(t *testing.T) {
+	c := mustLoad(t, "[client]\ntasks = fib,, io ,\n[lab]\nscenarios = cpu, noop\nstrategies = inproc,pool\n")
+	if !slices.Equal(c.Client.Tasks, []string{"fib", "io"}) {
+		t.Errorf("tasks %q", c.Client.Tasks)
+	}
+	if !slices.Equal(c.Lab.Scenarios, []string{"cpu", "noop"}) || !slices.Equal(c.Lab.Strategies, []string{"inproc", "pool"}) {
+		t.Errorf("lab %+v", c.Lab)
+	}
+}
+
+func TestLabSection(t *testing.T) {
+	c := mustLoad(t, "[client]\nnum_client = 3\n")
+	if c.Lab.Duration != 4*time.Second || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 4 {
+		t.Errorf("lab defaults %+v", c.Lab)
+	}
+	path := write(t, "[lab]\nscenarios = mixed, warp\n")
+	_, err := Load(path)
+	checkError(t, err, path, "lab", "scenarios", `unknown scenario "warp"`)
+	path = write(t, "[lab]\nduration_sec = 0\n")
+	_, err = Load(path)
+	checkError(t, err, path, "lab", "duration_sec", "got 0")
 }

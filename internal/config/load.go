@@ -51,6 +51,9 @@ const (
 // (a sleep of N seconds) is accepted too.
 var TaskNames = []string{"fib", "cpu", "io", "sleep", "noop"}
 
+// LabScenarios are the scenarios [lab] scenarios accepts, in their default order.
+var LabScenarios = []string{"mixed", "cpu", "sleep", "noop"}
+
 // LogLevels are the values [server] log_level accepts.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
 
@@ -76,6 +79,17 @@ func Default() *Config {
 			MaxFibN:            100000,
 			MaxCPUN:            1000000000,
 			MaxIOBytes:         100000000,
+		},
+		Lab: Lab{
+			Scenarios:    LabScenarios,
+			Duration:     4 * time.Second,
+			CPUClients:   4,
+			CPUN:         2_000_000,
+			SleepClients: 15,
+			SleepSec:     1,
+			NoopClients:  8,
+			Pipeline:     16,
+			Out:          "lab-report",
 		},
 		Raw: map[string]string{},
 	}
@@ -109,6 +123,13 @@ func (c *Config) intKeys() []intKey {
 		{"limits", "max_fib_n", &l.MaxFibN, 1, math.MaxInt64},
 		{"limits", "max_cpu_n", &l.MaxCPUN, 1, MaxCPUN},
 		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
+		{"lab", "duration_sec", &c.Lab.Duration, 1, 3600},
+		{"lab", "cpu_clients", &c.Lab.CPUClients, 1, 100_000},
+		{"lab", "cpu_n", &c.Lab.CPUN, 0, MaxCPUN},
+		{"lab", "sleep_clients", &c.Lab.SleepClients, 1, 100_000},
+		{"lab", "sleep_sec", &c.Lab.SleepSec, 0, 3600},
+		{"lab", "noop_clients", &c.Lab.NoopClients, 1, 100_000},
+		{"lab", "pipeline", &c.Lab.Pipeline, 1, 65536},
 	}
 }
 
@@ -227,32 +248,41 @@ func Load(path string) (*Config, error) {
 		{"server", "auth_token", &c.Server.AuthToken},
 		{"server", "log_level", &c.Server.LogLevel},
 		{"task_setting", "large_file_name", &c.TaskSetting.LargeFileName},
+		{"lab", "out", &c.Lab.Out},
 	} {
 		if v, ok := lookup(s.section, s.key); ok {
 			*s.ptr = v
 		}
 	}
 	c.Server.LogLevel = strings.ToLower(strings.TrimSpace(c.Server.LogLevel))
-	if v, ok := lookup("server", "allowed_origins"); ok {
-		c.Server.AllowedOrigins = nil
-		for _, o := range strings.Split(v, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.Server.AllowedOrigins = append(c.Server.AllowedOrigins, o)
-			}
-		}
-	}
-	if v, ok := lookup("client", "tasks"); ok {
-		c.Client.Tasks = nil
-		if strings.TrimSpace(v) != "" {
-			for _, t := range strings.Split(v, ",") {
-				c.Client.Tasks = append(c.Client.Tasks, strings.TrimSpace(t))
-			}
+	for _, l := range []struct {
+		section, key string
+		ptr          *[]string
+	}{
+		{"server", "allowed_origins", &c.Server.AllowedOrigins},
+		{"client", "tasks", &c.Client.Tasks},
+		{"lab", "strategies", &c.Lab.Strategies},
+		{"lab", "scenarios", &c.Lab.Scenarios},
+	} {
+		if v, ok := lookup(l.section, l.key); ok {
+			*l.ptr = SplitList(v)
 		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// LoadOrDefault is Load, except that when the user did not name the file
+// (explicit is false) and it does not exist, the defaults apply.
+func LoadOrDefault(path string, explicit bool) (*Config, error) {
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return Default(), nil
+		}
+	}
+	return Load(path)
 }
 
 // Validate checks every value against the bounds Load applies, for use after
@@ -281,17 +311,34 @@ func (c *Config) Validate() error {
 	if len(c.Client.Tasks) == 0 {
 		return fail("client", "tasks", "is empty, must list at least one task (comma separated)")
 	}
-	for i, t := range c.Client.Tasks {
-		if t == "" {
-			return fail("client", "tasks", fmt.Sprintf("item %d is empty", i+1))
-		}
+	for _, t := range c.Client.Tasks {
 		if !slices.Contains(TaskNames, t) && !isWholeNumber(t) {
 			return fail("client", "tasks", fmt.Sprintf(
 				"unknown task %q, must be one of %s or a whole number N ≥ 0 (sleep N seconds)",
 				t, strings.Join(TaskNames, ", ")))
 		}
 	}
+	for _, sc := range c.Lab.Scenarios {
+		if !slices.Contains(LabScenarios, sc) {
+			return fail("lab", "scenarios", fmt.Sprintf("unknown scenario %q, must be among %s", sc, strings.Join(LabScenarios, ", ")))
+		}
+	}
+	if len(c.Lab.Scenarios) == 0 {
+		return fail("lab", "scenarios", "is empty, must list at least one of "+strings.Join(LabScenarios, ", "))
+	}
 	return nil
+}
+
+// SplitList splits a comma-separated value, trimming items and dropping
+// empty ones.
+func SplitList(v string) []string {
+	var items []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // unquote strips one pair of matching surrounding quotes, ' or ".
