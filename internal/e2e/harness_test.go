@@ -1,4 +1,4 @@
-// Package e2e tests the real binaries: it builds bin/host and the plugins,
+// Package e2e tests the real binaries: it builds host, client, lab and the plugins,
 // starts a host with a real plugin on a loopback port and talks to it over
 // real WebSockets, with real processes and real signals.
 package e2e
@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	for _, args := range [][]string{
-		{"build", "-o", filepath.Join(dir, "host"), "./cmd/host"},
+		{"build", "-o", dir + "/", "./cmd/..."},
 		{"build", "-o", filepath.Join(dir, "plugins") + "/", "./plugins/..."},
 	} {
 		cmd := exec.Command("go", args...)

@@ -1,0 +1,109 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/wslab/wslab/internal/config"
+)
+
+// Exit statuses of the lab command.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // the report is written, but a strategy failed or the run was interrupted
+	ExitUsage  = 2 // bad flag or configuration value
+)
+
+// Main is the lab command: `lab --config FILE --out DIR`.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
+	out := fset.String("out", "", "report `directory` (overrides [lab] out)")
+	binDir := fset.String("bin-dir", "", "directory holding host and plugins/ (default: beside the lab binary)")
+	strategies := fset.String("strategies", "", "comma-separated strategies (overrides [lab] strategies)")
+	scenarios := fset.String("scenarios", "", "comma-separated scenarios (overrides [lab] scenarios)")
+	duration := fset.Duration("duration", 0, "length of the timed scenarios (overrides [lab] duration_sec)")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	set := map[string]bool{}
+	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg, err := config.LoadOrDefault(*configPath, set["config"])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	if set["out"] {
+		cfg.Lab.Out = *out
+	}
+	if set["strategies"] {
+		cfg.Lab.Strategies = config.SplitList(*strategies)
+	}
+	if set["scenarios"] {
+		cfg.Lab.Scenarios = config.SplitList(*scenarios)
+	}
+	if set["duration"] {
+		cfg.Lab.Duration = *duration
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	if cfg.Lab.Duration <= 0 {
+		fmt.Fprintln(stderr, "lab: --duration: must be positive")
+		return ExitUsage
+	}
+	if *binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "lab: find own directory: %v\n", err)
+			return ExitUsage
+		}
+		*binDir = filepath.Dir(exe)
+	}
+	if _, err := os.Stat(filepath.Join(*binDir, "host")); err != nil {
+		fmt.Fprintf(stderr, "lab: no host binary in %s (run make build): %v\n", *binDir, err)
+		return ExitUsage
+	}
+
+	names, err := Strategies(cfg, *binDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "lab: %v\n", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	scs := Scenarios(cfg)
+	fmt.Fprintf(stderr, "lab: %d strategies × %d scenarios, report in %s\n", len(names), len(scs), cfg.Lab.Out)
+	report := Run(ctx, Options{
+		Config:   cfg,
+		BinDir:   *binDir,
+		LogDir:   filepath.Join(cfg.Lab.Out, "logs"),
+		Progress: stderr,
+	}, names, scs)
+	if err := WriteReports(cfg.Lab.Out, report); err != nil {
+		fmt.Fprintf(stderr, "lab: write report: %v\n", err)
+		return ExitFailed
+	}
+	fmt.Fprint(stdout, report.Markdown())
+	fmt.Fprintf(stderr, "lab: done in %s; report in %s (report.md, report.json, report.html)\n",
+		time.Duration(report.Seconds*float64(time.Second)).Round(time.Second), cfg.Lab.Out)
+	for _, res := range report.Results {
+		if res.Failed != "" {
+			return ExitFailed
+		}
+	}
+	return ExitOK
+}
