@@ -26,8 +26,12 @@ test: build deps fmt-check vet
 	$(GO) test -race -timeout 9m ./...
 	$(MAKE) fuzz
 
+# A bounded run of each fuzz target on top of its checked-in seed corpus.
+# Short minimisation keeps the run fuzzing rather than shrinking inputs.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/wsproto
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/wsproto
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime 5s -fuzzminimizetime 2s ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzFilePattern$$' -fuzztime 5s -fuzzminimizetime 2s ./tasks
 
 vet:
 	$(GO) vet ./...

@@ -6,6 +6,7 @@ package wsproto
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -147,24 +148,33 @@ func isStringOrNumber(v json.RawMessage) bool {
 }
 
 // wholeJSONNumber reads n: an integer, possibly written 1e6 or 5.0;
-// fractions are a bad request, integers beyond int64 out of range. big.Rat
-// is exact where float64 would round 99999.9999999999999 to a whole number.
+// fractions are a bad request, integers beyond int64 out of range. Floats
+// sort out the magnitude (big.Rat would expand 1e999999999 in full), then
+// big.Rat decides exactly, where float64 would round 99999.9999999999999
+// to a whole number.
 func wholeJSONNumber(v json.RawMessage) (int64, *taskproto.Error) {
 	if c := v[0]; c != '-' && (c < '0' || c > '9') {
 		return 0, taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number")
 	}
-	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+	s := string(v)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return n, nil
 	}
-	if len(v) > 64 { // exponents like 1e999999999 would cost big.Rat dearly
-		return 0, taskproto.Errorf(taskproto.CodeOutOfRange, "n %s is out of range", clip(string(v)))
+	notWhole := taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number, got %s", clip(s))
+	outOfRange := taskproto.Errorf(taskproto.CodeOutOfRange, "n %s is out of range", clip(s))
+	f, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil && f == 0: // underflow: a fraction too small for a float
+		return 0, notWhole
+	case err != nil || math.Abs(f) >= math.MaxInt64:
+		return 0, outOfRange
 	}
-	r, ok := new(big.Rat).SetString(string(v))
+	r, ok := new(big.Rat).SetString(s)
 	switch {
 	case !ok || !r.IsInt():
-		return 0, taskproto.Errorf(taskproto.CodeBadRequest, "n must be a whole number, got %s", clip(string(v)))
+		return 0, notWhole
 	case !r.Num().IsInt64():
-		return 0, taskproto.Errorf(taskproto.CodeOutOfRange, "n %s is out of range", clip(string(v)))
+		return 0, outOfRange
 	}
 	return r.Num().Int64(), nil
 }

@@ -115,6 +115,9 @@ func jsonCases() []parseCase {
 		{name: "n -1e30", frame: `{"id":1,"task":"cpu","n":-1e30}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeOutOfRange},
 		{name: "n just past int64", frame: `{"id":1,"task":"cpu","n":9223372036854775808}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeOutOfRange},
 		{name: "n 1e400", frame: `{"id":1,"task":"cpu","n":1e400}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeOutOfRange},
+		{name: "n huge exponent", frame: `{"id":1,"task":"cpu","n":1e999999999}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeOutOfRange},
+		{name: "n tiny exponent", frame: `{"id":1,"task":"cpu","n":1e-999999999}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeBadRequest},
+		{name: "n negative huge exponent", frame: `{"id":1,"task":"cpu","n":-1e999999999}`, wantJSON: true, wantID: `1`, wantCode: taskproto.CodeOutOfRange},
 		{name: "n null is default", frame: `{"task":"fib","n":null}`, wantJSON: true, wantID: noID, wantKind: taskproto.KindFib, wantN: testDefaults.FibN},
 
 		{name: "default fib", frame: `{"task":"fib"}`, wantJSON: true, wantID: noID, wantKind: taskproto.KindFib, wantN: testDefaults.FibN},
