@@ -41,7 +41,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./internal/e2e ./tasks
+	$(GO) test -run '^$$' -bench . -count 5 ./internal/e2e ./tasks ./client
 
 lab: build
 	$(BIN)/lab --config config.ini
