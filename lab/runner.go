@@ -119,7 +119,7 @@ func Run(ctx context.Context, opt Options, strategies []string, scenarios []Scen
 			} else {
 				s := res.Summary
 				progress(opt.Progress, "        %.0f tasks/s, p50 %.2f ms, p99 %.2f ms, %d errors, %.2f CPU s, %.0f MB peak",
-					s.Throughput, s.Latency["all"].P50, s.Latency["all"].P99, problems(s), res.CPUSeconds, res.PeakRSSMB)
+					s.Throughput, s.Latency["all"].P50, s.Latency["all"].P99, errorCount(s), res.CPUSeconds, res.PeakRSSMB)
 			}
 		}
 	}
@@ -132,15 +132,6 @@ func progress(w io.Writer, format string, args ...any) {
 	if w != nil {
 		fmt.Fprintf(w, format+"\n", args...)
 	}
-}
-
-// problems counts the replies that were not right, and failed connections.
-func problems(s *client.Summary) int64 {
-	n := s.Wrong + s.Missing + s.ConnFailures
-	for _, v := range s.Errors {
-		n += v
-	}
-	return n
 }
 
 // relate fills in each result's figures relative to inproc's.
