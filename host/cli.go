@@ -159,7 +159,7 @@ func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
 		Workers:        cfg.Pool.Workers,
 		QueueSize:      cfg.Pool.QueueSize,
 		Limits:         limits(cfg),
-		Settings:       cfg.Raw,
+		Settings:       cfg.Settings(),
 	}
 }
 

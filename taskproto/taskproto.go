@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -156,6 +157,15 @@ type Config struct {
 	// Settings holds every key of the configuration file as "section.key",
 	// so that a strategy can read a section of its own.
 	Settings map[string]string
+}
+
+// Int reads the integer setting "section.key", or def when it is absent or
+// not a whole number (the host has checked the keys it knows).
+func (c Config) Int(key string, def int64) int64 {
+	if v, err := strconv.ParseInt(c.Settings[key], 10, 64); err == nil {
+		return v
+	}
+	return def
 }
 
 // Submitter is implemented by executors that can admit a task without

@@ -17,6 +17,7 @@ type Config struct {
 	TaskSetting TaskSetting
 	Other       Other
 	Pool        Pool
+	Multiproc   Multiproc
 	Limits      Limits
 	Lab         Lab
 
@@ -60,6 +61,15 @@ type Other struct {
 type Pool struct {
 	Workers   int64 // workers = 0 (the number of CPUs)
 	QueueSize int64 // queue_size = 1024
+}
+
+// Multiproc is the [multiproc] section; the worker count is [other]
+// multiprocessing_processes.
+type Multiproc struct {
+	WorkerGOMAXPROCS int64 // worker_gomaxprocs = 1: each worker a single-threaded runtime
+	WorkerMemoryMB   int64 // worker_memory_mb = 0 (no limit): a worker past it dies alone
+	WorkerInflight   int64 // worker_inflight = 1: tasks a worker runs at once
+	QueueSize        int64 // queue_size = 1024: tasks waiting for a free worker
 }
 
 // Limits is the [limits] section (SPEC 4).

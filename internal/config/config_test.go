@@ -307,3 +307,18 @@ func TestLabSection(t *testing.T) {
 	_, err = Load(path)
 	checkError(t, err, path, "lab", "duration_sec", "got 0")
 }
+
+func TestSettingsCarryEffectiveValues(t *testing.T) {
+	c := mustLoad(t, "[multiproc]\nworker_inflight = 3\n[distributed]\nnats_url = nats://x\n")
+	s := c.Settings()
+	for k, want := range map[string]string{
+		"multiproc.worker_inflight":   "3",
+		"multiproc.worker_gomaxprocs": "1", // a default
+		"other.asyn_semaphore":        "5",
+		"distributed.nats_url":        "nats://x",
+	} {
+		if s[k] != want {
+			t.Errorf("Settings()[%q] = %q, want %q", k, s[k], want)
+		}
+	}
+}

@@ -71,6 +71,7 @@ func Default() *Config {
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
 		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
 		Pool:        Pool{Workers: 0, QueueSize: 1024},
+		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, QueueSize: 1024},
 		Limits: Limits{
 			MaxFrameBytes:      65536,
 			MaxInflightPerConn: 256,
@@ -116,6 +117,10 @@ func (c *Config) intKeys() []intKey {
 		{"other", "multiprocessing_processes", &c.Other.MultiprocessingProcesses, 1, 1024},
 		{"pool", "workers", &c.Pool.Workers, 0, 65536},
 		{"pool", "queue_size", &c.Pool.QueueSize, 1, 10_000_000},
+		{"multiproc", "worker_gomaxprocs", &c.Multiproc.WorkerGOMAXPROCS, 1, 1024},
+		{"multiproc", "worker_memory_mb", &c.Multiproc.WorkerMemoryMB, 0, 1 << 30},
+		{"multiproc", "worker_inflight", &c.Multiproc.WorkerInflight, 1, 65536},
+		{"multiproc", "queue_size", &c.Multiproc.QueueSize, 1, 10_000_000},
 		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
 		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
 		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
@@ -272,6 +277,21 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Settings returns every key as "section.key" → value: the file's keys,
+// with each key this package knows set to its effective value (defaults
+// included), so that a strategy plugin reading its section needs no
+// defaults of its own.
+func (c *Config) Settings() map[string]string {
+	out := make(map[string]string, len(c.Raw))
+	for k, v := range c.Raw {
+		out[k] = v
+	}
+	for _, k := range c.intKeys() {
+		out[k.section+"."+k.key] = strconv.FormatInt(k.get(), 10)
+	}
+	return out
 }
 
 // LoadOrDefault is Load, except that when the user did not name the file

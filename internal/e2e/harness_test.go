@@ -6,10 +6,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -57,7 +55,7 @@ func run(m *testing.M) int {
 }
 
 // strategies are every strategy the host can serve in this build.
-var strategies = []string{"inproc", "semaphore", "pool"}
+var strategies = []string{"inproc", "semaphore", "pool", "multiproc"}
 
 // hostProc is a running bin/host.
 type hostProc struct {
@@ -101,6 +99,13 @@ func freePort(t testing.TB) int {
 // /healthz answers 200. The host is stopped by its PID when the test ends.
 func startHost(t testing.TB, strategy, ini string) *hostProc {
 	t.Helper()
+	return startHostEnv(t, strategy, ini, nil)
+}
+
+// startHostEnv is startHost with extra environment variables for the host,
+// which its plugin and workers inherit.
+func startHostEnv(t testing.TB, strategy, ini string, env []string) *hostProc {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	conf := fmt.Sprintf("[server]\nhost = 127.0.0.1\nport = %d\ndata_dir = %s\n%s\n", port, filepath.Join(dir, "data"), ini)
@@ -111,6 +116,7 @@ func startHost(t testing.TB, strategy, ini string) *hostProc {
 	h := &hostProc{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	h.cmd = exec.Command(filepath.Join(binDir, "host"), "--config", path, "--plugin="+strategy, "--log-level", "debug")
 	h.cmd.Stderr = h.stderr
+	h.cmd.Env = append(os.Environ(), env...)
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +270,24 @@ func waitGone(pid int, limit time.Duration) bool {
 	return false
 }
 
+// descendantsOf lists the live processes below pid, children first; none
+// for pid 0 (no process).
+func descendantsOf(pid int) []int {
+	if pid <= 0 {
+		return nil
+	}
+	var all []int
+	for next := []int{pid}; len(next) > 0; {
+		var kids []int
+		for _, p := range next {
+			kids = append(kids, childrenOf(p)...)
+		}
+		all = append(all, kids...)
+		next = kids
+	}
+	return all
+}
+
 // childrenOf lists the live processes whose parent is pid.
 func childrenOf(pid int) []int {
 	entries, _ := os.ReadDir("/proc")
@@ -290,6 +314,3 @@ func childrenOf(pid int) []int {
 	}
 	return kids
 }
-
-var _ = io.EOF
-var _ = context.Background

@@ -16,13 +16,14 @@ import (
 // (a result or executor_failed), the plugin comes back, and new requests
 // succeed.
 func TestPluginKilledUnderLoad(t *testing.T) {
-	for _, s := range []string{"semaphore", "pool"} {
+	for _, s := range []string{"semaphore", "pool", "multiproc"} {
 		t.Run(s, func(t *testing.T) {
-			h := startHost(t, s, "[other]\nasyn_semaphore = 8\n[pool]\nworkers = 8\n")
+			h := startHost(t, s, "[other]\nasyn_semaphore = 8\nmultiprocessing_processes = 2\n[pool]\nworkers = 8\n[multiproc]\nworker_inflight = 8\n")
 			before := h.stats(t)
 			if before.PluginPID == 0 {
 				t.Fatal("stats report no plugin pid")
 			}
+			workers := descendantsOf(before.PluginPID)
 			const conns, perConn = 10, 6
 			var wg sync.WaitGroup
 			type outcome struct {
@@ -105,6 +106,11 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			if !waitGone(before.PluginPID, 5*time.Second) {
 				t.Errorf("killed plugin %d still alive", before.PluginPID)
 			}
+			for _, pid := range workers {
+				if !waitGone(pid, 5*time.Second) {
+					t.Errorf("worker %d of the killed plugin still alive", pid)
+				}
+			}
 			ws := h.dial(t)
 			msg, err := call(ws, `{"id":1,"task":"fib","n":90}`, 10*time.Second)
 			if err != nil || !decode(t, msg).OK {
@@ -117,13 +123,14 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 // TestHostSIGKILLLeavesNoPlugin: a host killed by SIGKILL cannot clean up,
 // so its plugin must notice and exit by itself.
 func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
-	for _, s := range []string{"semaphore", "pool"} {
+	for _, s := range []string{"semaphore", "pool", "multiproc"} {
 		t.Run(s, func(t *testing.T) {
 			h := startHost(t, s, "")
 			pid := h.stats(t).PluginPID
 			if !processAlive(pid) {
 				t.Fatalf("plugin %d not running", pid)
 			}
+			below := descendantsOf(pid)
 			ws := h.dial(t)
 			ws.WriteMessage(websocket.TextMessage, []byte(`{"task":"sleep","n":5000}`))
 			h.cmd.Process.Kill()
@@ -133,6 +140,12 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 			if !waitGone(pid, 5*time.Second) {
 				syscall.Kill(pid, syscall.SIGKILL)
 				t.Fatalf("plugin %d outlived its SIGKILLed host by 5 s", pid)
+			}
+			for _, p := range below {
+				if !waitGone(p, 5*time.Second) {
+					syscall.Kill(p, syscall.SIGKILL)
+					t.Errorf("worker %d outlived its SIGKILLed host by 5 s", p)
+				}
 			}
 		})
 	}
@@ -146,6 +159,7 @@ func TestSIGTERMGraceful(t *testing.T) {
 		t.Run(s, func(t *testing.T) {
 			h := startHost(t, s, "shutdown_grace_sec = 1\n")
 			pid := h.stats(t).PluginPID
+			below := descendantsOf(pid)
 			ws := h.dial(t)
 			for _, f := range []string{`{"id":"long","task":"sleep","n":8000}`, `{"id":"short","task":"sleep","n":300}`} {
 				if err := ws.WriteMessage(websocket.TextMessage, []byte(f)); err != nil {
@@ -177,8 +191,10 @@ func TestSIGTERMGraceful(t *testing.T) {
 			if !ok || code != 0 {
 				t.Fatalf("host exit: code %d, exited %v; want 0", code, ok)
 			}
-			if pid != 0 && !waitGone(pid, 5*time.Second) {
-				t.Errorf("plugin %d still running after the host exited", pid)
+			for _, p := range append(below, pid) {
+				if p != 0 && !waitGone(p, 5*time.Second) {
+					t.Errorf("process %d still running after the host exited", p)
+				}
 			}
 		})
 	}
