@@ -69,6 +69,7 @@ type Multiproc struct {
 	WorkerGOMAXPROCS int64 // worker_gomaxprocs = 1: each worker a single-threaded runtime
 	WorkerMemoryMB   int64 // worker_memory_mb = 0 (no limit): a worker past it dies alone
 	WorkerInflight   int64 // worker_inflight = 1: tasks a worker runs at once
+	WorkerPrefetch   int64 // worker_prefetch = 0: tasks sent ahead to a busy worker
 	QueueSize        int64 // queue_size = 1024: tasks waiting for a free worker
 }
 

@@ -71,7 +71,7 @@ func Default() *Config {
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
 		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
 		Pool:        Pool{Workers: 0, QueueSize: 1024},
-		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, QueueSize: 1024},
+		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, WorkerPrefetch: 0, QueueSize: 1024},
 		Limits: Limits{
 			MaxFrameBytes:      65536,
 			MaxInflightPerConn: 256,
@@ -120,6 +120,7 @@ func (c *Config) intKeys() []intKey {
 		{"multiproc", "worker_gomaxprocs", &c.Multiproc.WorkerGOMAXPROCS, 1, 1024},
 		{"multiproc", "worker_memory_mb", &c.Multiproc.WorkerMemoryMB, 0, 1 << 30},
 		{"multiproc", "worker_inflight", &c.Multiproc.WorkerInflight, 1, 65536},
+		{"multiproc", "worker_prefetch", &c.Multiproc.WorkerPrefetch, 0, 65536},
 		{"multiproc", "queue_size", &c.Multiproc.QueueSize, 1, 10_000_000},
 		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
 		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},

@@ -29,6 +29,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(echoChildEnv) != "" {
+		os.Exit(runEchoChild())
+	}
 	os.Exit(run(m))
 }
 

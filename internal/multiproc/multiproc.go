@@ -33,7 +33,12 @@ type Options struct {
 	GOMAXPROCS int   // per worker
 	MemoryMB   int64 // per worker; 0 for no limit
 	Inflight   int   // tasks a worker runs at once
-	QueueSize  int   // tasks waiting for a free worker
+	// Prefetch is how many more tasks a busy worker is sent, so that it
+	// starts the next as soon as one ends instead of idling for a round
+	// trip; the price is that such a task may wait behind a long one while
+	// another worker is free.
+	Prefetch  int
+	QueueSize int // tasks waiting for a free worker
 	// Exe is the binary started as `Exe worker ...`: the plugin itself.
 	Exe           string
 	DataDir       string
@@ -52,6 +57,7 @@ func OptionsFrom(cfg taskproto.Config, log hclog.Logger) (Options, error) {
 		GOMAXPROCS:    int(cfg.Int("multiproc.worker_gomaxprocs", 1)),
 		MemoryMB:      cfg.Int("multiproc.worker_memory_mb", 0),
 		Inflight:      int(cfg.Int("multiproc.worker_inflight", 1)),
+		Prefetch:      int(cfg.Int("multiproc.worker_prefetch", 0)),
 		QueueSize:     int(cfg.Int("multiproc.queue_size", 1024)),
 		Exe:           exe,
 		DataDir:       cfg.DataDir,
@@ -105,7 +111,7 @@ type outcome struct {
 
 // New starts the workers and returns once every one is running.
 func New(opt Options) (*Executor, error) {
-	if opt.Processes < 1 || opt.Inflight < 1 || opt.QueueSize < 1 || opt.GOMAXPROCS < 1 {
+	if opt.Processes < 1 || opt.Inflight < 1 || opt.Prefetch < 0 || opt.QueueSize < 1 || opt.GOMAXPROCS < 1 {
 		return nil, fmt.Errorf("multiproc: need at least one process, in-flight slot, queue slot and GOMAXPROCS; got %+v", opt)
 	}
 	if opt.Log == nil {
@@ -165,7 +171,7 @@ func (e *Executor) Submit(ctx context.Context, t taskproto.Task) func() (taskpro
 func (e *Executor) assignLocked(c *call) bool {
 	var best *worker
 	for _, w := range e.workers {
-		if w.ready && len(w.inflight) < e.opt.Inflight && (best == nil || len(w.inflight) < len(best.inflight)) {
+		if w.ready && len(w.inflight) < e.opt.Inflight+e.opt.Prefetch && (best == nil || len(w.inflight) < len(best.inflight)) {
 			best = w
 		}
 	}
@@ -262,7 +268,7 @@ func (e *Executor) result(w *worker, resp *pb.ExecuteResponse) {
 		res := taskproto.Result{
 			Value:  resp.GetResult(),
 			Worker: w.name,
-			Queue:  queued(c),
+			Queue:  queued(c) + time.Duration(resp.GetQueueUs())*time.Microsecond,
 			Run:    time.Duration(resp.GetRunUs()) * time.Microsecond,
 		}
 		var err error

@@ -51,6 +51,7 @@ func (w *worker) start() error {
 	opt := w.e.opt
 	cmd := exec.Command(opt.Exe, WorkerArg,
 		"--id", w.name, "--data-dir", opt.DataDir, "--large-file-name", opt.LargeFileName,
+		"--concurrency", strconv.Itoa(opt.Inflight),
 		"--memory-mb", strconv.FormatInt(opt.MemoryMB, 10))
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS))
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3

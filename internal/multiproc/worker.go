@@ -39,6 +39,7 @@ func WorkerMain(args []string) int {
 	dataDir := fset.String("data-dir", "", "directory io tasks write in")
 	fileName := fset.String("large-file-name", "large_file.txt", "io file name pattern")
 	memoryMB := fset.Int64("memory-mb", 0, "memory limit in MiB (0: none)")
+	concurrency := fset.Int("concurrency", 1, "tasks run at once; the rest wait in arrival order")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
@@ -71,9 +72,15 @@ func WorkerMain(args []string) int {
 		out:     bufio.NewWriter(conn),
 		cancels: map[uint64]context.CancelFunc{},
 		fault:   parseFault(os.Getenv(FaultEnv)),
+		queue:   make(chan queuedTask, 1024),
+	}
+	for range max(*concurrency, 1) {
+		w.wg.Add(1)
+		go w.run()
 	}
 	err = w.serve(ctx, conn)
 	cancel()
+	close(w.queue)
 	w.wg.Wait()
 	if err != nil && !errors.Is(err, io.EOF) {
 		log.Error("worker stopped", "error", err)
@@ -104,7 +111,17 @@ type workerProc struct {
 
 	mu      sync.Mutex
 	cancels map[uint64]context.CancelFunc
-	wg      sync.WaitGroup
+	// queue holds tasks in arrival order for the runner goroutines; the
+	// plugin sends no more than it allows (in flight plus prefetch).
+	queue chan queuedTask
+	wg    sync.WaitGroup
+}
+
+type queuedTask struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	task    *pb.Task
+	arrived time.Time
 }
 
 func (w *workerProc) serve(ctx context.Context, conn net.Conn) error {
@@ -138,16 +155,25 @@ func (w *workerProc) start(ctx context.Context, t *pb.Task) {
 	w.mu.Lock()
 	w.cancels[t.GetSeq()] = cancel
 	w.mu.Unlock()
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
+	w.queue <- queuedTask{ctx: ctx, cancel: cancel, task: t, arrived: time.Now()}
+}
+
+// run runs queued tasks one after another and writes back their results.
+func (w *workerProc) run() {
+	defer w.wg.Done()
+	for q := range w.queue {
+		t := q.task
 		task := taskproto.Task{Kind: t.GetKind(), N: t.GetN()}
-		w.fault.inject(task)
 		start := time.Now()
-		v, err := w.runner.Run(ctx, task)
-		resp := &pb.ExecuteResponse{Seq: t.GetSeq(), Worker: w.name, RunUs: time.Since(start).Microseconds()}
+		resp := &pb.ExecuteResponse{Seq: t.GetSeq(), Worker: w.name, QueueUs: start.Sub(q.arrived).Microseconds()}
+		v, err := "", q.ctx.Err() // cancelled while it waited: not run
+		if err == nil {
+			w.fault.inject(task)
+			v, err = w.runner.Run(q.ctx, task)
+		}
+		resp.RunUs = time.Since(start).Microseconds()
 		if err != nil {
-			e := taskproto.AsError(ctx, err)
+			e := taskproto.AsError(q.ctx, err)
 			resp.ErrorCode, resp.ErrorMessage = string(e.Code), e.Message
 		} else {
 			resp.Result = v
@@ -155,13 +181,13 @@ func (w *workerProc) start(ctx context.Context, t *pb.Task) {
 		w.mu.Lock()
 		delete(w.cancels, t.GetSeq())
 		w.mu.Unlock()
-		cancel()
+		q.cancel()
 		w.outMu.Lock()
-		defer w.outMu.Unlock()
 		if writeFrame(w.out, resp) == nil {
 			w.out.Flush()
 		}
-	}()
+		w.outMu.Unlock()
+	}
 }
 
 // FaultEnv names the environment variable through which tests make a worker
