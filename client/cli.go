@@ -9,12 +9,14 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wslab/wslab/internal/config"
 )
@@ -59,38 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // MainContext is Main with the run bound to ctx instead of to signals.
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fset := flag.NewFlagSet("client", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: client [flags]\n\n"+
-			"Opens --clients WebSocket connections to the host; each sends the --tasks\n"+
-			"sequence (once, for --duration, or at --rate requests/s across all) and\n"+
-			"checks every reply. Flags override config.ini's [client] and [server].\n\n"+
-			"Exit status: 0 every reply right; 1 a reply wrong or missing, a connection\n"+
-			"failed or error replies above --max-errors; 99 a --max-p99/--min-rate\n"+
-			"threshold crossed; 2 bad flags or configuration.\n\nFlags:\n")
-		fset.PrintDefaults()
-	}
-	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
-	wsURL := fset.String("url", "", "host `URL` (default ws://[server] host:[server] port/ws)")
-	clients := fset.Int("clients", 0, "concurrent connections (default [client] num_client)")
-	taskList := fset.String("tasks", "", "comma-separated task `sequence`: fib, cpu, io, sleep, noop or N (sleep N s) (default [client] tasks)")
-	protocol := fset.String("protocol", "plain", "plain (the Python lab's) or json (ids, pipelining, queue/run times)")
-	pipeline := fset.Int("pipeline", 1, "requests in flight per connection (json only)")
-	duration := fset.Duration("duration", 0, "repeat the sequence for this `long` (0: send it once)")
-	rate := fset.Float64("rate", 0, "open loop: requests per second across all connections (json, needs --duration)")
-	rampUp := fset.Duration("ramp-up", 0, "open the connections evenly over this `time`")
-	token := fset.String("token", "", "bearer `token` for the host's auth_token (default [server] auth_token)")
-	nArgs := nFlag{}
-	fset.Var(nArgs, "n", "task argument in JSON requests, `kind=value`, repeatable (e.g. --n cpu=100000)")
-	replyTimeout := fset.Duration("reply-timeout", 0, "wait this long for a reply before counting it missing (default [server] timeout_sec + 5s)")
-	dialTimeout := fset.Duration("dial-timeout", DefaultDialTimeout, "bound on each connection's dial and upgrade")
-	jsonPath := fset.String("json", "", "write the summary as JSON to this `file` (- for stdout; the report then goes to stderr)")
-	verbose := fset.Bool("verbose", false, "print a line per client as it finishes (\"client 7 took 1.234 s\")")
-	quiet := fset.Bool("quiet", false, "no progress bar")
-	maxP99 := fset.Duration("max-p99", 0, "exit 99 when p99 latency over all tasks is above this `duration`")
-	minRate := fset.Float64("min-rate", 0, "exit 99 when throughput (right results per second) is below this `rate`")
-	maxErrors := fset.Int64("max-errors", 0, "error replies allowed before exiting 1")
+	fset, f := newFlagSet(stderr)
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -104,101 +75,189 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if fset.NArg() > 0 {
 		return usage("unexpected argument %q; every setting is a flag (see --help)", fset.Arg(0))
 	}
-	set := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	switch {
-	case *maxP99 < 0:
-		return usage("--max-p99 must not be negative, got %v", *maxP99)
-	case *minRate < 0 || *minRate != *minRate:
-		return usage("--min-rate must not be negative, got %v", *minRate)
-	case *maxErrors < 0:
-		return usage("--max-errors must not be negative, got %d", *maxErrors)
-	case set["clients"] && *clients < 1:
-		return usage("--clients must be at least 1, got %d", *clients)
-	case set["reply-timeout"] && *replyTimeout <= 0:
-		return usage("--reply-timeout must be positive, got %v", *replyTimeout)
-	case *dialTimeout <= 0:
-		return usage("--dial-timeout must be positive, got %v", *dialTimeout)
+	f.set = map[string]bool{}
+	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if err := f.check(); err != nil {
+		return usage("%v", err)
 	}
 
-	cfg, err := loadConfig(*configPath, set["config"])
+	cfg, err := loadConfig(f.config, f.set["config"])
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return ExitUsage
 	}
-	opt := OptionsFromConfig(cfg)
-	if set["url"] {
-		opt.URL = *wsURL
-	} else if cfg.Server.Port == 0 {
+	if !f.set["url"] && cfg.Server.Port == 0 {
 		return usage("%s: [server] port is 0 (any free port): give the host's address with --url", cfg.Path)
 	}
-	if set["clients"] {
-		opt.Clients = *clients
-	}
-	if set["tasks"] {
-		opt.Tasks = nil
-		for _, t := range strings.Split(*taskList, ",") {
-			opt.Tasks = append(opt.Tasks, strings.TrimSpace(t))
-		}
-	}
-	if set["token"] {
-		opt.Token = *token
-	}
-	if set["reply-timeout"] {
-		opt.ReplyTimeout = *replyTimeout
-	}
-	opt.Protocol = *protocol
-	opt.Pipeline = *pipeline
-	opt.Duration = *duration
-	opt.Rate = *rate
-	opt.RampUp = *rampUp
-	opt.DialTimeout = *dialTimeout
-	if len(nArgs) > 0 {
-		opt.N = nArgs
-	}
-	if !*quiet {
-		opt.Progress = stderr
-	}
+	opt := f.options(cfg)
 	report := stdout
-	if *jsonPath == "-" {
+	if f.json == "-" {
 		report = stderr
 	}
-	if *verbose {
+	if !f.quiet {
+		opt.Progress = stderr
+	}
+	if f.verbose {
 		opt.Verbose = report
 	}
-	if err := Validate(opt); err != nil {
+	// The plan, made once, both validates opt and runs: it computes every
+	// expected reply, which for a large fibonacci_limit takes a while.
+	p, err := newPlan(opt)
+	if err != nil {
 		return usage("%v", err)
 	}
 
 	// Open the JSON file first: a bad path is a usage error, found before
 	// the run rather than after it.
 	var jsonFile *os.File
-	if *jsonPath != "" && *jsonPath != "-" {
-		if jsonFile, err = os.Create(*jsonPath); err != nil {
+	if f.json != "" && f.json != "-" {
+		if jsonFile, err = os.Create(f.json); err != nil {
 			return usage("--json: %v", err)
 		}
 		defer jsonFile.Close()
 	}
 
-	sum, err := Run(ctx, opt)
-	if err != nil {
-		return usage("%v", err)
-	}
+	sum := newRun(p).exec(ctx)
 	sum.WriteReport(report)
-	if *jsonPath != "" {
-		data, _ := json.MarshalIndent(sum, "", "  ")
-		data = append(data, '\n')
-		if jsonFile == nil {
-			_, err = stdout.Write(data)
-		} else if _, err = jsonFile.Write(data); err == nil {
-			err = jsonFile.Close()
-		}
-		if err != nil {
+	if f.json != "" {
+		if err := writeJSON(sum, jsonFile, stdout); err != nil {
 			fmt.Fprintf(stderr, "client: --json: %v\n", err)
 			return ExitIncorrect
 		}
 	}
-	code, reasons := sum.Exit(Thresholds{MaxP99: *maxP99, MinRate: *minRate, MaxErrors: *maxErrors})
+	return judge(sum, f.thresholds(), report, stderr)
+}
+
+// cliFlags are the command's flags.
+type cliFlags struct {
+	set map[string]bool // the flags given on the command line
+
+	config, url, tasks, protocol, token, json   string
+	clients, pipeline                           int
+	duration, rampUp, replyTimeout, dialTimeout time.Duration
+	rate                                        float64
+	n                                           nFlag
+	verbose, quiet                              bool
+
+	// Thresholds.
+	maxP99    time.Duration
+	minRate   float64
+	maxErrors int64
+}
+
+func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags) {
+	fset := flag.NewFlagSet("client", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: client [flags]\n\n"+
+			"Opens --clients WebSocket connections to the host; each sends the --tasks\n"+
+			"sequence (once, for --duration, or at --rate requests/s across all) and\n"+
+			"checks every reply. Flags override config.ini's [client] and [server].\n\n"+
+			"Exit status: 0 every reply right; 1 a reply wrong or missing, a connection\n"+
+			"failed or error replies above --max-errors; 99 a --max-p99/--min-rate\n"+
+			"threshold crossed; 2 bad flags or configuration.\n\nFlags:\n")
+		fset.PrintDefaults()
+	}
+	f := &cliFlags{n: nFlag{}}
+	fset.StringVar(&f.config, "config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
+	fset.StringVar(&f.url, "url", "", "host `URL` (default ws://[server] host:[server] port/ws)")
+	fset.IntVar(&f.clients, "clients", 0, "concurrent connections (default [client] num_client)")
+	fset.StringVar(&f.tasks, "tasks", "", "comma-separated task `sequence`: fib, cpu, io, sleep, noop or N (sleep N s) (default [client] tasks)")
+	fset.StringVar(&f.protocol, "protocol", "plain", "plain (the Python lab's) or json (ids, pipelining, queue/run times)")
+	fset.IntVar(&f.pipeline, "pipeline", 1, "requests in flight per connection (json only)")
+	fset.DurationVar(&f.duration, "duration", 0, "repeat the sequence for this `long` (0: send it once)")
+	fset.Float64Var(&f.rate, "rate", 0, "open loop: requests per second across all connections (json, needs --duration)")
+	fset.DurationVar(&f.rampUp, "ramp-up", 0, "open the connections evenly over this `time`")
+	fset.StringVar(&f.token, "token", "", "bearer `token` for the host's auth_token (default [server] auth_token)")
+	fset.Var(f.n, "n", "task argument in JSON requests, `kind=value`, repeatable (e.g. --n cpu=100000)")
+	fset.DurationVar(&f.replyTimeout, "reply-timeout", 0, "wait this long for a reply before counting it missing (default [server] timeout_sec + 5s)")
+	fset.DurationVar(&f.dialTimeout, "dial-timeout", DefaultDialTimeout, "bound on each connection's dial and upgrade")
+	fset.StringVar(&f.json, "json", "", "write the summary as JSON to this `file` (- for stdout; the report then goes to stderr)")
+	fset.BoolVar(&f.verbose, "verbose", false, "print a line per client as it finishes (\"client 7 took 1.234 s\")")
+	fset.BoolVar(&f.quiet, "quiet", false, "no progress bar")
+	fset.DurationVar(&f.maxP99, "max-p99", 0, "exit 99 when p99 latency over all tasks is above this `duration`")
+	fset.Float64Var(&f.minRate, "min-rate", 0, "exit 99 when throughput (right results per second) is below this `rate`")
+	fset.Int64Var(&f.maxErrors, "max-errors", 0, "error replies allowed before exiting 1")
+	return fset, f
+}
+
+// check catches the flag values that options would otherwise mistake for
+// "not given" or that no later check sees.
+func (f *cliFlags) check() error {
+	switch {
+	case f.maxP99 < 0:
+		return fmt.Errorf("--max-p99 must not be negative, got %v", f.maxP99)
+	case f.minRate < 0 || math.IsNaN(f.minRate):
+		return fmt.Errorf("--min-rate must not be negative, got %v", f.minRate)
+	case f.maxErrors < 0:
+		return fmt.Errorf("--max-errors must not be negative, got %d", f.maxErrors)
+	case f.set["clients"] && f.clients < 1:
+		return fmt.Errorf("--clients must be at least 1, got %d", f.clients)
+	case f.set["reply-timeout"] && f.replyTimeout <= 0:
+		return fmt.Errorf("--reply-timeout must be positive, got %v", f.replyTimeout)
+	case f.dialTimeout <= 0:
+		return fmt.Errorf("--dial-timeout must be positive, got %v", f.dialTimeout)
+	}
+	return nil
+}
+
+// options is the load cfg describes, with the flags given overriding it.
+func (f *cliFlags) options(cfg *config.Config) Options {
+	opt := OptionsFromConfig(cfg)
+	if f.set["url"] {
+		opt.URL = f.url
+	}
+	if f.set["clients"] {
+		opt.Clients = f.clients
+	}
+	if f.set["tasks"] {
+		opt.Tasks = nil
+		for _, t := range strings.Split(f.tasks, ",") {
+			opt.Tasks = append(opt.Tasks, strings.TrimSpace(t))
+		}
+	}
+	if f.set["token"] {
+		opt.Token = f.token
+	}
+	if f.set["reply-timeout"] {
+		opt.ReplyTimeout = f.replyTimeout
+	}
+	opt.Protocol = f.protocol
+	opt.Pipeline = f.pipeline
+	opt.Duration = f.duration
+	opt.Rate = f.rate
+	opt.RampUp = f.rampUp
+	opt.DialTimeout = f.dialTimeout
+	if len(f.n) > 0 {
+		opt.N = f.n
+	}
+	return opt
+}
+
+func (f *cliFlags) thresholds() Thresholds {
+	return Thresholds{MaxP99: f.maxP99, MinRate: f.minRate, MaxErrors: f.maxErrors}
+}
+
+// writeJSON writes sum to file, or to stdout when file is nil.
+func writeJSON(sum *Summary, file *os.File, stdout io.Writer) error {
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if file == nil {
+		_, err = stdout.Write(data)
+		return err
+	}
+	if _, err = file.Write(data); err != nil {
+		return err
+	}
+	return file.Close()
+}
+
+// judge says why the run failed, if it did, and returns its exit status.
+func judge(sum *Summary, th Thresholds, report, stderr io.Writer) int {
+	code, reasons := sum.Exit(th)
 	for _, r := range reasons {
 		fmt.Fprintf(stderr, "client: FAIL: %s\n", r)
 	}

@@ -48,11 +48,13 @@ type conn struct {
 	idPrefix    []byte // `"c12-`, how the reply's id starts
 	frame       []byte // the sender's frame buffer
 
-	mu        sync.Mutex
-	pending   map[uint64]entry // by sequence number
-	nextSeq   uint64
-	lowSeq    uint64 // no pending entry below it
-	abandoned bool   // the rest of pending was counted missing; ignore replies
+	mu      sync.Mutex
+	pending map[uint64]entry // by sequence number
+	nextSeq uint64
+	lowSeq  uint64 // no pending entry below it
+	// abandoned says what is pending was counted missing: a late reply to
+	// it is ignored, any other reply is still checked.
+	abandoned bool
 
 	slots      chan struct{} // one token per request in flight
 	wake       chan struct{} // a reply came or work was queued
@@ -60,32 +62,29 @@ type conn struct {
 	closing    atomic.Bool // we are closing: read errors are expected
 	failed     atomic.Bool
 	failure    string       // why it failed; written by whoever set failed
-	progress   atomic.Int64 // replies, for the progress bar
+	replies    atomic.Int64 // written by the reader, read by the progress bar
 
 	// Owned by the sender.
-	k         int   // requests taken from the task sequence
-	g         int64 // open loop: its next request in the schedule
+	k         int // requests taken from the task sequence
 	sent      int64
 	unsent    int64
 	missing   int64
-	opened    bool
 	completed bool
 	took      time.Duration
 	note      string // a reply timeout
 
 	// Owned by the reader.
-	replies, ok, wrong int64
-	errors             map[string]int64
-	wrongSamples       []string
-	rec                []record
-	dec                wireReply
+	ok, wrong    int64
+	errors       map[string]int64
+	wrongSamples []string
+	rec          []record
+	dec          wireReply
 }
 
 func newConn(r *run, id int, sh *shard) *conn {
-	c := &conn{
+	return &conn{
 		r:           r,
 		id:          id,
-		g:           int64(id),
 		shard:       sh,
 		framePrefix: []byte(`{"id":"c` + strconv.Itoa(id) + "-"),
 		idPrefix:    []byte(`"c` + strconv.Itoa(id) + "-"),
@@ -96,7 +95,6 @@ func newConn(r *run, id int, sh *shard) *conn {
 		errors:      map[string]int64{},
 		rec:         make([]record, 0, recBatch),
 	}
-	return c
 }
 
 func poke(ch chan struct{}) {
@@ -116,16 +114,8 @@ func (c *conn) fail(format string, args ...any) {
 // run is the connection's life: wait its turn in the ramp-up, dial, send,
 // drain, close. It returns once the reader it started has stopped.
 func (c *conn) run(ctx context.Context) {
-	if d := c.r.rampDelay(c.id); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			c.r.interrupted.Store(true)
-			c.r.dialDone()
-			return
-		}
+	if !c.waitTurn(ctx) {
+		return
 	}
 	start := c.r.now()
 	ws, err := c.r.dial(ctx)
@@ -136,16 +126,11 @@ func (c *conn) run(ctx context.Context) {
 			return
 		}
 		c.fail("dial %s: %v", c.r.p.opt.URL, err)
-		switch c.r.p.mode {
-		case ModeSequence:
-			c.unsent = int64(len(c.r.p.tokens))
-		case ModeRate:
-			c.unsentRest(ctx)
-		}
+		c.countUnsent(ctx)
 		c.r.verbosef("client %d failed after %.3f s: %v\n", c.id, time.Duration(c.r.now()-start).Seconds(), err)
 		return
 	}
-	c.ws, c.opened = ws, true
+	c.ws = ws
 	go c.readLoop()
 
 	reason := c.waitStart(ctx)
@@ -155,8 +140,8 @@ func (c *conn) run(ctx context.Context) {
 	reason = c.drain(ctx, reason)
 	c.took = time.Duration(c.r.now() - start)
 	c.abandon(reason)
-	if reason != stopCancelled && c.r.p.mode == ModeRate {
-		c.unsentRest(ctx)
+	if reason != stopCancelled {
+		c.countUnsent(ctx)
 	}
 	c.closeConn()
 	c.shard.add(c.rec)
@@ -172,15 +157,46 @@ func (c *conn) run(ctx context.Context) {
 	}
 }
 
-// unsentRest counts, in open loop, the rest of the connection's share of
-// the schedule as never sent. The schedule starts once every connection
-// has been dialled, which bounds the wait.
-func (c *conn) unsentRest(ctx context.Context) {
-	select {
-	case <-c.r.started:
-		c.unsent += c.r.scheduled(c.g)
-	case <-ctx.Done():
+// waitTurn waits for the connection's turn in the ramp-up. It reports
+// false when the run was cancelled first.
+func (c *conn) waitTurn(ctx context.Context) bool {
+	d := c.r.rampDelay(c.id)
+	if d <= 0 {
+		return true
 	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		c.r.interrupted.Store(true)
+		c.r.dialDone() // no dial will follow: the schedule must not wait for it
+		return false
+	}
+}
+
+// countUnsent counts what was due and will not be sent: the rest of the
+// sequence or, in open loop, the rest of the connection's share of the
+// schedule. The schedule starts once every connection has been dialled,
+// which bounds the wait for it.
+func (c *conn) countUnsent(ctx context.Context) {
+	switch c.r.p.mode {
+	case ModeSequence:
+		c.unsent += int64(len(c.r.p.tokens) - c.k)
+	case ModeRate:
+		select {
+		case <-c.r.started:
+			c.unsent += c.r.scheduled(c.next())
+		case <-ctx.Done():
+		}
+	}
+}
+
+// next is, in open loop, the connection's next request in the schedule:
+// the schedule deals its requests to the connections in turn.
+func (c *conn) next() int64 {
+	return int64(c.id) + int64(c.k)*int64(c.r.p.opt.Clients)
 }
 
 // waitStart waits, in open loop, for the schedule to start.
@@ -235,10 +251,11 @@ func (c *conn) sendLoop(ctx context.Context) stopReason {
 			}
 			slotC = c.slots
 		case ModeRate:
-			if c.g >= r.schedN {
+			g := c.next()
+			if g >= r.schedN {
 				return stopDone
 			}
-			if wait := r.due(c.g) - r.now(); wait <= 0 {
+			if wait := r.due(g) - r.now(); wait <= 0 {
 				slotC = c.slots
 			} else {
 				due.Reset(time.Duration(wait))
@@ -319,17 +336,12 @@ const cancelGrace = time.Second
 // closeWait bounds the closing handshake.
 const closeWait = time.Second
 
-// abandon ends the wait for replies: what is still pending is missing, and
-// what was due and not sent is unsent.
+// abandon ends the wait for replies: what is still pending is missing.
 func (c *conn) abandon(reason stopReason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.abandoned = true
 	c.missing = int64(len(c.pending))
-	clear(c.pending)
-	if reason != stopCancelled && c.r.p.mode == ModeSequence {
-		c.unsent += int64(len(c.r.p.tokens) - c.k)
-	}
 	c.completed = reason == stopDone && c.missing == 0 && !c.failed.Load()
 }
 
@@ -405,13 +417,12 @@ func (c *conn) sendNext() bool {
 // register takes the next request of the sequence (and, in open loop, of
 // the schedule) and records it as pending, sent at now.
 func (c *conn) register(now int64) (seq uint64, tokIdx int) {
-	tokIdx = c.k % len(c.r.p.tokens)
-	c.k++
 	intended := now
 	if c.r.p.mode == ModeRate {
-		intended = c.r.due(c.g)
-		c.g += int64(c.r.p.opt.Clients)
+		intended = c.r.due(c.next())
 	}
+	tokIdx = c.k % len(c.r.p.tokens)
+	c.k++
 	c.mu.Lock()
 	seq = c.nextSeq
 	c.nextSeq++
@@ -449,13 +460,9 @@ func (c *conn) readLoop() {
 		}
 		now := c.r.now()
 		if mt != websocket.TextMessage {
-			c.mu.Lock()
-			abandoned := c.abandoned
-			c.mu.Unlock()
-			if !abandoned {
-				c.replies++
-				c.addWrong("a binary frame of %d bytes", buf.Len())
-			}
+			// It answers no request: the host replies in text.
+			c.replies.Add(1)
+			c.addWrong("a binary frame of %d bytes", buf.Len())
 			continue
 		}
 		if c.handleReply(buf.Bytes(), now) {
@@ -491,7 +498,8 @@ func (w *wireReply) reset() {
 }
 
 // handleReply checks one reply frame received at now and records it. It
-// reports whether the reply answered a pending request (freeing its slot).
+// reports whether the reply answered a request still awaited (freeing its
+// slot). A late reply to a request counted missing is ignored.
 func (c *conn) handleReply(data []byte, now int64) bool {
 	if c.r.p.json {
 		return c.handleJSON(data, now)
@@ -501,17 +509,16 @@ func (c *conn) handleReply(data []byte, now int64) bool {
 
 func (c *conn) handlePlain(data []byte, now int64) bool {
 	c.mu.Lock()
-	if c.abandoned {
-		c.mu.Unlock()
-		return false
-	}
 	seq, e, ok := c.oldestLocked()
 	if ok {
 		delete(c.pending, seq)
 	}
+	late := ok && c.abandoned
 	c.mu.Unlock()
-	c.replies++
-	c.progress.Add(1)
+	if late {
+		return false
+	}
+	c.replies.Add(1)
 	if !ok {
 		c.addWrong("unexpected reply %s with no request outstanding", clipQuote(data))
 		return false
@@ -534,10 +541,6 @@ func (c *conn) handleJSON(data []byte, now int64) bool {
 	d.reset()
 	err := json.Unmarshal(data, d)
 	c.mu.Lock()
-	if c.abandoned {
-		c.mu.Unlock()
-		return false
-	}
 	var (
 		seq   uint64
 		e     entry
@@ -553,10 +556,13 @@ func (c *conn) handleJSON(data []byte, now int64) bool {
 			delete(c.pending, seq)
 		}
 	}
+	late := found && c.abandoned
 	next := c.nextSeq
 	c.mu.Unlock()
-	c.replies++
-	c.progress.Add(1)
+	if late {
+		return false
+	}
+	c.replies.Add(1)
 	switch {
 	case err != nil:
 		c.addWrong("a reply that is not a JSON reply (%v): %s", err, clipQuote(data))
@@ -671,25 +677,28 @@ func (c *conn) addWrong(format string, args ...any) {
 
 // clipJSON shortens valid JSON for a sample.
 func clipJSON(b []byte) string {
-	const max = 120
 	if len(b) == 0 {
 		return "nothing"
 	}
-	if len(b) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(b[cut]) {
-			cut--
-		}
-		return string(b[:cut]) + fmt.Sprintf("... (%d bytes)", len(b))
-	}
-	return string(b)
+	head, more := clip(b, 120)
+	return string(head) + more
 }
 
 // clipQuote quotes reply text for a sample, shortened.
 func clipQuote(b []byte) string {
-	const max = 80
-	if len(b) > max {
-		return strconv.Quote(string(b[:max])) + fmt.Sprintf("... (%d bytes)", len(b))
+	head, more := clip(b, 80)
+	return strconv.Quote(string(head)) + more
+}
+
+// clip cuts b to at most limit bytes, on a rune boundary so that a sample
+// shows no broken character; more then says how long b was.
+func clip(b []byte, limit int) (head []byte, more string) {
+	if len(b) <= limit {
+		return b, ""
 	}
-	return strconv.Quote(string(b))
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(b[cut]) {
+		cut--
+	}
+	return b[:cut], fmt.Sprintf("... (%d bytes)", len(b))
 }

@@ -27,14 +27,18 @@ func anyHist(hs [numKinds]*hdrHist) bool {
 	return false
 }
 
-func newHist() *hdrhistogram.Histogram {
+func newHist() *hdrHist {
 	return hdrhistogram.New(histLowUS, histHighUS, histSigFigs)
 }
 
-// recordUS records v microseconds, clamped to the histogram's range so that
-// nothing is dropped.
-func recordUS(h *hdrhistogram.Histogram, v int64) {
-	h.RecordValue(min(max(v, 0), histHighUS))
+// recordUS records v microseconds in *h, creating it on first use (most
+// shards see few kinds), clamped to the histogram's range so that nothing
+// is dropped.
+func recordUS(h **hdrHist, v int64) {
+	if *h == nil {
+		*h = newHist()
+	}
+	(*h).RecordValue(min(max(v, 0), histHighUS))
 }
 
 // record is one right reply's times in microseconds; queue and run are -1
@@ -56,9 +60,9 @@ const recBatch = 256
 // recBatch replies. Shards are merged with hdrhistogram's Merge at the end.
 type shard struct {
 	mu              sync.Mutex
-	lat, queue, run [numKinds]*hdrhistogram.Histogram
-	lag             *hdrhistogram.Histogram // open loop: send time - due time
-	_               [64]byte                // keep shards' locks off one cache line
+	lat, queue, run [numKinds]*hdrHist
+	lag             *hdrHist // open loop: send time - due time
+	_               [64]byte // keep shards' locks off one cache line
 }
 
 func (s *shard) add(recs []record) {
@@ -69,35 +73,23 @@ func (s *shard) add(recs []record) {
 	defer s.mu.Unlock()
 	for _, r := range recs {
 		k := r.kind
-		if s.lat[k] == nil {
-			s.lat[k] = newHist()
-		}
-		recordUS(s.lat[k], r.lat)
+		recordUS(&s.lat[k], r.lat)
 		if r.queue >= 0 {
-			if s.queue[k] == nil {
-				s.queue[k] = newHist()
-			}
-			recordUS(s.queue[k], r.queue)
+			recordUS(&s.queue[k], r.queue)
 		}
 		if r.run >= 0 {
-			if s.run[k] == nil {
-				s.run[k] = newHist()
-			}
-			recordUS(s.run[k], r.run)
+			recordUS(&s.run[k], r.run)
 		}
 		if r.lag >= 0 {
-			if s.lag == nil {
-				s.lag = newHist()
-			}
-			recordUS(s.lag, r.lag)
+			recordUS(&s.lag, r.lag)
 		}
 	}
 }
 
 // mergeKinds merges one histogram family of every shard per kind; the
 // result has an entry for every kind recorded at least once.
-func mergeKinds(shards []*shard, pick func(*shard) *[numKinds]*hdrhistogram.Histogram) [numKinds]*hdrhistogram.Histogram {
-	var out [numKinds]*hdrhistogram.Histogram
+func mergeKinds(shards []*shard, pick func(*shard) *[numKinds]*hdrHist) [numKinds]*hdrHist {
+	var out [numKinds]*hdrHist
 	for _, s := range shards {
 		for k, h := range pick(s) {
 			if h == nil {
@@ -114,8 +106,8 @@ func mergeKinds(shards []*shard, pick func(*shard) *[numKinds]*hdrhistogram.Hist
 
 // summarise turns per-kind histograms into Percentiles keyed by kind name,
 // for the kinds in want (always listed, even with no values) and any other
-// recorded, plus "all" when all is set.
-func summarise(hs [numKinds]*hdrhistogram.Histogram, want []int, all bool) map[string]Percentiles {
+// recorded, plus "all".
+func summarise(hs [numKinds]*hdrHist, want []int) map[string]Percentiles {
 	out := map[string]Percentiles{}
 	total := newHist()
 	for k, h := range hs {
@@ -127,14 +119,12 @@ func summarise(hs [numKinds]*hdrhistogram.Histogram, want []int, all bool) map[s
 			total.Merge(h)
 		}
 	}
-	if all {
-		out["all"] = percentilesOf(total)
-	}
+	out["all"] = percentilesOf(total)
 	return out
 }
 
 // percentilesOf summarises a histogram of microseconds in milliseconds.
-func percentilesOf(h *hdrhistogram.Histogram) Percentiles {
+func percentilesOf(h *hdrHist) Percentiles {
 	if h == nil || h.TotalCount() == 0 {
 		return Percentiles{}
 	}

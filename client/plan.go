@@ -87,92 +87,23 @@ type plan struct {
 func newPlan(opt Options) (*plan, error) {
 	p := &plan{opt: opt}
 	o := &p.opt
-	if o.URL == "" {
-		return nil, fmt.Errorf("--url is empty")
-	}
-	u, err := url.Parse(o.URL)
-	if err != nil {
-		return nil, fmt.Errorf("--url %q: %v", o.URL, err)
-	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return nil, fmt.Errorf("--url %q: the scheme must be ws or wss", o.URL)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("--url %q has no host", o.URL)
+	if err := checkURL(o.URL); err != nil {
+		return nil, err
 	}
 	if o.Clients < 1 || o.Clients > MaxClients {
 		return nil, fmt.Errorf("--clients must be between 1 and %d, got %d", MaxClients, o.Clients)
 	}
-	switch o.Protocol {
-	case "":
-		o.Protocol = "plain"
-	case "plain", "json":
-	default:
-		return nil, fmt.Errorf("--protocol must be plain or json, got %q", o.Protocol)
+	if err := p.setProtocol(); err != nil {
+		return nil, err
 	}
-	p.json = o.Protocol == "json"
-	if o.Pipeline == 0 {
-		o.Pipeline = 1
+	if err := p.setMode(); err != nil {
+		return nil, err
 	}
-	if o.Pipeline < 1 || o.Pipeline > MaxPipeline {
-		return nil, fmt.Errorf("--pipeline must be between 1 and %d, got %d", MaxPipeline, o.Pipeline)
+	if err := p.setTimeouts(); err != nil {
+		return nil, err
 	}
-	if !p.json && o.Pipeline > 1 {
-		return nil, fmt.Errorf("--pipeline %d needs --protocol json: plain-text replies carry no id to match them with", o.Pipeline)
-	}
-	if o.Duration < 0 {
-		return nil, fmt.Errorf("--duration must not be negative, got %v", o.Duration)
-	}
-	if o.RampUp < 0 {
-		return nil, fmt.Errorf("--ramp-up must not be negative, got %v", o.RampUp)
-	}
-	if math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) || o.Rate < 0 {
-		return nil, fmt.Errorf("--rate must be a positive number of requests per second, got %v", o.Rate)
-	}
-	p.mode = ModeSequence
-	if o.Duration > 0 {
-		p.mode = ModeDuration
-	}
-	if o.Rate > 0 {
-		if o.Duration == 0 {
-			return nil, fmt.Errorf("--rate needs --duration: an open-loop run lasts a given time")
-		}
-		if !p.json {
-			return nil, fmt.Errorf("--rate needs --protocol json: replies are matched to requests by id")
-		}
-		if o.Rate > 10_000_000 {
-			return nil, fmt.Errorf("--rate must be at most 10000000 requests per second, got %v", o.Rate)
-		}
-		p.mode = ModeRate
-	}
-	if o.ReplyTimeout == 0 {
-		o.ReplyTimeout = DefaultReplyTimeout
-	}
-	if o.ReplyTimeout < 0 {
-		return nil, fmt.Errorf("--reply-timeout must be positive, got %v", o.ReplyTimeout)
-	}
-	if o.DialTimeout == 0 {
-		o.DialTimeout = DefaultDialTimeout
-	}
-	if o.DialTimeout < 0 {
-		return nil, fmt.Errorf("--dial-timeout must be positive, got %v", o.DialTimeout)
-	}
-	if o.FibN < 0 || o.FibN > maxFibN {
-		return nil, fmt.Errorf("fibonacci_limit must be between 0 and %d for the client to check fib replies, got %d", maxFibN, o.FibN)
-	}
-	for k, v := range o.N {
-		if kindIndex(k) < 0 {
-			return nil, fmt.Errorf("--n %s=%d: unknown task %q, must be one of %s", k, v, k, strings.Join(kindNames[:], ", "))
-		}
-		if v < 0 {
-			return nil, fmt.Errorf("--n %s=%d: must not be negative", k, v)
-		}
-		if !p.json {
-			return nil, fmt.Errorf("--n %s=%d needs --protocol json: plain-text requests use the host's defaults", k, v)
-		}
-		if k == "fib" && v > maxFibN {
-			return nil, fmt.Errorf("--n fib=%d: must be at most %d for the client to check the replies", v, maxFibN)
-		}
+	if err := p.checkN(); err != nil {
+		return nil, err
 	}
 	if len(o.Tasks) == 0 {
 		return nil, fmt.Errorf("--tasks is empty, must list at least one task")
@@ -181,12 +112,127 @@ func newPlan(opt Options) (*plan, error) {
 	for i, name := range o.Tasks {
 		t, err := p.newToken(strings.TrimSpace(name), fibs)
 		if err != nil {
-			return nil, fmt.Errorf("--tasks item %d: %v", i+1, err)
+			return nil, fmt.Errorf("--tasks item %d: %w", i+1, err)
 		}
 		p.tokens = append(p.tokens, t)
 	}
 	o.Tasks = slices.Clone(o.Tasks)
 	return p, nil
+}
+
+// checkURL checks that s is a WebSocket URL the run can dial.
+func checkURL(s string) error {
+	if s == "" {
+		return fmt.Errorf("--url is empty")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("--url: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return fmt.Errorf("--url %q: the scheme must be ws or wss", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("--url %q has no host", s)
+	}
+	return nil
+}
+
+// setProtocol checks the protocol and the pipelining it allows.
+func (p *plan) setProtocol() error {
+	o := &p.opt
+	switch o.Protocol {
+	case "":
+		o.Protocol = "plain"
+	case "plain", "json":
+	default:
+		return fmt.Errorf("--protocol must be plain or json, got %q", o.Protocol)
+	}
+	p.json = o.Protocol == "json"
+	if o.Pipeline == 0 {
+		o.Pipeline = 1
+	}
+	if o.Pipeline < 1 || o.Pipeline > MaxPipeline {
+		return fmt.Errorf("--pipeline must be between 1 and %d, got %d", MaxPipeline, o.Pipeline)
+	}
+	if !p.json && o.Pipeline > 1 {
+		return fmt.Errorf("--pipeline %d needs --protocol json: plain-text replies carry no id to match them with", o.Pipeline)
+	}
+	return nil
+}
+
+// setMode checks the timing options and derives the mode from them.
+func (p *plan) setMode() error {
+	o := &p.opt
+	if o.Duration < 0 {
+		return fmt.Errorf("--duration must not be negative, got %v", o.Duration)
+	}
+	if o.RampUp < 0 {
+		return fmt.Errorf("--ramp-up must not be negative, got %v", o.RampUp)
+	}
+	if math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) || o.Rate < 0 {
+		return fmt.Errorf("--rate must be a positive number of requests per second, got %v", o.Rate)
+	}
+	switch {
+	case o.Rate > 0:
+		if o.Duration == 0 {
+			return fmt.Errorf("--rate needs --duration: an open-loop run lasts a given time")
+		}
+		if !p.json {
+			return fmt.Errorf("--rate needs --protocol json: replies are matched to requests by id")
+		}
+		if o.Rate > 10_000_000 {
+			return fmt.Errorf("--rate must be at most 10000000 requests per second, got %v", o.Rate)
+		}
+		p.mode = ModeRate
+	case o.Duration > 0:
+		p.mode = ModeDuration
+	default:
+		p.mode = ModeSequence
+	}
+	return nil
+}
+
+// setTimeouts fills in the default timeouts.
+func (p *plan) setTimeouts() error {
+	o := &p.opt
+	if o.ReplyTimeout == 0 {
+		o.ReplyTimeout = DefaultReplyTimeout
+	}
+	if o.ReplyTimeout < 0 {
+		return fmt.Errorf("--reply-timeout must be positive, got %v", o.ReplyTimeout)
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.DialTimeout < 0 {
+		return fmt.Errorf("--dial-timeout must be positive, got %v", o.DialTimeout)
+	}
+	return nil
+}
+
+// checkN checks the task arguments, and the fib index replies are checked
+// against: the client computes every expected value before the run.
+func (p *plan) checkN() error {
+	o := &p.opt
+	if o.FibN < 0 || o.FibN > maxFibN {
+		return fmt.Errorf("fibonacci_limit must be between 0 and %d for the client to check fib replies, got %d", maxFibN, o.FibN)
+	}
+	for k, v := range o.N {
+		if kindIndex(k) < 0 {
+			return fmt.Errorf("--n %s=%d: unknown task %q, must be one of %s", k, v, k, strings.Join(kindNames[:], ", "))
+		}
+		if v < 0 {
+			return fmt.Errorf("--n %s=%d: must not be negative", k, v)
+		}
+		if !p.json {
+			return fmt.Errorf("--n %s=%d needs --protocol json: plain-text requests use the host's defaults", k, v)
+		}
+		if k == "fib" && v > maxFibN {
+			return fmt.Errorf("--n fib=%d: must be at most %d for the client to check the replies", v, maxFibN)
+		}
+	}
+	return nil
 }
 
 // newToken prepares one task of the sequence. fibs caches F(n) as text.

@@ -47,8 +47,8 @@ func TestPlainReplies(t *testing.T) {
 	if c.handleReply([]byte("1000000"), c.r.now()) {
 		t.Error("a reply with no request outstanding matched")
 	}
-	if c.ok != 1 || c.wrong != 2 || c.replies != 4 || c.errors["overloaded"] != 1 {
-		t.Errorf("ok %d wrong %d replies %d errors %v", c.ok, c.wrong, c.replies, c.errors)
+	if c.ok != 1 || c.wrong != 2 || c.replies.Load() != 4 || c.errors["overloaded"] != 1 {
+		t.Errorf("ok %d wrong %d replies %d errors %v", c.ok, c.wrong, c.replies.Load(), c.errors)
 	}
 	if len(c.wrongSamples) != 2 || !strings.Contains(c.wrongSamples[0], `cpu: got "42", want "499999500000"`) {
 		t.Errorf("samples %q", c.wrongSamples)
@@ -111,8 +111,8 @@ func TestJSONReplies(t *testing.T) {
 			t.Errorf("reply %d %.60s: matched %v, want %v", i, rp.frame, got, rp.matched)
 		}
 	}
-	if c.ok != 2 || c.wrong != 8 || c.replies != int64(len(replies)) {
-		t.Errorf("ok %d wrong %d replies %d", c.ok, c.wrong, c.replies)
+	if c.ok != 2 || c.wrong != 8 || c.replies.Load() != int64(len(replies)) {
+		t.Errorf("ok %d wrong %d replies %d", c.ok, c.wrong, c.replies.Load())
 	}
 	if c.errors["timeout"] != 1 || c.errors["unknown"] != 1 {
 		t.Errorf("errors %v", c.errors)
@@ -137,8 +137,39 @@ func TestAbandonedRepliesIgnored(t *testing.T) {
 	if c.missing != 2 {
 		t.Fatalf("missing %d, want 2", c.missing)
 	}
-	if c.handleReply([]byte(`{"id":"`+id+`","ok":true,"result":""}`), c.r.now()) || c.replies != 0 || c.ok != 0 {
-		t.Fatalf("a late reply was counted: replies %d ok %d", c.replies, c.ok)
+	if c.handleReply([]byte(`{"id":"`+id+`","ok":true,"result":""}`), c.r.now()) || c.replies.Load() != 0 || c.ok != 0 {
+		t.Fatalf("a late reply was counted: replies %d ok %d", c.replies.Load(), c.ok)
+	}
+}
+
+// TestLateReplies: once the wait is abandoned, the first late reply to a
+// request counted missing is ignored, but a reply that answers nothing
+// awaited (a duplicate, a second late reply) is still wrong.
+func TestLateReplies(t *testing.T) {
+	_, c := testConn(t, jsonOptions("noop"))
+	answered, missing := send(c), send(c)
+	reply := func(id string) []byte { return []byte(`{"id":"` + id + `","ok":true,"result":""}`) }
+	if !c.handleReply(reply(answered), c.r.now()) {
+		t.Fatal("the reply to a pending request did not match")
+	}
+	c.abandon(stopTimeout)
+	if c.missing != 1 {
+		t.Fatalf("missing %d, want 1", c.missing)
+	}
+	c.handleReply(reply(missing), c.r.now())  // late: ignored
+	c.handleReply(reply(missing), c.r.now())  // a second reply
+	c.handleReply(reply(answered), c.r.now()) // a duplicate
+	if c.ok != 1 || c.wrong != 2 || c.replies.Load() != 3 {
+		t.Errorf("ok %d wrong %d replies %d, want 1, 2, 3", c.ok, c.wrong, c.replies.Load())
+	}
+
+	_, c = testConn(t, baseOptions())
+	send(c)
+	c.abandon(stopTimeout)
+	c.handleReply([]byte(Fib(5000).String()), c.r.now()) // late: ignored
+	c.handleReply([]byte("499999500000"), c.r.now())     // nothing outstanding
+	if c.ok != 0 || c.wrong != 1 || c.replies.Load() != 1 {
+		t.Errorf("plain: ok %d wrong %d replies %d, want 0, 1, 1", c.ok, c.wrong, c.replies.Load())
 	}
 }
 

@@ -60,8 +60,7 @@ type run struct {
 	started    chan struct{} // closed when the schedule starts
 	schedStart atomic.Int64  // -1 before the start
 	interval   float64       // ns between requests
-	schedEnd   int64         // written before started is closed
-	schedN     int64         // how many requests the schedule holds; likewise
+	schedN     int64         // how many requests the schedule holds; written before started is closed
 	drainAt    int64         // when waiting for queued requests ends; likewise
 
 	interrupted atomic.Bool
@@ -138,8 +137,8 @@ func (r *run) dialDone() {
 	for r.offset(n) < d {
 		n++
 	}
-	r.schedEnd, r.schedN = start+d, n
-	r.drainAt = r.schedEnd + int64(r.p.opt.ReplyTimeout)
+	r.schedN = n
+	r.drainAt = start + d + int64(r.p.opt.ReplyTimeout)
 	r.schedStart.Store(start)
 	close(r.started)
 }
@@ -220,7 +219,7 @@ func (r *run) startProgress() (stop func()) {
 				if r.p.mode == ModeSequence {
 					var n int64
 					for _, c := range r.conns {
-						n += c.progress.Load()
+						n += c.replies.Load()
 					}
 					bar.Set64(n)
 				} else {
@@ -238,7 +237,8 @@ func (r *run) startProgress() (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-// summary adds up the connections' counts once every goroutine has stopped.
+// summary adds up what the connections measured, once every goroutine has
+// stopped.
 func (r *run) summary(wall time.Duration) *Summary {
 	o := &r.p.opt
 	s := &Summary{
@@ -254,11 +254,26 @@ func (r *run) summary(wall time.Duration) *Summary {
 		Interrupted:     r.interrupted.Load(),
 		Errors:          map[string]int64{},
 	}
+	r.addCounts(s)
+	if s.WallSeconds > 0 {
+		s.Throughput = float64(s.OK) / s.WallSeconds
+	}
+	r.addTimes(s)
+	return s
+}
+
+// addCounts adds up the connections' counts, samples and completion times.
+func (r *run) addCounts(s *Summary) {
 	const maxSamples = 10
+	sample := func(to *[]string, msg string) {
+		if len(*to) < maxSamples {
+			*to = append(*to, msg)
+		}
+	}
 	var clientMS []float64
 	for _, c := range r.conns {
 		s.Sent += c.sent
-		s.Replies += c.replies
+		s.Replies += c.replies.Load()
 		s.OK += c.ok
 		s.Wrong += c.wrong
 		s.Missing += c.missing
@@ -266,47 +281,41 @@ func (r *run) summary(wall time.Duration) *Summary {
 		for code, n := range c.errors {
 			s.Errors[code] += n
 		}
-		if c.opened {
+		if c.ws != nil {
 			s.Connections++
 		}
 		if c.failed.Load() {
 			s.ConnFailures++
-			if len(s.FailureSamples) < maxSamples {
-				s.FailureSamples = append(s.FailureSamples, c.failure)
-			}
+			sample(&s.FailureSamples, c.failure)
 		}
-		if c.note != "" && len(s.FailureSamples) < maxSamples {
-			s.FailureSamples = append(s.FailureSamples, c.note)
+		if c.note != "" {
+			sample(&s.FailureSamples, c.note)
 		}
 		for _, w := range c.wrongSamples {
-			if len(s.WrongSamples) < maxSamples {
-				s.WrongSamples = append(s.WrongSamples, w)
-			}
+			sample(&s.WrongSamples, w)
 		}
 		if c.completed {
 			clientMS = append(clientMS, float64(c.took)/float64(time.Millisecond))
 		}
 	}
-	if s.WallSeconds > 0 {
-		s.Throughput = float64(s.OK) / s.WallSeconds
-	}
-	var want []int
+	s.ClientSeconds = exactPercentiles(clientMS)
+}
+
+// addTimes merges the shards' histograms into the summary's percentiles.
+func (r *run) addTimes(s *Summary) {
+	var want []int // every kind of the sequence, listed even without values
 	for _, t := range r.p.tokens {
 		if !slices.Contains(want, t.kind) {
 			want = append(want, t.kind)
 		}
 	}
-	pick := func(f func(*shard) *[numKinds]*hdrHist) [numKinds]*hdrHist { return mergeKinds(r.shards, f) }
-	s.Latency = summarise(pick(func(sh *shard) *[numKinds]*hdrHist { return &sh.lat }), want, true)
-	if r.p.json {
-		q := pick(func(sh *shard) *[numKinds]*hdrHist { return &sh.queue })
-		run := pick(func(sh *shard) *[numKinds]*hdrHist { return &sh.run })
-		if anyHist(q) {
-			s.Queue = summarise(q, want, true)
-		}
-		if anyHist(run) {
-			s.Run = summarise(run, want, true)
-		}
+	s.Latency = summarise(mergeKinds(r.shards, func(sh *shard) *[numKinds]*hdrHist { return &sh.lat }), want)
+	// Only JSON replies carry the host's queue and run times.
+	if q := mergeKinds(r.shards, func(sh *shard) *[numKinds]*hdrHist { return &sh.queue }); anyHist(q) {
+		s.Queue = summarise(q, want)
+	}
+	if run := mergeKinds(r.shards, func(sh *shard) *[numKinds]*hdrHist { return &sh.run }); anyHist(run) {
+		s.Run = summarise(run, want)
 	}
 	if r.p.mode == ModeRate {
 		lag := newHist()
@@ -318,6 +327,4 @@ func (r *run) summary(wall time.Duration) *Summary {
 		p := percentilesOf(lag)
 		s.SendLag = &p
 	}
-	s.ClientSeconds = exactPercentiles(clientMS)
-	return s
 }

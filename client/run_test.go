@@ -271,6 +271,11 @@ func TestRunDuplicateReplies(t *testing.T) {
 	if s.OK != 4 || s.Wrong < 2 {
 		t.Fatalf("ok %d wrong %d: %+v", s.OK, s.Wrong, s)
 	}
+	// The duplicate of a connection's last reply comes before the host's
+	// close frame: it is read, and it is wrong like the others.
+	if s.Wrong != 4 {
+		t.Errorf("wrong %d, want every duplicate (4): %q", s.Wrong, s.WrongSamples)
+	}
 }
 
 func closedPort(t *testing.T) string {

@@ -26,7 +26,7 @@ func TestHistogramMergeAndPercentiles(t *testing.T) {
 	shards[1].add([]record{{kind: kindIO, lat: 2 * histHighUS, queue: -5, run: -1, lag: -1}})
 
 	lat := mergeKinds(shards, func(s *shard) *[numKinds]*hdrHist { return &s.lat })
-	m := summarise(lat, []int{kindCPU, kindNoop}, true)
+	m := summarise(lat, []int{kindCPU, kindNoop})
 	cpu := m["cpu"]
 	if cpu.Count != 10000 || !near(cpu.P50, 5.0, 0.002) || !near(cpu.P90, 9.0, 0.002) ||
 		!near(cpu.P99, 9.9, 0.002) || !near(cpu.P999, 9.99, 0.002) || !near(cpu.Max, 10.0, 0.002) ||

@@ -112,8 +112,11 @@ type Summary struct {
 
 // Exit codes of the client command, for scripts (documented in the README).
 const (
-	ExitOK        = 0
-	ExitIncorrect = 1  // a reply was wrong, missing or an error, or a connection failed
+	ExitOK = 0
+	// ExitIncorrect: a reply was wrong or missing, a request went unsent, a
+	// connection failed, error replies exceeded --max-errors, or the run was
+	// interrupted.
+	ExitIncorrect = 1
 	ExitUsage     = 2  // bad flag or configuration value
-	ExitThreshold = 99 // a --max-*/--min-* threshold was crossed (as k6 does)
+	ExitThreshold = 99 // only --max-p99 or --min-rate was crossed (as k6 does)
 )

@@ -13,10 +13,11 @@ import (
 	"fmt"
 	"html"
 	"html/template"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,7 +91,7 @@ type failure struct {
 // strategyNames is r.Strategies followed by any strategy that only appears
 // in r.Results.
 func (r *Report) strategyNames() []string {
-	names := append([]string(nil), r.Strategies...)
+	names := slices.Clone(r.Strategies)
 	seen := map[string]bool{}
 	for _, n := range names {
 		seen[n] = true
@@ -104,19 +105,19 @@ func (r *Report) strategyNames() []string {
 	return names
 }
 
-// scenarioResults returns, for each of r.strategyNames(), its result under
-// the scenario, or nil when there is none.
-func (r *Report) scenarioResults(scenario string) []*Result {
-	names := r.strategyNames()
-	out := make([]*Result, len(names))
+// scenarioResults returns r.strategyNames() and, for each, its result
+// under the scenario, or nil when there is none.
+func (r *Report) scenarioResults(scenario string) (names []string, results []*Result) {
+	names = r.strategyNames()
+	results = make([]*Result, len(names))
 	for i, n := range names {
 		for j := range r.Results {
 			if res := &r.Results[j]; res.Strategy == n && res.Scenario == scenario {
-				out[i] = res
+				results[i] = res
 			}
 		}
 	}
-	return out
+	return names, results
 }
 
 // failures lists every failed result, in report order.
@@ -153,17 +154,13 @@ func overall(res *Result) (client.Percentiles, bool) {
 
 // errorCount is every reply that was not right, plus failed connections.
 func errorCount(s *client.Summary) int64 {
-	n := s.Wrong + s.Missing + s.ConnFailures
-	for _, v := range s.Errors {
-		n += v
-	}
-	return n
+	return s.TotalErrors() + s.Wrong + s.Missing + s.ConnFailures
 }
 
 func (r *Report) rows(scenario string) []tableRow {
-	names := r.strategyNames()
+	names, results := r.scenarioResults(scenario)
 	var rows []tableRow
-	for i, res := range r.scenarioResults(scenario) {
+	for i, res := range results {
 		row := tableRow{Strategy: names[i]}
 		switch {
 		case res == nil:
@@ -190,7 +187,7 @@ func (r *Report) rows(scenario string) []tableRow {
 // kinds builds the per-task-kind latency table of a scenario; nil when the
 // scenario has a single kind (the main table already says it all).
 func (r *Report) kinds(scenario string) *kindTable {
-	results := r.scenarioResults(scenario)
+	names, results := r.scenarioResults(scenario)
 	set := map[string]bool{}
 	for _, res := range results {
 		if measured(res) {
@@ -204,12 +201,7 @@ func (r *Report) kinds(scenario string) *kindTable {
 	if len(set) < 2 {
 		return nil
 	}
-	t := &kindTable{}
-	for k := range set {
-		t.Kinds = append(t.Kinds, k)
-	}
-	sort.Strings(t.Kinds)
-	names := r.strategyNames()
+	t := &kindTable{Kinds: slices.Sorted(maps.Keys(set))}
 	for i, res := range results {
 		row := tableRow{Strategy: names[i]}
 		if !measured(res) {
@@ -504,71 +496,74 @@ var fontFace = sync.OnceValue(func() template.CSS {
 })
 
 // ---------------------------------------------------------------------------
-// Charts: one function per kind, each a bar chart over the strategies.
+// Charts: per scenario, one bar chart over the strategies per chartKind.
+
+// chartKind is one chart of every scenario: its bars, over the strategies,
+// come from series.
+type chartKind struct {
+	id, title, axis, caption string
+	series                   func(res []*Result) []barSeries
+}
 
 // chartKinds are the charts of every scenario, in page order.
-var chartKinds = []func(scenario string, names []string, res []*Result) (figure, error){
-	throughputChart, latencyChart, cpuChart, memoryChart,
+var chartKinds = []chartKind{
+	{"throughput", "Throughput", "tasks / s", "Right results per second (higher is better).",
+		perStrategy("tasks/s", func(r *Result) float64 { return r.Summary.Throughput })},
+	{"latency", "Latency", "ms", "Latency percentiles over all task kinds (lower is better).", latencySeries},
+	{"cpu", "CPU time", "CPU seconds", "User + system CPU time of the host, its plugin and workers (lower is better).",
+		perStrategy("CPU s", func(r *Result) float64 { return r.CPUSeconds })},
+	{"memory", "Peak memory", "peak RSS (MB)", "Largest resident memory of the host, its plugin and workers together (lower is better).",
+		perStrategy("RSS MB", func(r *Result) float64 { return r.PeakRSSMB })},
 }
 
 func (r *Report) charts(scenario string) ([]figure, error) {
-	names, res := r.strategyNames(), r.scenarioResults(scenario)
+	names, res := r.scenarioResults(scenario)
 	if len(names) == 0 {
 		return nil, nil
 	}
 	var out []figure
-	for _, kind := range chartKinds {
-		f, err := kind(scenario, names, res)
+	for _, k := range chartKinds {
+		svg, err := barChart(k.title+": "+scenario, k.axis, names, k.series(res)...)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s chart: %w", k.id, err)
 		}
-		out = append(out, f)
+		out = append(out, figure{k.id + "-" + slug(scenario), k.caption, svg})
 	}
 	return out, nil
 }
 
-func throughputChart(scenario string, names []string, res []*Result) (figure, error) {
-	s := barSeries{name: "tasks/s", values: values(res, func(r *Result) float64 { return r.Summary.Throughput }),
-		color: strategyColor, label: short}
-	svg, err := barChart("Throughput: "+scenario, "tasks / s", names, s)
-	return figure{"throughput-" + slug(scenario), "Right results per second (higher is better).", svg}, err
+// perStrategy is a single series of one bar per strategy, in its colour.
+func perStrategy(name string, f func(*Result) float64) func([]*Result) []barSeries {
+	return func(res []*Result) []barSeries {
+		return []barSeries{{name: name, values: values(res, f), color: strategyColor, label: short}}
+	}
 }
 
-func latencyChart(scenario string, names []string, res []*Result) (figure, error) {
-	pick := func(f func(client.Percentiles) float64) []float64 {
-		return values(res, func(r *Result) float64 {
-			if p, ok := overall(r); ok {
-				return f(p)
-			}
-			return math.NaN()
+// latencySeries is p50, p90 and p99 side by side for each strategy.
+func latencySeries(res []*Result) []barSeries {
+	var out []barSeries
+	for i, pc := range []struct {
+		name string
+		of   func(client.Percentiles) float64
+	}{
+		{"p50", func(p client.Percentiles) float64 { return p.P50 }},
+		{"p90", func(p client.Percentiles) float64 { return p.P90 }},
+		{"p99", func(p client.Percentiles) float64 { return p.P99 }},
+	} {
+		c := percentileColors[i]
+		out = append(out, barSeries{
+			name: pc.name,
+			values: values(res, func(r *Result) float64 {
+				if p, ok := overall(r); ok {
+					return pc.of(p)
+				}
+				return math.NaN()
+			}),
+			color: func(int) drawing.Color { return c },
+			label: short,
 		})
 	}
-	series := []barSeries{
-		{name: "p50", values: pick(func(p client.Percentiles) float64 { return p.P50 })},
-		{name: "p90", values: pick(func(p client.Percentiles) float64 { return p.P90 })},
-		{name: "p99", values: pick(func(p client.Percentiles) float64 { return p.P99 })},
-	}
-	for i := range series {
-		c := percentileColors[i]
-		series[i].color = func(int) drawing.Color { return c }
-		series[i].label = short
-	}
-	svg, err := barChart("Latency: "+scenario, "ms", names, series...)
-	return figure{"latency-" + slug(scenario), "Latency percentiles over all task kinds (lower is better).", svg}, err
-}
-
-func cpuChart(scenario string, names []string, res []*Result) (figure, error) {
-	s := barSeries{name: "CPU s", values: values(res, func(r *Result) float64 { return r.CPUSeconds }),
-		color: strategyColor, label: short}
-	svg, err := barChart("CPU time: "+scenario, "CPU seconds", names, s)
-	return figure{"cpu-" + slug(scenario), "User + system CPU time of the host, its plugin and workers (lower is better).", svg}, err
-}
-
-func memoryChart(scenario string, names []string, res []*Result) (figure, error) {
-	s := barSeries{name: "RSS MB", values: values(res, func(r *Result) float64 { return r.PeakRSSMB }),
-		color: strategyColor, label: short}
-	svg, err := barChart("Peak memory: "+scenario, "peak RSS (MB)", names, s)
-	return figure{"memory-" + slug(scenario), "Largest resident memory of the host, its plugin and workers together (lower is better).", svg}, err
+	return out
 }
 
 // values applies f to every measured result; NaN marks the others.

@@ -13,10 +13,12 @@
 package multiproc
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +103,10 @@ type call struct {
 	worker   *worker       // running it; nil while pending
 	place    *list.Element // in pending
 	finished bool          // answered; guarded by Executor.mu
-	done     chan outcome  // buffered: answering never blocks
+	// abandoned is set before a cancel is written for the call, so that a
+	// send racing it does not deliver the task after its cancel.
+	abandoned atomic.Bool
+	done      chan outcome // buffered: answering never blocks
 }
 
 type outcome struct {
@@ -224,6 +229,7 @@ func (e *Executor) finishLocked(c *call, res taskproto.Result, err error) {
 func (e *Executor) abandon(c *call) {
 	e.mu.Lock()
 	w := c.worker
+	c.abandoned.Store(true)
 	if !c.finished {
 		if c.place != nil {
 			e.pending.Remove(c.place)
@@ -303,6 +309,8 @@ func (e *Executor) lost(w *worker, why error) {
 		c.sent = time.Time{}
 		retry = append(retry, c)
 	}
+	// Retried in the order they arrived, ahead of the queue.
+	slices.SortFunc(retry, func(a, b *call) int { return cmp.Compare(a.seq, b.seq) })
 	for i := len(retry) - 1; i >= 0; i-- {
 		retry[i].place = e.pending.PushFront(retry[i])
 	}

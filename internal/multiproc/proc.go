@@ -157,7 +157,12 @@ func (w *worker) send(c *call) {
 	if dl, ok := c.ctx.Deadline(); ok {
 		t.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
 	}
-	w.write(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Task{Task: t}})
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	if c.abandoned.Load() { // its cancel went (or goes) first: never deliver it
+		return
+	}
+	w.writeLocked(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Task{Task: t}})
 }
 
 func (w *worker) cancel(seq uint64) {
@@ -167,6 +172,10 @@ func (w *worker) cancel(seq uint64) {
 func (w *worker) write(m *pb.ExecuteRequest) {
 	w.sendMu.Lock()
 	defer w.sendMu.Unlock()
+	w.writeLocked(m)
+}
+
+func (w *worker) writeLocked(m *pb.ExecuteRequest) {
 	if writeFrame(w.out, m) == nil {
 		w.out.Flush()
 	}
