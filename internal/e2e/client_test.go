@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wslab/wslab/client"
+	"github.com/wslab/wslab/internal/multiproc"
 )
 
 // clResult is one run of bin/client.
@@ -368,5 +369,32 @@ func TestClientInterrupt(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != client.ExitIncorrect ||
 		!strings.Contains(stdout.String(), "INTERRUPTED") || !strings.Contains(stderr.String(), "interrupted") {
 		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestClientAgainstFaultyHost: a real host whose worker answers one task
+// wrongly, or never answers it, makes the real client count it and exit 1.
+func TestClientAgainstFaultyHost(t *testing.T) {
+	for _, c := range []struct {
+		fault, counter string
+	}{
+		{"wrong:cpu:7", "wrong"},
+		{"stall:cpu:7", "missing"},
+	} {
+		t.Run(c.counter, func(t *testing.T) {
+			h := startHostEnv(t, "multiproc", "[other]\nmultiprocessing_processes = 2\n",
+				[]string{multiproc.FaultEnv + "=" + c.fault})
+			r := clRun(t, "--url", "ws://"+h.addr+"/ws", "--protocol", "json", "--clients", "2",
+				"--tasks", "noop,cpu", "--n", "cpu=7", "--reply-timeout", "1s")
+			if r.code != client.ExitIncorrect {
+				t.Fatalf("exit %d, want %d", r.code, client.ExitIncorrect)
+			}
+			if got := num(t, r.summary, c.counter); got != 2 {
+				t.Errorf("%s = %v, want 2 (one cpu task per client)", c.counter, got)
+			}
+			if got := num(t, r.summary, "ok"); got != 2 {
+				t.Errorf("ok = %v, want 2 (the noops)", got)
+			}
+		})
 	}
 }

@@ -168,8 +168,9 @@ func (w *workerProc) run() {
 		resp := &pb.ExecuteResponse{Seq: t.GetSeq(), Worker: w.name, QueueUs: start.Sub(q.arrived).Microseconds()}
 		v, err := "", q.ctx.Err() // cancelled while it waited: not run
 		if err == nil {
-			w.fault.inject(task)
-			v, err = w.runner.Run(q.ctx, task)
+			if v = w.fault.inject(task); v == "" {
+				v, err = w.runner.Run(q.ctx, task)
+			}
 		}
 		resp.RunUs = time.Since(start).Microseconds()
 		if err != nil {
@@ -191,9 +192,10 @@ func (w *workerProc) run() {
 }
 
 // FaultEnv names the environment variable through which tests make a worker
-// fail on purpose: "panic:fib:13" panics in a task fib with n = 13;
-// "hog:cpu:7" makes a task cpu with n = 7 allocate memory without end. The
-// host passes its environment to the plugin, and the plugin to its workers.
+// fail on purpose, for one task kind and n: "panic:fib:13" panics;
+// "hog:cpu:7" allocates memory without end; "wrong:cpu:7" answers a wrong
+// result; "stall:cpu:7" never answers. The host passes its environment to
+// the plugin, and the plugin to its workers.
 const FaultEnv = "WSLAB_WORKER_FAULT"
 
 type fault struct {
@@ -215,11 +217,17 @@ func parseFault(s string) fault {
 
 var hogged [][]byte // what the hog fault holds on to
 
-func (f fault) inject(t taskproto.Task) {
+// inject acts out the fault when t is its task; a non-empty return is the
+// (wrong) result to answer instead of running t.
+func (f fault) inject(t taskproto.Task) string {
 	if f.action == "" || t.Kind != f.kind || t.N != f.n {
-		return
+		return ""
 	}
 	switch f.action {
+	case "wrong":
+		return "injected wrong result"
+	case "stall":
+		select {} // the runner is lost; the worker still reads and cancels
 	case "panic":
 		panic(fmt.Sprintf("injected fault: %s %d", t.Kind, t.N))
 	case "hog":
@@ -231,4 +239,5 @@ func (f fault) inject(t taskproto.Task) {
 			hogged = append(hogged, b)
 		}
 	}
+	return ""
 }
