@@ -58,7 +58,7 @@ func run(m *testing.M) int {
 }
 
 // strategies are every strategy the host can serve in this build.
-var strategies = []string{"inproc", "semaphore", "pool", "multiproc"}
+var strategies = []string{"inproc", "semaphore", "pool", "multiproc", "distributed"}
 
 // hostProc is a running bin/host.
 type hostProc struct {

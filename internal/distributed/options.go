@@ -1,0 +1,132 @@
+// Package distributed is the strategy whose tasks travel through NATS
+// JetStream to worker processes that may live on other machines: the job
+// the Python lab gave Ray. Tasks go into a work-queue stream; workers pull
+// them from one durable consumer with explicit acks, so a task whose worker
+// dies unacknowledged is redelivered to another; results come back on the
+// dispatcher's own core-NATS subject, where duplicates are dropped, so each
+// request gets exactly one reply.
+//
+// By default the plugin embeds a nats-server with JetStream on loopback,
+// protected by a generated token, and starts local workers; with
+// [distributed] nats_url it uses an existing cluster instead, and workers
+// anywhere join it with `distributed worker --nats URL ...`.
+package distributed
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/wslab/wslab/taskproto"
+)
+
+// Names shared by the dispatcher and every worker.
+const (
+	StreamName   = "WSLAB_TASKS"
+	TaskSubject  = "wslab.tasks"
+	ConsumerName = "workers"
+	replyHeader  = "Wslab-Reply"
+	seqHeader    = "Wslab-Seq"
+)
+
+// Conn says how to reach NATS.
+type Conn struct {
+	URLs     string // comma-separated
+	Token    string
+	User     string
+	Password string
+	Creds    string // credentials file
+	TLSCA    string // CA file for TLS
+}
+
+// options returns the nats.go options for c.
+func (c Conn) options(name string) []nats.Option {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.Timeout(5 * time.Second),
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	return opts
+}
+
+// Options configure the dispatcher.
+type Options struct {
+	Conn     Conn   // URLs empty: embedded server
+	Listen   string // embedded server's address, host:port (port 0: any)
+	Workers  int    // local worker processes
+	Replicas int    // stream replicas
+	// MaxOutstanding bounds tasks sent and not answered (beyond: overloaded).
+	MaxOutstanding int
+	// LostAfter is how long tasks wait for a lost NATS connection to
+	// return before they fail with executor_failed.
+	LostAfter     time.Duration
+	TaskTimeout   time.Duration
+	Exe           string // this binary, run as `Exe worker ...`
+	DataDir       string
+	LargeFileName string
+}
+
+// OptionsFrom reads [distributed] from the host's configuration.
+func OptionsFrom(cfg taskproto.Config, exe string) Options {
+	s := func(key string) string { return strings.TrimSpace(cfg.Settings["distributed."+key]) }
+	return Options{
+		Conn: Conn{
+			URLs: s("nats_url"), Token: s("token"), User: s("user"), Password: s("password"),
+			Creds: s("creds"), TLSCA: s("tls_ca"),
+		},
+		Listen:         cmpOr(s("listen"), "127.0.0.1:0"),
+		Workers:        int(cfg.Int("distributed.workers", int64(runtime.NumCPU()))),
+		Replicas:       int(cfg.Int("distributed.replicas", 1)),
+		MaxOutstanding: int(cfg.Int("distributed.max_outstanding", 10000)),
+		LostAfter:      time.Duration(cfg.Int("distributed.lost_after_sec", 10)) * time.Second,
+		TaskTimeout:    cfg.TaskTimeout,
+		Exe:            exe,
+		DataDir:        cfg.DataDir,
+		LargeFileName:  cfg.LargeFileName,
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// ackWait is how long a worker may hold a task without a sign of life
+// before JetStream redelivers it; workers signal progress three times per
+// ackWait, so only a dead worker's task is redelivered, after at most this.
+func ackWait(taskTimeout time.Duration) time.Duration {
+	return min(max(taskTimeout/20, 2*time.Second), 30*time.Second)
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
