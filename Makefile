@@ -5,8 +5,9 @@ FUZZTIME ?= 10s
 
 .PHONY: build test lab bench proto vet fmt-check fuzz deps clean
 
-# Chromium draws report.html in the lab's browser test. Installed when
-# missing and we may (root, apt); otherwise that test skips and says so.
+# Chromium draws report.html in the lab's browser test; nats-server runs a
+# real NATS cluster in the distributed strategy's test. Installed when
+# missing and we may (root, apt); otherwise those tests skip and say so.
 CHROMIUM ?= /usr/bin/chromium
 
 build:
@@ -16,10 +17,11 @@ build:
 	$(GO) build -o $(BIN)/plugins/ ./plugins/...
 
 deps:
-	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium for the report's browser test"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-		echo "chromium could not be installed: the browser test will skip"; \
+	@if { [ ! -x $(CHROMIUM) ] || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \
+		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and nats-server for the browser and NATS cluster tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nats-server >/dev/null) || \
+		echo "chromium or nats-server could not be installed: their tests will skip"; \
 	fi
 
 test: build deps fmt-check vet

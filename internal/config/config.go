@@ -18,6 +18,7 @@ type Config struct {
 	Other       Other
 	Pool        Pool
 	Multiproc   Multiproc
+	Distributed Distributed
 	Limits      Limits
 	Lab         Lab
 
@@ -71,6 +72,16 @@ type Multiproc struct {
 	WorkerInflight   int64 // worker_inflight = 1: tasks a worker runs at once
 	WorkerPrefetch   int64 // worker_prefetch = 0: tasks sent ahead to a busy worker
 	QueueSize        int64 // queue_size = 1024: tasks waiting for a free worker
+}
+
+// Distributed is the [distributed] section. Its string keys (nats_url,
+// listen, token, user, password, creds, tls_ca) reach the plugin as they
+// are, through Settings.
+type Distributed struct {
+	Workers        int64 // workers = the number of CPUs: local worker processes (0: none, workers join from elsewhere)
+	Replicas       int64 // replicas = 1: of the task stream (3 on a cluster)
+	MaxOutstanding int64 // max_outstanding = 10000: tasks sent and unanswered (beyond: overloaded)
+	LostAfterSec   int64 // lost_after_sec = 10: how long tasks wait for a lost NATS to return
 }
 
 // Limits is the [limits] section (SPEC 4).

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,7 @@ func Default() *Config {
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
 		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
 		Pool:        Pool{Workers: 0, QueueSize: 1024},
+		Distributed: Distributed{Workers: int64(runtime.NumCPU()), Replicas: 1, MaxOutstanding: 10000, LostAfterSec: 10},
 		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, WorkerPrefetch: 0, QueueSize: 1024},
 		Limits: Limits{
 			MaxFrameBytes:      65536,
@@ -122,6 +124,10 @@ func (c *Config) intKeys() []intKey {
 		{"multiproc", "worker_inflight", &c.Multiproc.WorkerInflight, 1, 65536},
 		{"multiproc", "worker_prefetch", &c.Multiproc.WorkerPrefetch, 0, 65536},
 		{"multiproc", "queue_size", &c.Multiproc.QueueSize, 1, 10_000_000},
+		{"distributed", "workers", &c.Distributed.Workers, 0, 1024},
+		{"distributed", "replicas", &c.Distributed.Replicas, 1, 5},
+		{"distributed", "max_outstanding", &c.Distributed.MaxOutstanding, 1, 10_000_000},
+		{"distributed", "lost_after_sec", &c.Distributed.LostAfterSec, 1, 3600},
 		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
 		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
 		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
