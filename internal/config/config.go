@@ -79,6 +79,7 @@ type Multiproc struct {
 // are, through Settings.
 type Distributed struct {
 	Workers        int64 // workers = the number of CPUs: local worker processes (0: none, workers join from elsewhere)
+	Concurrency    int64 // worker_concurrency = 4: tasks each local worker runs at once
 	Replicas       int64 // replicas = 1: of the task stream (3 on a cluster)
 	MaxOutstanding int64 // max_outstanding = 10000: tasks sent and unanswered (beyond: overloaded)
 	LostAfterSec   int64 // lost_after_sec = 10: how long tasks wait for a lost NATS to return

@@ -72,7 +72,7 @@ func Default() *Config {
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
 		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
 		Pool:        Pool{Workers: 0, QueueSize: 1024},
-		Distributed: Distributed{Workers: int64(runtime.NumCPU()), Replicas: 1, MaxOutstanding: 10000, LostAfterSec: 10},
+		Distributed: Distributed{Workers: int64(runtime.NumCPU()), Concurrency: 4, Replicas: 1, MaxOutstanding: 10000, LostAfterSec: 10},
 		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, WorkerPrefetch: 0, QueueSize: 1024},
 		Limits: Limits{
 			MaxFrameBytes:      65536,
@@ -125,6 +125,7 @@ func (c *Config) intKeys() []intKey {
 		{"multiproc", "worker_prefetch", &c.Multiproc.WorkerPrefetch, 0, 65536},
 		{"multiproc", "queue_size", &c.Multiproc.QueueSize, 1, 10_000_000},
 		{"distributed", "workers", &c.Distributed.Workers, 0, 1024},
+		{"distributed", "worker_concurrency", &c.Distributed.Concurrency, 1, 4096},
 		{"distributed", "replicas", &c.Distributed.Replicas, 1, 5},
 		{"distributed", "max_outstanding", &c.Distributed.MaxOutstanding, 1, 10_000_000},
 		{"distributed", "lost_after_sec", &c.Distributed.LostAfterSec, 1, 3600},

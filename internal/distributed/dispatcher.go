@@ -173,6 +173,7 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 		d.log.Warn("undecodable result", "error", err)
 		return
 	}
+	m.Respond(nil) // the worker may now acknowledge the task
 	d.mu.Lock()
 	ch := d.pending[resp.GetSeq()]
 	delete(d.pending, resp.GetSeq()) // a redelivered task's second result finds nothing
@@ -243,15 +244,19 @@ func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task) func() (taskp
 	data, _ := proto.Marshal(task)
 	msg := &nats.Msg{Subject: TaskSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(replyHeader, d.replySubject())
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err := d.js.PublishMsg(pctx, msg, jetstream.WithMsgID(d.id+"-"+strconv.FormatUint(seq, 10)))
-	cancel()
+	// Asynchronous: tasks leave in call order without a round trip each;
+	// the stream's acknowledgement, or its failure, arrives on ack.
+	ack, err := d.js.PublishMsgAsync(msg, jetstream.WithMsgID(d.id+"-"+strconv.FormatUint(seq, 10)))
 	if err != nil {
 		d.forget(seq)
 		return fail(taskproto.Errorf(taskproto.CodeExecutorFailed, "publish task to JetStream: %v", err))
 	}
 	return func() (taskproto.Result, error) {
 		select {
+		case err := <-ack.Err():
+			d.forget(seq)
+			d.failed.Add(1)
+			return taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed, "JetStream did not take the task: %v", err)
 		case resp := <-ch:
 			res := taskproto.Result{
 				Value:  resp.GetResult(),

@@ -69,10 +69,13 @@ func (c Conn) options(name string) []nats.Option {
 
 // Options configure the dispatcher.
 type Options struct {
-	Conn     Conn   // URLs empty: embedded server
-	Listen   string // embedded server's address, host:port (port 0: any)
-	Workers  int    // local worker processes
-	Replicas int    // stream replicas
+	Conn    Conn   // URLs empty: embedded server
+	Listen  string // embedded server's address, host:port (port 0: any)
+	Workers int    // local worker processes
+	// Concurrency is how many tasks each local worker runs at once; each
+	// runner pulls a task only when it is free.
+	Concurrency int
+	Replicas    int // stream replicas
 	// MaxOutstanding bounds tasks sent and not answered (beyond: overloaded).
 	MaxOutstanding int
 	// LostAfter is how long tasks wait for a lost NATS connection to
@@ -94,6 +97,7 @@ func OptionsFrom(cfg taskproto.Config, exe string) Options {
 		},
 		Listen:         cmpOr(s("listen"), "127.0.0.1:0"),
 		Workers:        int(cfg.Int("distributed.workers", int64(runtime.NumCPU()))),
+		Concurrency:    int(cfg.Int("distributed.worker_concurrency", 4)),
 		Replicas:       int(cfg.Int("distributed.replicas", 1)),
 		MaxOutstanding: int(cfg.Int("distributed.max_outstanding", 10000)),
 		LostAfter:      time.Duration(cfg.Int("distributed.lost_after_sec", 10)) * time.Second,

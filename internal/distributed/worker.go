@@ -182,10 +182,15 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	} else {
 		resp.Result = v
 	}
+	// A request, not a publish: the dispatcher confirms it has the result
+	// (a plain publish is lost if the dispatcher is reconnecting just then).
+	// Unconfirmed, the task goes back to the stream and runs again; the
+	// dispatcher keeps the first result only.
 	data, _ := proto.Marshal(resp)
-	if err := w.nc.Publish(reply, data); err != nil {
-		w.log.Warn("publish result; the task will be redelivered", "error", err)
-		return // unacknowledged: redelivered
+	if _, err := w.nc.Request(reply, data, 5*time.Second); err != nil {
+		w.log.Warn("result not confirmed; the task will be redelivered", "error", err)
+		m.Nak()
+		return
 	}
 	m.Ack()
 }
@@ -210,6 +215,7 @@ type localWorker struct {
 func startLocalWorkers(opt Options, log hclog.Logger) *localWorkers {
 	l := &localWorkers{log: log, quit: make(chan struct{})}
 	args := []string{WorkerArg, "--nats", opt.Conn.URLs, "--exit-with-parent",
+		"--concurrency", strconv.Itoa(max(opt.Concurrency, 1)),
 		"--data-dir", opt.DataDir, "--large-file-name", opt.LargeFileName}
 	if opt.Conn.User != "" {
 		args = append(args, "--user", opt.Conn.User)
