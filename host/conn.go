@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -77,6 +78,9 @@ func (c *wsConn) serve() {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
 			}
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.drain()
+			}
 			break
 		}
 		c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
@@ -86,6 +90,15 @@ func (c *wsConn) serve() {
 	close(c.readerDone)
 	<-c.writerDone
 	c.ws.Close()
+}
+
+// drain reads and drops what the client is still sending of an oversized
+// frame, for a moment: closing a socket with unread input resets it, and
+// the client would lose the 1009 close frame gorilla has just sent.
+func (c *wsConn) drain() {
+	conn := c.ws.NetConn()
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, conn, 16*c.srv.opt.MaxFrameBytes+1<<20)
 }
 
 func (c *wsConn) handle(mt int, data []byte) {
