@@ -1,6 +1,7 @@
 package taskproto
 
 import (
+	"context"
 	"time"
 
 	"github.com/wslab/wslab/taskproto/pb"
@@ -79,10 +80,14 @@ func statsFromPB(s *pb.StatsResponse) Stats {
 	return out
 }
 
-func resultToPB(seq uint64, r Result, err *Error) *pb.ExecuteResponse {
+// Response encodes the outcome of task seq for the wire; ctx is the task's,
+// to name the code of an error it caused (see AsError). Plugins and their
+// workers answer with it.
+func Response(ctx context.Context, seq uint64, r Result, err error) *pb.ExecuteResponse {
 	resp := &pb.ExecuteResponse{Seq: seq, Worker: r.Worker, QueueUs: r.Queue.Microseconds(), RunUs: r.Run.Microseconds()}
 	if err != nil {
-		resp.ErrorCode, resp.ErrorMessage = string(err.Code), err.Message
+		e := AsError(ctx, err)
+		resp.ErrorCode, resp.ErrorMessage = string(e.Code), e.Message
 	} else {
 		resp.Result = r.Value
 	}

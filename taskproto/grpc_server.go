@@ -124,17 +124,14 @@ func (s *grpcServer) Execute(stream pb.Executor_ExecuteServer) error {
 			go func() {
 				defer wg.Done()
 				res, err := wait()
-				var te *Error
-				if err != nil {
-					te = AsError(tctx, err)
-				}
+				resp := Response(tctx, t.GetSeq(), res, err)
 				mu.Lock()
 				delete(cancels, t.GetSeq())
 				mu.Unlock()
 				cancel()
 				sendMu.Lock()
 				defer sendMu.Unlock()
-				if err := stream.Send(resultToPB(t.GetSeq(), res, te)); err != nil {
+				if err := stream.Send(resp); err != nil {
 					s.log.Debug("send reply", "seq", t.GetSeq(), "error", err)
 				}
 			}()

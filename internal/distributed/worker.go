@@ -174,14 +174,11 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	}()
 
 	start := time.Now()
-	v, err := w.runner.Run(ctx, taskproto.Task{Kind: t.GetKind(), N: t.GetN()})
-	resp := &pb.ExecuteResponse{Seq: t.GetSeq(), Worker: w.id, RunUs: time.Since(start).Microseconds()}
-	if err != nil {
-		e := taskproto.AsError(ctx, err)
-		resp.ErrorCode, resp.ErrorMessage = string(e.Code), e.Message
-	} else {
-		resp.Result = v
-	}
+	res := taskproto.Result{Worker: w.id}
+	var err error
+	res.Value, err = w.runner.Run(ctx, taskproto.Task{Kind: t.GetKind(), N: t.GetN()})
+	res.Run = time.Since(start)
+	resp := taskproto.Response(ctx, t.GetSeq(), res, err)
 	// A request, not a publish: the dispatcher confirms it has the result
 	// (a plain publish is lost if the dispatcher is reconnecting just then).
 	// Unconfirmed, the task goes back to the stream and runs again; the

@@ -165,20 +165,15 @@ func (w *workerProc) run() {
 		t := q.task
 		task := taskproto.Task{Kind: t.GetKind(), N: t.GetN()}
 		start := time.Now()
-		resp := &pb.ExecuteResponse{Seq: t.GetSeq(), Worker: w.name, QueueUs: start.Sub(q.arrived).Microseconds()}
-		v, err := "", q.ctx.Err() // cancelled while it waited: not run
+		res := taskproto.Result{Worker: w.name, Queue: start.Sub(q.arrived)}
+		err := q.ctx.Err() // cancelled while it waited: not run
 		if err == nil {
-			if v = w.fault.inject(task); v == "" {
-				v, err = w.runner.Run(q.ctx, task)
+			if res.Value = w.fault.inject(task); res.Value == "" {
+				res.Value, err = w.runner.Run(q.ctx, task)
 			}
 		}
-		resp.RunUs = time.Since(start).Microseconds()
-		if err != nil {
-			e := taskproto.AsError(q.ctx, err)
-			resp.ErrorCode, resp.ErrorMessage = string(e.Code), e.Message
-		} else {
-			resp.Result = v
-		}
+		res.Run = time.Since(start)
+		resp := taskproto.Response(q.ctx, t.GetSeq(), res, err)
 		w.mu.Lock()
 		delete(w.cancels, t.GetSeq())
 		w.mu.Unlock()
