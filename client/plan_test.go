@@ -134,7 +134,7 @@ func TestPlanRejects(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			o := baseOptions()
 			tc.mod(&o)
-			err := Validate(o)
+			_, err := newPlan(o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate = %v, want an error containing %q", err, tc.want)
 			}

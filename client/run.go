@@ -35,12 +35,6 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	return newRun(p).exec(ctx), nil
 }
 
-// Validate reports what is wrong with opt, as Run would, without running.
-func Validate(opt Options) error {
-	_, err := newPlan(opt)
-	return err
-}
-
 // run is one execution of a plan.
 type run struct {
 	p      *plan
