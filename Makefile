@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: build test lab bench proto vet fmt-check fuzz deps clean
+.PHONY: build test lab bench soak proto vet fmt-check cross fuzz deps clean
 
 # Chromium draws report.html in the lab's browser test; nats-server runs a
 # real NATS cluster in the distributed strategy's test. Installed when
@@ -24,9 +24,16 @@ deps:
 		echo "chromium or nats-server could not be installed: their tests will skip"; \
 	fi
 
-test: build deps fmt-check vet
+test: build deps fmt-check vet cross
 	$(GO) test -race -timeout 9m ./...
 	$(MAKE) fuzz
+
+# The code builds beyond Linux: process groups and the parent-death signal
+# sit behind build tags, and the plugin's own parent watch covers systems
+# without that signal.
+cross:
+	GOOS=darwin $(GO) build ./...
+	GOOS=windows $(GO) vet ./...
 
 # A bounded run of each fuzz target on top of its checked-in seed corpus.
 # Short minimisation keeps the run fuzzing rather than shrinking inputs.

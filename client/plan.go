@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/internal/config"
+	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
 )
 
@@ -26,7 +27,8 @@ const (
 	numKinds
 )
 
-var kindNames = [numKinds]string{"fib", "cpu", "io", "sleep", "noop"}
+// kindNames are taskproto.Kinds, in the order of the indexes above.
+var kindNames = [numKinds]string{taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO, taskproto.KindSleep, taskproto.KindNoop}
 
 func kindIndex(name string) int {
 	for i, k := range kindNames {
@@ -243,7 +245,7 @@ func (p *plan) newToken(name string, fibs map[int64]string) (token, error) {
 		secs, err := strconv.ParseInt(name, 10, 64)
 		if err != nil || secs < 0 || name == "" || name[0] < '0' || name[0] > '9' {
 			return t, fmt.Errorf("unknown task %q, must be one of %s or a whole number N ≥ 0 (sleep N seconds)",
-				name, strings.Join(config.TaskNames, ", "))
+				name, strings.Join(taskproto.Kinds, ", "))
 		}
 		if secs > math.MaxInt64/1000 {
 			return t, fmt.Errorf("sleep of %s seconds is too long", name)

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -113,11 +114,28 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Output: stderr,
 		Level:  hclog.LevelFromString(cfg.Server.LogLevel),
 	})
-	if err := serve(cfg, *pluginName, log); err != nil {
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitUsage
+	}
+	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
 		log.Error("host failed", "error", err)
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// loadTLS reads [server] tls_cert and tls_key; nil when they are not set.
+func loadTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.Server.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
+	if err != nil {
+		return nil, &config.Error{File: cfg.Path, Section: "server", Key: "tls_cert", Problem: "cannot load the certificate and key: " + err.Error()}
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // defaultPluginDir is bin/plugins beside the host binary.
@@ -172,7 +190,10 @@ func limits(cfg *config.Config) taskproto.Limits {
 	}
 }
 
-func serve(cfg *config.Config, name string, log hclog.Logger) error {
+// serve runs the host until a signal stops it. Once it listens it prints
+// "listening URL" on stdout: with port 0 that is how a script (or
+// internal/hostproc) learns the port it got.
+func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
 	if cfg.Server.DataDir == "" {
 		dir, err := os.MkdirTemp("", "wslab-data-")
 		if err != nil {
@@ -206,22 +227,35 @@ func serve(cfg *config.Config, name string, log hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	info := strat.Info()
 	srv := NewServer(Options{
-		Strategy:       strat,
-		Logger:         log,
-		Defaults:       wsproto.Defaults{FibN: cfg.TaskSetting.FibonacciLimit},
-		Limits:         limits(cfg),
-		TaskTimeout:    cfg.Server.Timeout,
-		MaxFrameBytes:  cfg.Limits.MaxFrameBytes,
-		MaxInflight:    int(cfg.Limits.MaxInflightPerConn),
-		MaxQueued:      cfg.Limits.MaxQueued,
-		MaxConnections: int(cfg.Limits.MaxConnections),
-		AllowedOrigins: cfg.Server.AllowedOrigins,
-		AuthToken:      cfg.Server.AuthToken,
+		Strategy:             strat,
+		Logger:               log,
+		Defaults:             wsproto.Defaults{FibN: cfg.TaskSetting.FibonacciLimit},
+		Limits:               limits(cfg),
+		TaskTimeout:          cfg.Server.Timeout,
+		MaxFrameBytes:        cfg.Limits.MaxFrameBytes,
+		MaxInflight:          int(cfg.Limits.MaxInflightPerConn),
+		MaxQueued:            cfg.Limits.MaxQueued,
+		MaxPendingReplyBytes: cfg.Limits.MaxPendingReplyBytes,
+		MinReplyReadRate:     cfg.Limits.MinReplyReadRate,
+		Window:               WindowFor(info.Concurrency, int(cfg.Limits.StrategyPrefetch), int(cfg.Limits.MaxRunning)),
+		MaxConnections:       int(cfg.Limits.MaxConnections),
+		AllowedOrigins:       cfg.Server.AllowedOrigins,
+		ListenHost:           cfg.Server.Host,
+		AllowedHosts:         cfg.Server.AllowedHosts,
+		AuthToken:            cfg.Server.AuthToken,
+		TLS:                  tlsConfig,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "strategy", name, "data_dir", cfg.Server.DataDir)
+	scheme := "ws"
+	if tlsConfig != nil {
+		scheme = "wss"
+	}
+	url := scheme + "://" + ln.Addr().String() + "/ws"
+	log.Info("serving", "url", url, "strategy", name, "window", srv.opt.Window, "data_dir", cfg.Server.DataDir)
+	fmt.Fprintf(stdout, "listening %s\n", url)
 
 	select {
 	case err := <-served:

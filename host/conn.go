@@ -1,11 +1,10 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,64 +15,98 @@ import (
 )
 
 const (
-	writeWait   = 10 * time.Second
 	maxPingWait = 30 * time.Second
+	// closeWait bounds how long a closing connection waits for its last
+	// frames (a close echo, a 1001) to be written.
+	closeWait = time.Second
+	// replyReserve is what a request in flight reserves of its
+	// connection's reply bytes beyond its id: a reply's fixed part.
+	replyReserve = 160
 )
 
-// wsConn is one WebSocket connection: its handler goroutine reads, one
-// writer goroutine writes (gorilla allows one of each), and every task's
-// reply reaches the writer through out.
+var errConnClosed = errors.New("connection closed")
+
+// wsConn is one WebSocket connection. Its reader goroutine (serve) reads
+// and admits requests; replies are written by a goroutine that exists only
+// while there is something to write (writer.go). It holds no buffer while
+// idle.
 type wsConn struct {
 	srv *Server
 	ws  *websocket.Conn
+	raw *lockedConn
 
 	// ctx is the parent of the connection's tasks: cancelled when the
 	// connection ends, and by the server's shutdown.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	out        chan outFrame
-	inflight   chan struct{} // a slot per task in flight on this connection
-	readerDone chan struct{}
-	writerDone chan struct{}
-	goingAway  chan struct{} // closed by goAway
-	goAwayOnce sync.Once
+	flow     flow        // its tasks waiting in the scheduler; guarded by Scheduler.mu
+	plainSeq uint64      // plain-text requests read so far; reader goroutine only
+	ping     *time.Timer // guarded by replies.mu
 
-	plainSeq uint64 // plain-text requests read so far; reader goroutine only
+	replies replyQueue // guarded by its own lock
 }
 
-// outFrame is a reply for the writer. Plain-text replies carry their
-// request's sequence number, and the writer sends them in that order.
-type outFrame struct {
+// task is one accepted request from admission to its reply.
+type task struct {
+	conn     *wsConn
+	flow     *flow
+	req      wsproto.Request
+	task     taskproto.Task
 	plainSeq uint64
-	data     []byte
+	ctx      context.Context
+	cancel   context.CancelFunc
+	arrived  time.Time
+	reserved int            // bytes reserved in the connection's reply budget
+	done     taskproto.Done // the scheduler's, given to the strategy
+
+	// Guarded by Scheduler.mu.
+	state      taskState
+	prev, next *task
+	stop       func() bool // unregisters the scheduler's watch on ctx
 }
 
-func newWSConn(s *Server, ws *websocket.Conn) *wsConn {
-	c := &wsConn{
-		srv:        s,
-		ws:         ws,
-		out:        make(chan outFrame, s.opt.MaxInflight+16),
-		inflight:   make(chan struct{}, s.opt.MaxInflight),
-		readerDone: make(chan struct{}),
-		writerDone: make(chan struct{}),
-		goingAway:  make(chan struct{}),
-	}
+func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn) *wsConn {
+	c := &wsConn{srv: s, ws: ws, raw: raw}
 	c.ctx, c.cancel = context.WithCancelCause(s.taskCtx)
+	c.replies.init(c)
 	return c
 }
 
 func (c *wsConn) idleTimeout() time.Duration { return c.srv.opt.TaskTimeout }
 
+func (c *wsConn) pingEvery() time.Duration { return min(c.idleTimeout()/2, maxPingWait) }
+
+// serve reads requests until the connection ends, then ends it.
 func (c *wsConn) serve() {
-	go c.write()
+	defer c.end()
 	c.ws.SetReadLimit(c.srv.opt.MaxFrameBytes)
 	c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
 	c.ws.SetPongHandler(func(string) error {
 		return c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
 	})
+	// Control frames go through the reply queue, so the reader never
+	// blocks on a client that does not read.
+	c.ws.SetPingHandler(func(data string) error {
+		c.replies.control(opPong, []byte(data))
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.replies.control(opClose, closePayload(code, ""))
+		return nil
+	})
+	c.replies.mu.Lock()
+	c.ping = time.AfterFunc(c.pingEvery(), c.sendPing)
+	c.replies.mu.Unlock()
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, r, err := c.ws.NextReader()
+		var data []byte
+		if err == nil {
+			data, err = readAll(r)
+		}
 		if err != nil {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
@@ -81,26 +114,60 @@ func (c *wsConn) serve() {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.drain()
 			}
-			break
+			putBuf(data)
+			return
 		}
 		c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
 		c.handle(mt, data)
+		putBuf(data)
 	}
-	c.cancel(errors.New("connection closed"))
-	close(c.readerDone)
-	<-c.writerDone
-	c.ws.Close()
+}
+
+// readAll reads a frame into a pooled buffer.
+func readAll(r io.Reader) ([]byte, error) {
+	b := bytes.NewBuffer(getBuf())
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 // drain reads and drops what the client is still sending of an oversized
 // frame, for a moment: closing a socket with unread input resets it, and
 // the client would lose the 1009 close frame gorilla has just sent.
 func (c *wsConn) drain() {
-	conn := c.ws.NetConn()
-	conn.SetReadDeadline(time.Now().Add(time.Second))
-	io.CopyN(io.Discard, conn, 16*c.srv.opt.MaxFrameBytes+1<<20)
+	c.raw.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, c.raw, 16*c.srv.opt.MaxFrameBytes+1<<20)
 }
 
+// end runs once the reader has stopped: the connection's queued tasks are
+// dropped, its running ones cancelled, and what is left to write gets a
+// moment to go before the socket closes.
+func (c *wsConn) end() {
+	c.srv.sched.Drop(&c.flow)
+	c.cancel(errConnClosed)
+	c.replies.mu.Lock()
+	c.ping.Stop()
+	c.replies.mu.Unlock()
+	c.replies.closeAfter(closeWait)
+	c.raw.Close()
+	c.srv.removeConn(c)
+}
+
+func (c *wsConn) sendPing() {
+	if c.replies.control(opPing, nil) {
+		c.replies.mu.Lock()
+		c.ping.Reset(c.pingEvery())
+		c.replies.mu.Unlock()
+	}
+}
+
+// goAway closes the connection with 1001 (going away) once the replies
+// already queued are written, and gives the client a moment to answer.
+func (c *wsConn) goAway() {
+	c.replies.control(opClose, closePayload(websocket.CloseGoingAway, "server shutting down"))
+	c.ws.SetReadDeadline(time.Now().Add(time.Second))
+}
+
+// handle parses one frame and admits its task, or answers why not.
 func (c *wsConn) handle(mt int, data []byte) {
 	var (
 		req  wsproto.Request
@@ -111,6 +178,7 @@ func (c *wsConn) handle(mt int, data []byte) {
 		perr = taskproto.Errorf(taskproto.CodeBadRequest, "binary frames are not accepted; send text frames")
 	} else {
 		req, perr = wsproto.Parse(data, c.srv.opt.Defaults)
+		req.ID = bytes.Clone(req.ID) // data goes back to the pool
 	}
 	var seq uint64
 	if !req.JSON {
@@ -120,163 +188,54 @@ func (c *wsConn) handle(mt int, data []byte) {
 	if perr == nil {
 		if err := tasks.Check(req.Task, c.srv.opt.Limits); err != nil {
 			perr = taskproto.AsError(nil, err)
+			if !req.JSON && req.Task.Kind == taskproto.KindSleep {
+				perr = plainSleepError(req.Task, c.srv.opt.Limits)
+			}
 		}
 	}
 	if perr == nil {
-		perr = c.admit()
+		perr = c.admit(req, seq)
 	}
 	if perr != nil {
-		c.send(outFrame{plainSeq: seq, data: wsproto.EncodeError(req, perr)})
-		return
+		c.replies.add(wsproto.EncodeError(req, perr), seq, 0, false)
 	}
-	// Admitted here, in the order the frames arrived; waited for elsewhere.
-	timeout := c.srv.opt.TaskTimeout
-	ctx, cancel := context.WithTimeoutCause(c.ctx, timeout,
-		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
-	wait := taskproto.Submit(ctx, c.srv.opt.Strategy, req.Task)
-	go c.finish(ctx, cancel, wait, req, seq)
 }
 
-// admit takes an in-flight slot on the connection and one overall, or says
-// why the task cannot be taken. finish gives them back.
-func (c *wsConn) admit() *taskproto.Error {
-	select {
-	case c.inflight <- struct{}{}:
-	default:
-		return taskproto.Errorf(taskproto.CodeOverloaded,
-			"%d requests already in flight on this connection (max_inflight_per_conn); wait for replies", cap(c.inflight))
+// plainSleepError says, in seconds as plain text speaks them, that a sleep
+// is too long.
+func plainSleepError(t taskproto.Task, lim taskproto.Limits) *taskproto.Error {
+	return taskproto.Errorf(taskproto.CodeOutOfRange, "sleep must be between 0 and %d seconds (timeout_sec), got %d",
+		int64(lim.MaxSleep/time.Second), t.N/1000)
+}
+
+// admit reserves the request's place on the connection and hands its task
+// to the scheduler.
+func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
+	reserve := len(req.ID) + replyReserve
+	if err := c.replies.reserve(reserve); err != nil {
+		return err
 	}
-	if n := c.srv.queued.Add(1); n > c.srv.opt.MaxQueued {
-		c.srv.queued.Add(-1)
-		<-c.inflight
-		return taskproto.Errorf(taskproto.CodeOverloaded, "host has %d tasks queued (max_queued); retry later", c.srv.opt.MaxQueued)
-	}
-	if !c.srv.tasks.begin() {
-		c.srv.queued.Add(-1)
-		<-c.inflight
-		return taskproto.Errorf(taskproto.CodeShuttingDown, "host is shutting down")
+	now := time.Now()
+	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve}
+	timeout := c.srv.opt.TaskTimeout
+	t.ctx, t.cancel = context.WithDeadlineCause(c.ctx, now.Add(timeout),
+		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
+	if err := c.srv.sched.Admit(t); err != nil {
+		t.cancel()
+		c.replies.unreserve(reserve)
+		return err
 	}
 	return nil
 }
 
-// finish waits for an admitted task and queues its reply. The task's slots
-// are freed before its reply is queued: a client that sends its next
-// request as soon as it reads a reply must find a slot free. The task
-// counts as running until the reply is queued, so that Shutdown's 1001
-// close comes after it.
-func (c *wsConn) finish(ctx context.Context, cancel context.CancelFunc, wait func() (taskproto.Result, error), req wsproto.Request, seq uint64) {
-	defer c.srv.tasks.end()
-	res, err := wait()
-	cancel()
-	c.srv.queued.Add(-1)
-	<-c.inflight
+// answer queues t's reply; the scheduler calls it once per admitted task.
+func (c *wsConn) answer(t *task, res taskproto.Result, err error) {
 	var frame []byte
 	if err != nil {
-		frame = wsproto.EncodeError(req, taskproto.AsError(ctx, err))
+		frame = wsproto.EncodeError(t.req, taskproto.AsError(t.ctx, err)) // before cancel: the cause names the code
 	} else {
-		frame = wsproto.EncodeResult(req, c.srv.strategy, res)
+		frame = wsproto.EncodeResult(t.req, c.srv.strategy, res)
 	}
-	c.send(outFrame{plainSeq: seq, data: frame})
-}
-
-// send hands f to the writer, or drops it if the connection has ended, or
-// if its writer is stuck behind a client that does not read while the host
-// shuts down (the connection is about to be closed anyway).
-func (c *wsConn) send(f outFrame) {
-	select {
-	case c.out <- f:
-		return
-	default:
-	}
-	select {
-	case c.out <- f:
-	case <-c.writerDone:
-	case <-c.srv.taskCtx.Done():
-	}
-}
-
-// goAway asks the writer to close the connection with 1001 (going away)
-// once the replies already queued are written.
-func (c *wsConn) goAway() {
-	c.goAwayOnce.Do(func() { close(c.goingAway) })
-}
-
-func (c *wsConn) write() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(min(c.idleTimeout()/2, maxPingWait))
-	defer ping.Stop()
-	w := replyWriter{c: c, nextPlain: 1, heldPlain: make(map[uint64][]byte)}
-
-	for {
-		var err error
-		select {
-		case <-c.readerDone:
-			return
-		case <-ping.C:
-			err = c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
-		case f := <-c.out:
-			err = w.write(f)
-		case <-c.goingAway:
-			w.drain() // replies queued before the close go out first
-			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
-			c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
-			// Give the client a moment to answer the close, then the
-			// reader's deadline ends the connection.
-			c.ws.SetReadDeadline(time.Now().Add(time.Second))
-			return
-		}
-		if err != nil {
-			c.srv.log.Debug("write failed, closing connection", "remote", c.ws.RemoteAddr(), "error", err)
-			c.ws.Close() // unblocks the reader
-			return
-		}
-	}
-}
-
-// replyWriter writes replies, holding back plain-text ones that overtook
-// an earlier plain-text request's. The writer goroutine owns it.
-type replyWriter struct {
-	c         *wsConn
-	nextPlain uint64
-	heldPlain map[uint64][]byte
-}
-
-// drain writes the replies already queued.
-func (w *replyWriter) drain() error {
-	for {
-		select {
-		case f := <-w.c.out:
-			if err := w.write(f); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
-	}
-}
-
-func (w *replyWriter) write(f outFrame) error {
-	if f.plainSeq == 0 {
-		return w.c.writeText(f.data)
-	}
-	w.heldPlain[f.plainSeq] = f.data
-	for {
-		data, ok := w.heldPlain[w.nextPlain]
-		if !ok {
-			return nil
-		}
-		delete(w.heldPlain, w.nextPlain)
-		w.nextPlain++
-		if err := w.c.writeText(data); err != nil {
-			return err
-		}
-	}
-}
-
-func (c *wsConn) writeText(data []byte) error {
-	c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-		return fmt.Errorf("write reply: %w", err)
-	}
-	return nil
+	t.cancel()
+	c.replies.add(frame, t.plainSeq, t.reserved, true)
 }

@@ -51,31 +51,36 @@ func newFake() *fakeStrategy {
 	return &fakeStrategy{started: make(chan *fakeCall, 4096)}
 }
 
-func (f *fakeStrategy) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
+func (f *fakeStrategy) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
 	f.calls.Add(1)
-	defer f.returned.Add(1)
 	if t.Kind == taskproto.KindNoop {
 		v := f.noopValue
 		if v == "" {
 			v = "noop"
 		}
-		return taskproto.Result{Value: v, Worker: "fake"}, nil
+		f.returned.Add(1)
+		done(taskproto.Result{Value: v, Worker: "fake"}, nil)
+		return
 	}
 	c := &fakeCall{task: t, ctx: ctx, outcome: make(chan fakeOutcome, 1), returned: make(chan struct{})}
-	defer close(c.returned)
-	select {
-	case f.started <- c:
-	case <-ctx.Done():
-		f.cancelled.Add(1)
-		return taskproto.Result{}, ctx.Err()
-	}
-	select {
-	case o := <-c.outcome:
-		return o.res, o.err
-	case <-ctx.Done():
-		f.cancelled.Add(1)
-		return taskproto.Result{}, ctx.Err()
-	}
+	go func() {
+		defer close(c.returned)
+		defer f.returned.Add(1)
+		select {
+		case f.started <- c:
+		case <-ctx.Done():
+			f.cancelled.Add(1)
+			done(taskproto.Result{}, ctx.Err())
+			return
+		}
+		select {
+		case o := <-c.outcome:
+			done(o.res, o.err)
+		case <-ctx.Done():
+			f.cancelled.Add(1)
+			done(taskproto.Result{}, ctx.Err())
+		}
+	}()
 }
 
 func (f *fakeStrategy) Info() taskproto.StrategyInfo {
@@ -105,7 +110,7 @@ func (f *fakeStrategy) waitStarted(t *testing.T, n int) map[int64]*fakeCall {
 	return got
 }
 
-// finish makes the call return value; it waits until Execute has returned.
+// finish makes the call return value; it waits until done has been called.
 func (c *fakeCall) finish(t *testing.T, value string) {
 	t.Helper()
 	c.outcome <- fakeOutcome{res: taskproto.Result{Value: value, Worker: "fake"}}
@@ -117,7 +122,7 @@ func (c *fakeCall) wait(t *testing.T) {
 	select {
 	case <-c.returned:
 	case <-time.After(guard):
-		t.Fatalf("Execute(%v) did not return", c.task)
+		t.Fatalf("task %v was not answered", c.task)
 	}
 }
 
@@ -156,6 +161,15 @@ func startServer(t *testing.T, opt Options) *testServer {
 	}
 	if opt.MaxConnections == 0 {
 		opt.MaxConnections = 200
+	}
+	if opt.MaxPendingReplyBytes == 0 {
+		opt.MaxPendingReplyBytes = 1 << 20
+	}
+	if opt.MinReplyReadRate == 0 {
+		opt.MinReplyReadRate = 64 << 10
+	}
+	if opt.Window == 0 {
+		opt.Window = 4096
 	}
 	if opt.Limits == (taskproto.Limits{}) {
 		opt.Limits = taskproto.Limits{MaxFibN: 100000, MaxCPUN: 10_000_000, MaxIOBytes: 10_000_000, MaxSleep: time.Hour}
@@ -206,13 +220,21 @@ func (ts *testServer) connCount() int {
 	return len(ts.conns)
 }
 
+// outstanding counts the tasks accepted and not yet answered.
+func (ts *testServer) outstanding() int {
+	_, _, n := ts.sched.Counts()
+	return n
+}
+
 // inflight is the number of in-flight slots taken on every connection.
 func (ts *testServer) inflight() int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	n := 0
 	for c := range ts.conns {
-		n += len(c.inflight)
+		c.replies.mu.Lock()
+		n += c.replies.inflight
+		c.replies.mu.Unlock()
 	}
 	return n
 }

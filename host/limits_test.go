@@ -57,9 +57,9 @@ func TestShutdownNotHeldBySlowReader(t *testing.T) {
 			}
 		}
 	}()
-	// Wait until the server's writes back up: the reader blocks with the
-	// reply channel full and the tasks stay queued.
-	waitFor(t, "replies backed up", func() bool { return ts.queued.Load() == 4 && f.calls.Load() > 4 })
+	// Wait until the server's writes back up: every in-flight slot is held
+	// by a reply that cannot be written.
+	waitFor(t, "replies backed up", func() bool { return ts.inflight() == 4 && f.calls.Load() > 4 })
 	time.Sleep(200 * time.Millisecond)
 	if took := shutdownWithin(t, ts.Server, 100*time.Millisecond, 20*time.Second); took > 2500*time.Millisecond {
 		t.Errorf("Shutdown(100ms) took %s with one client that does not read", took)

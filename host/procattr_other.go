@@ -1,9 +1,5 @@
-//go:build !linux
+//go:build !unix
 
 package host
 
-import "os/exec"
-
-func setPluginProcAttr(*exec.Cmd) {}
-
-func killProcessGroup(int) {}
+func killGroup(int) {}

@@ -1,19 +1,19 @@
 // Package host is the wslab WebSocket server: it accepts the protocol of
-// SPEC section 3 on / and /ws, runs every task through one strategy (the
-// built-in inproc baseline or a plugin under a PluginSupervisor), and
+// the Python lab and its pipelined JSON successor on / and /ws, runs every
+// task through one strategy (the built-in inproc baseline or a plugin under
+// a PluginSupervisor), hands tasks to the strategy fairly across
+// connections (Scheduler), bounds what any client can make it hold, and
 // answers every accepted request exactly once.
 package host
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,17 +34,30 @@ type Strategy interface {
 
 // Options configure a Server.
 type Options struct {
-	Strategy       Strategy
-	Logger         hclog.Logger
-	Defaults       wsproto.Defaults
-	Limits         taskproto.Limits
-	TaskTimeout    time.Duration // timeout_sec: task deadline and idle timeout
-	MaxFrameBytes  int64
-	MaxInflight    int   // per connection
-	MaxQueued      int64 // accepted and unanswered, across connections
+	Strategy      Strategy
+	Logger        hclog.Logger
+	Defaults      wsproto.Defaults
+	Limits        taskproto.Limits
+	TaskTimeout   time.Duration // timeout_sec: task deadline and idle timeout
+	MaxFrameBytes int64
+	MaxInflight   int   // per connection, until the reply is written
+	MaxQueued     int64 // accepted and unanswered, across connections
+	// MaxPendingReplyBytes bounds what a connection's unwritten replies and
+	// the ids of its requests in flight hold; MinReplyReadRate is the
+	// slowest, in bytes per second, a client may read them.
+	MaxPendingReplyBytes int64
+	MinReplyReadRate     int64
+	// Window is how many tasks the strategy is handed at once (WindowFor).
+	Window         int
 	MaxConnections int
 	AllowedOrigins []string
-	AuthToken      string
+	// ListenHost and AllowedHosts are the names the Host header may carry,
+	// besides IP addresses and localhost names.
+	ListenHost   string
+	AllowedHosts []string
+	AuthToken    string
+	// TLS, when set, makes Serve serve wss:// and https://.
+	TLS *tls.Config
 }
 
 // Server serves WebSocket tasks. Create it with NewServer, run it with
@@ -55,10 +68,9 @@ type Server struct {
 	strategy string
 	upgrader websocket.Upgrader
 	http     *http.Server
+	sched    *Scheduler
 
 	draining atomic.Bool
-	queued   atomic.Int64
-	tasks    taskTracker
 
 	// taskCtx is every task's ancestor; it is cancelled, with cause
 	// shutting_down, when the shutdown grace period runs out.
@@ -70,6 +82,11 @@ type Server struct {
 	upgrading int // connections between the limit check and the upgrade
 }
 
+// readBufferSize is each connection's read buffer: small, because an idle
+// connection keeps it (larger frames are read straight into a pooled
+// buffer), and large enough for a burst of small pipelined requests.
+const readBufferSize = 1024
+
 // NewServer builds a server around opt.Strategy.
 func NewServer(opt Options) *Server {
 	if opt.Logger == nil {
@@ -80,12 +97,14 @@ func NewServer(opt Options) *Server {
 		log:      opt.Logger,
 		strategy: opt.Strategy.Info().Name,
 		conns:    make(map[*wsConn]struct{}),
+		sched: NewScheduler(opt.Strategy, opt.Window, int(opt.MaxQueued),
+			func(t *task, res taskproto.Result, err error) { t.conn.answer(t, res, err) }, opt.Logger),
 	}
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
-		// Buffers go back to a pool between writes: idle connections hold none.
+		ReadBufferSize: readBufferSize,
+		// The host writes its own frames (see frame.go); gorilla writes
+		// only the odd close frame, from a pooled buffer.
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     s.checkOrigin,
 	}
@@ -94,13 +113,23 @@ func NewServer(opt Options) *Server {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: opt.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	s.http = &http.Server{
+		Handler:           s.checkHost(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         opt.TLS,
+		ErrorLog:          opt.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	var err error
+	if s.opt.TLS != nil {
+		err = s.http.ServeTLS(ln, "", "")
+	} else {
+		err = s.http.Serve(ln)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -120,12 +149,20 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 
 // HostStats is what GET /stats answers.
 type HostStats struct {
-	Strategy    string          `json:"strategy"`
-	Description string          `json:"description"`
-	PluginPID   int             `json:"plugin_pid,omitempty"`
-	Restarts    int64           `json:"restarts"`
-	Connections int             `json:"connections"`
-	Queued      int64           `json:"queued"`
+	Strategy    string `json:"strategy"`
+	Description string `json:"description"`
+	PluginPID   int    `json:"plugin_pid,omitempty"`
+	// PluginRestarts counts the plugin's restarts; the executor's own
+	// restarts (of its workers) are in Executor.
+	PluginRestarts int64 `json:"plugin_restarts"`
+	Connections    int   `json:"connections"`
+	// Queued tasks wait in the host's fair queue, InStrategy are with the
+	// strategy, Outstanding are accepted and not yet answered.
+	Queued      int             `json:"queued"`
+	InStrategy  int             `json:"in_strategy"`
+	Outstanding int             `json:"outstanding"`
+	Window      int             `json:"window"`
+	Goroutines  int             `json:"goroutines"`
 	Draining    bool            `json:"draining"`
 	Executor    taskproto.Stats `json:"executor"`
 	Error       string          `json:"error,omitempty"`
@@ -137,9 +174,15 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := s.opt.Strategy.Info()
-	st := HostStats{Strategy: info.Name, Description: info.Description, Queued: s.queued.Load(), Draining: s.draining.Load()}
+	st := HostStats{Strategy: info.Name, Description: info.Description, Draining: s.draining.Load(),
+		Window: s.opt.Window, Goroutines: runtime.NumGoroutine()}
+	st.Queued, st.InStrategy, st.Outstanding = s.sched.Counts()
 	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
-		st.PluginPID, st.Restarts = sup.PID(), sup.Restarts()
+		status := sup.Status()
+		if status.Up {
+			st.PluginPID = status.PID
+		}
+		st.PluginRestarts = status.Restarts
 	}
 	st.Connections = s.connections()
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -150,33 +193,6 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
-}
-
-// checkOrigin lets through clients that send no Origin (not browsers),
-// same-origin pages, and the configured allow-list; never everyone.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if slices.Contains(s.opt.AllowedOrigins, origin) {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
-}
-
-// authorized checks the bearer token, or the token query parameter that
-// browsers, which cannot set headers on a WebSocket, must use.
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opt.AuthToken == "" {
-		return true
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		got = r.URL.Query().Get("token")
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.AuthToken)) == 1
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -200,24 +216,28 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	s.mu.Lock()
 	s.upgrading--
 	var c *wsConn
 	if err == nil {
-		c = newWSConn(s, ws)
+		c = newWSConn(s, ws, hj.conn)
 		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
 	if err != nil {
 		return // the upgrader has answered the client
 	}
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	c.serve()
+	// The handler returns: net/http's goroutine and buffers for the
+	// connection go, and the connection's own reader is all that is left.
+	go c.serve()
+}
+
+func (s *Server) removeConn(c *wsConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
 
 // Shutdown refuses new connections and tasks (and /healthz answers 503),
@@ -227,7 +247,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Shutdown(grace time.Duration) {
 	s.draining.Store(true)
 
-	idle := s.tasks.close()
+	idle := s.sched.Close()
 	select {
 	case <-idle:
 	case <-time.After(grace):
@@ -235,7 +255,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 		s.cancelTasks(taskproto.Errorf(taskproto.CodeShuttingDown, "host is shutting down"))
 		select {
 		case <-idle:
-		case <-time.After(5 * time.Second):
+		case <-time.After(answerGrace + 4*time.Second):
 			s.log.Error("tasks did not stop after cancellation")
 		}
 	}
@@ -256,7 +276,7 @@ func (s *Server) Shutdown(grace time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, c := range conns {
-		c.ws.Close() // whatever did not close in time: a client that does not read
+		c.raw.Close() // whatever did not close in time: a client that does not read
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -268,47 +288,4 @@ func (s *Server) connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
-}
-
-// taskTracker counts running tasks and lets Shutdown wait for them; unlike
-// a WaitGroup it refuses new tasks once closed, so no Add races the Wait.
-type taskTracker struct {
-	mu     sync.Mutex
-	n      int
-	closed bool
-	idle   chan struct{}
-}
-
-func (t *taskTracker) begin() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	t.n++
-	return true
-}
-
-func (t *taskTracker) end() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.n--
-	if t.n == 0 && t.idle != nil {
-		close(t.idle)
-		t.idle = nil
-	}
-}
-
-// close refuses new tasks and returns a channel closed once none run.
-func (t *taskTracker) close() <-chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.closed = true
-	ch := make(chan struct{})
-	if t.n == 0 {
-		close(ch)
-	} else {
-		t.idle = ch
-	}
-	return ch
 }

@@ -152,7 +152,7 @@ func TestManyConnectionsPipelined(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, "queue empty after every reply", func() bool { return ts.queued.Load() == 0 })
+	waitFor(t, "queue empty after every reply", func() bool { return ts.outstanding() == 0 })
 }
 
 func TestInflightLimitPerConnection(t *testing.T) {
@@ -185,7 +185,7 @@ func TestInflightLimitPerConnection(t *testing.T) {
 		t.Fatalf("replies %v, want a and b", got)
 	}
 	// The slots come back once the tasks are released.
-	waitFor(t, "slots released", func() bool { return ts.queued.Load() == 0 && ts.inflight() == 0 })
+	waitFor(t, "slots released", func() bool { return ts.outstanding() == 0 && ts.inflight() == 0 })
 	sendText(t, ws, `{"id":"d","task":"noop"}`)
 	wantOK(t, readReply(t, ws), "d", "noop")
 }
@@ -198,7 +198,7 @@ func TestMaxQueuedAcrossConnections(t *testing.T) {
 	sendText(t, ws1, `{"id":1,"task":"sleep","n":1}`)
 	f.waitStarted(t, 1)[1].finish(t, "one") // a finished task frees its place
 	wantOK(t, readReply(t, ws1), "1", "one")
-	waitFor(t, "queue empty", func() bool { return ts.queued.Load() == 0 })
+	waitFor(t, "queue empty", func() bool { return ts.outstanding() == 0 })
 
 	sendText(t, ws1, `{"id":2,"task":"sleep","n":2}`)
 	sendText(t, ws2, `{"id":3,"task":"sleep","n":3}`)
@@ -241,7 +241,9 @@ func TestTaskTimeout(t *testing.T) {
 
 func healthCode(s *Server) int {
 	rec := httptest.NewRecorder()
-	s.http.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+	req.Host = "localhost"
+	s.http.Handler.ServeHTTP(rec, req)
 	return rec.Code
 }
 
@@ -280,12 +282,12 @@ func TestShutdownDrains(t *testing.T) {
 	if code := healthCode(ts.Server); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz while draining: %d, want 503", code)
 	}
-	// Wait until the tracker refuses tasks, so that this request is refused
-	// rather than run (either way it must fail with shutting_down).
-	waitFor(t, "task tracker closed", func() bool {
-		ts.tasks.mu.Lock()
-		defer ts.tasks.mu.Unlock()
-		return ts.tasks.closed
+	// Wait until the scheduler refuses tasks, so that this request is
+	// refused rather than run (either way it must fail with shutting_down).
+	waitFor(t, "scheduler closed", func() bool {
+		ts.sched.mu.Lock()
+		defer ts.sched.mu.Unlock()
+		return ts.sched.closed
 	})
 	ws.SetWriteDeadline(time.Now().Add(guard))
 	lateSent := ws.WriteMessage(websocket.TextMessage, []byte(`{"id":"late","task":"noop"}`)) == nil
@@ -321,7 +323,7 @@ func TestShutdownDrains(t *testing.T) {
 		t.Errorf("quick task reply %q, want ok", replies["quick"])
 	}
 	if replies["blocked"] != string(taskproto.CodeShuttingDown) {
-		t.Errorf("blocked task reply %q, want shutting_down", replies["blocked"])
+		t.Errorf("blocked task reply %q, want shutting_down (frames %q, end %v)", replies["blocked"], res.frames, res.err)
 	}
 	if late, ok := replies["late"]; lateSent && ok && late != string(taskproto.CodeShuttingDown) {
 		t.Errorf("request sent while draining got %q, want shutting_down", late)
@@ -396,7 +398,7 @@ func TestClientDisconnectCancelsTasks(t *testing.T) {
 	}
 	waitFor(t, "connection gone", func() bool { return ts.connCount() == 0 })
 	// Every task's goroutine drops its reply and frees its place.
-	waitFor(t, "queue empty", func() bool { return ts.queued.Load() == 0 })
+	waitFor(t, "queue empty", func() bool { return ts.outstanding() == 0 })
 	if took := shutdownWithin(t, ts.Server, time.Second, guard); took > 900*time.Millisecond {
 		t.Errorf("Shutdown took %s with no tasks left", took)
 	}
@@ -581,8 +583,8 @@ func TestStatsAndHealth(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
 		t.Fatalf("/stats: %d %q (%v)", code, body, err)
 	}
-	if st.Strategy != "fake" || st.Connections != 1 || st.Queued != 1 || st.Draining {
-		t.Errorf("/stats = %+v, want strategy fake, 1 connection, 1 queued", st)
+	if st.Strategy != "fake" || st.Connections != 1 || st.Outstanding != 1 || st.InStrategy != 1 || st.Queued != 0 || st.Draining {
+		t.Errorf("/stats = %+v, want strategy fake, 1 connection, 1 task outstanding, with the strategy", st)
 	}
 	call.finish(t, "x")
 	wantOK(t, readReply(t, ws), "1", "x")

@@ -1,248 +1,245 @@
 package host
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
+	goplugin "github.com/hashicorp/go-plugin"
 
+	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
-// Restart policy of a dead plugin.
 const (
-	minBackoff  = 100 * time.Millisecond
-	maxBackoff  = 10 * time.Second
-	stableAfter = 30 * time.Second // a plugin up this long restarts at minBackoff
-	pingEvery   = time.Second
-	startLimit  = 15 * time.Second
+	pingEvery  = time.Second
+	startLimit = 15 * time.Second
+	// restartWait bounds how long a task waits for a restarting plugin.
+	restartWait = 10 * time.Second
 )
 
 // PluginSupervisor runs one strategy plugin: it starts the process through
-// go-plugin, configures it, watches it, and when it dies restarts it with
-// backoff. Tasks sent to a dead plugin fail with executor_failed; tasks that
-// arrive while it restarts wait for it, up to RestartWait.
+// go-plugin, configures it, hands it its data channel, watches it, and when
+// it dies has internal/supervise restart it. Tasks the dead plugin held
+// fail with executor_failed; tasks that arrive while it restarts wait for
+// it, up to restartWait.
 type PluginSupervisor struct {
 	name, path string
 	cfg        taskproto.Config
 	log        hclog.Logger
-	// RestartWait bounds how long a task waits for a restarting plugin.
-	RestartWait time.Duration
+	sup        *supervise.Supervisor
 
-	mu   sync.Mutex
-	cur  *pluginInstance // nil while the plugin is down
-	up   chan struct{}   // closed while cur != nil
-	info taskproto.StrategyInfo
-
-	restarts atomic.Int64
-	stop     chan struct{}
-	done     chan struct{}
+	mu      sync.Mutex
+	cur     *pluginInstance // nil while the plugin is down
+	info    taskproto.StrategyInfo
+	waiting list.List // of *waitingTask, in arrival order
+	closed  bool
 }
 
+// waitingTask is a task that arrived while the plugin was down.
+type waitingTask struct {
+	ctx   context.Context
+	task  taskproto.Task
+	done  taskproto.Done
+	place *list.Element
+	stop  func() bool // its ctx watch
+	timer *time.Timer // its restartWait
+}
+
+// pluginInstance is one run of the plugin process.
 type pluginInstance struct {
-	client  *plugin.Client
-	rpc     plugin.ClientProtocol
-	exec    *taskproto.RemoteExecutor
+	client  *goplugin.Client
+	rpc     goplugin.ClientProtocol
+	control *plugin.Client
+	remote  *plugin.Remote
 	pid     int
-	started time.Time
+	killed  sync.Once
 }
 
 // StartPlugin launches the plugin binary at path and returns once it is
 // configured and ready for tasks.
 func StartPlugin(ctx context.Context, name, path string, cfg taskproto.Config, log hclog.Logger) (*PluginSupervisor, error) {
-	s := &PluginSupervisor{
-		name: name, path: path, cfg: cfg, log: log,
-		RestartWait: 10 * time.Second,
-		up:          make(chan struct{}),
-		stop:        make(chan struct{}),
-		done:        make(chan struct{}),
-	}
-	inst, err := s.launch(ctx)
+	s := &PluginSupervisor{name: name, path: path, cfg: cfg, log: log}
+	sup, err := supervise.Start(ctx, supervise.Options{
+		Name:  "plugin " + name,
+		Start: s.launch,
+		Log:   log,
+		Up:    func(p supervise.Process) { s.setUp(p.(*pluginInstance)) },
+		Down:  func(p supervise.Process, err error) { s.setDown(p.(*pluginInstance), err) },
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.setUp(inst)
-	go s.supervise(inst)
+	s.sup = sup
 	return s, nil
 }
 
-func (s *PluginSupervisor) launch(ctx context.Context) (*pluginInstance, error) {
+func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
+	ours, theirs, err := plugin.NewChannel("plugin-" + s.name)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(s.path)
-	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + s.log.GetLevel().String()}
-	setPluginProcAttr(cmd)
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  taskproto.Handshake,
-		Plugins:          taskproto.PluginMap,
+	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + s.log.GetLevel().String(), plugin.DataFDEnv + "=3"}
+	cmd.ExtraFiles = []*os.File{theirs}
+	supervise.Prepare(cmd, true)
+	client := goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  plugin.Handshake,
+		VersionedPlugins: plugin.VersionedPlugins,
 		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true,
 		StartTimeout:     startLimit,
 		Logger:           s.log.Named(s.name),
 	})
-	inst, err := s.connect(ctx, client)
+	inst, err := s.connect(ctx, client, ours)
+	theirs.Close() // the plugin has its own copy, or never will
 	if err != nil {
 		client.Kill()
+		ours.Close()
 		return nil, fmt.Errorf("start plugin %s (%s): %w", s.name, s.path, err)
 	}
 	return inst, nil
 }
 
-func (s *PluginSupervisor) connect(ctx context.Context, client *plugin.Client) (*pluginInstance, error) {
-	rpc, err := client.Client()
+func (s *PluginSupervisor) connect(ctx context.Context, client *goplugin.Client, data net.Conn) (*pluginInstance, error) {
+	var (
+		rpc goplugin.ClientProtocol
+		err error
+	)
+	// The parent-death signal is tied to the thread that starts the child.
+	supervise.OnSpawnerThread(func() { rpc, err = client.Client() })
 	if err != nil {
 		return nil, err
 	}
-	raw, err := rpc.Dispense(taskproto.PluginName)
+	raw, err := rpc.Dispense(plugin.PluginName)
 	if err != nil {
 		return nil, fmt.Errorf("dispense: %w", err)
 	}
-	pc, ok := raw.(*taskproto.PluginClient)
+	control, ok := raw.(*plugin.Client)
 	if !ok {
 		return nil, fmt.Errorf("dispense: unexpected plugin type %T", raw)
 	}
 	ctx, cancel := context.WithTimeout(ctx, startLimit)
 	defer cancel()
-	rexec, err := pc.Start(ctx, s.cfg)
+	info, err := control.Configure(ctx, s.cfg)
 	if err != nil {
 		return nil, err
 	}
-	inst := &pluginInstance{client: client, rpc: rpc, exec: rexec, started: time.Now()}
+	inst := &pluginInstance{client: client, rpc: rpc, control: control, remote: plugin.NewRemote(data, info, "plugin "+s.name)}
 	if rc := client.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
-	s.log.Info("plugin ready", "plugin", s.name, "pid", inst.pid, "strategy", rexec.Info().Description)
+	s.log.Info("plugin ready", "plugin", s.name, "pid", inst.pid, "strategy", info.Description)
 	return inst, nil
 }
 
-func (s *PluginSupervisor) setUp(inst *pluginInstance) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur = inst
-	s.info = inst.exec.Info()
-	close(s.up)
-}
-
-func (s *PluginSupervisor) setDown() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur = nil
-	s.up = make(chan struct{})
-}
-
-func (s *PluginSupervisor) supervise(inst *pluginInstance) {
-	defer close(s.done)
-	backoff := minBackoff
-	for {
-		reason := s.watch(inst)
-		if reason == nil { // stopping
-			inst.stop()
-			return
-		}
-		s.setDown()
-		s.log.Error("plugin died", "plugin", s.name, "pid", inst.pid, "reason", reason)
-		inst.stop()
-		if time.Since(inst.started) > stableAfter {
-			backoff = minBackoff
-		}
-		for inst = nil; inst == nil; {
-			select {
-			case <-time.After(backoff):
-			case <-s.stop:
-				return
-			}
-			next, err := s.launch(context.Background())
-			backoff = min(backoff*2, maxBackoff)
-			if err != nil {
-				s.log.Error("plugin restart failed", "plugin", s.name, "error", err, "retry_in", backoff)
-				continue
-			}
-			inst = next
-			n := s.restarts.Add(1)
-			s.log.Warn("plugin restarted", "plugin", s.name, "pid", inst.pid, "restarts", n)
-			s.setUp(inst)
-		}
-	}
-}
-
-// watch blocks until the plugin dies (the reason) or the supervisor stops (nil).
-func (s *PluginSupervisor) watch(inst *pluginInstance) error {
+// Wait blocks until the plugin dies, and says how.
+func (inst *pluginInstance) Wait() error {
 	t := time.NewTicker(pingEvery)
 	defer t.Stop()
-	for {
+	var why error
+	for why == nil {
 		select {
-		case <-s.stop:
-			return nil
-		case <-inst.exec.Done():
-			return fmt.Errorf("task stream ended: %w", inst.exec.Err())
+		case <-inst.remote.Done():
+			why = fmt.Errorf("data channel ended: %v", inst.remote.Err())
 		case <-t.C:
 			if inst.client.Exited() {
-				return errors.New("plugin process exited")
-			}
-			if err := inst.rpc.Ping(); err != nil {
-				return fmt.Errorf("ping: %w", err)
+				why = errors.New("plugin process exited")
+			} else if err := inst.rpc.Ping(); err != nil {
+				why = fmt.Errorf("ping: %w", err)
 			}
 		}
 	}
+	inst.Kill()
+	return why
 }
 
-func (inst *pluginInstance) stop() {
-	inst.exec.Close() // fails what is pending: the process is going away
-	inst.client.Kill()
-	killProcessGroup(inst.pid)
+// Kill stops the plugin and what it started: go-plugin's Kill stops the
+// plugin process alone (go-plugin #136), so its process group goes too.
+func (inst *pluginInstance) Kill() {
+	inst.killed.Do(func() {
+		inst.client.Kill()  // asks the plugin to stop (its executor closes), then kills it
+		inst.remote.Close() // fails what is still pending
+		killGroup(inst.pid)
+	})
 }
 
-// instance returns the running plugin, waiting for a restart if needed.
-func (s *PluginSupervisor) instance(ctx context.Context) (*pluginInstance, error) {
+func (inst *pluginInstance) PID() int { return inst.pid }
+
+func (s *PluginSupervisor) setUp(inst *pluginInstance) {
 	s.mu.Lock()
-	inst, up := s.cur, s.up
+	s.cur = inst
+	s.info = inst.remote.Info()
+	var waiting []*waitingTask
+	for e := s.waiting.Front(); e != nil; e = s.waiting.Front() {
+		w := s.waiting.Remove(e).(*waitingTask)
+		w.place = nil
+		waiting = append(waiting, w)
+	}
 	s.mu.Unlock()
-	if inst != nil {
-		return inst, nil
+	for _, w := range waiting {
+		w.stop()
+		w.timer.Stop()
+		inst.remote.Submit(w.ctx, w.task, w.done)
 	}
-	wait := time.NewTimer(s.RestartWait)
-	defer wait.Stop()
-	select {
-	case <-up:
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.cur != nil {
-			return s.cur, nil
-		}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-wait.C:
-	case <-s.stop:
-		return nil, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.name)
-	}
-	return nil, taskproto.Errorf(taskproto.CodeExecutorFailed, "plugin %s is down and restarting", s.name)
 }
 
-// Execute runs t on the plugin.
-func (s *PluginSupervisor) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	inst, err := s.instance(ctx)
-	if err != nil {
-		return taskproto.Result{}, err
-	}
-	return inst.exec.Execute(ctx, t)
-}
-
-// Submit sends t to the running plugin at once, so that tasks reach it in
-// call order; while the plugin restarts, t waits for it in a goroutine.
-func (s *PluginSupervisor) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
+func (s *PluginSupervisor) setDown(inst *pluginInstance, why error) {
 	s.mu.Lock()
-	inst := s.cur
+	s.cur = nil
+	closed := s.closed
 	s.mu.Unlock()
-	if inst != nil {
-		return inst.exec.Submit(ctx, t)
+	if !closed {
+		s.log.Error("plugin died", "plugin", s.name, "pid", inst.pid, "reason", why)
 	}
-	return taskproto.Async(func() (taskproto.Result, error) { return s.Execute(ctx, t) })
+}
+
+// Submit sends t to the running plugin; while the plugin restarts, t
+// waits for it, up to restartWait.
+func (s *PluginSupervisor) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	s.mu.Lock()
+	if inst := s.cur; inst != nil {
+		s.mu.Unlock()
+		inst.remote.Submit(ctx, t, done)
+		return
+	}
+	if s.closed {
+		s.mu.Unlock()
+		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.name))
+		return
+	}
+	w := &waitingTask{ctx: ctx, task: t, done: done}
+	w.place = s.waiting.PushBack(w)
+	w.stop = context.AfterFunc(ctx, func() { s.giveUp(w, ctx.Err()) })
+	w.timer = time.AfterFunc(restartWait, func() {
+		s.giveUp(w, taskproto.Errorf(taskproto.CodeExecutorFailed, "plugin %s is down and restarting", s.name))
+	})
+	s.mu.Unlock()
+}
+
+// giveUp answers a task that waited for the plugin in vain.
+func (s *PluginSupervisor) giveUp(w *waitingTask, err error) {
+	s.mu.Lock()
+	if w.place == nil { // handed to the plugin, or answered, first
+		s.mu.Unlock()
+		return
+	}
+	s.waiting.Remove(w.place)
+	w.place = nil
+	s.mu.Unlock()
+	w.stop()
+	w.timer.Stop()
+	w.done(taskproto.Result{}, err)
 }
 
 // Info describes the plugin's strategy.
@@ -252,17 +249,15 @@ func (s *PluginSupervisor) Info() taskproto.StrategyInfo {
 	return s.info
 }
 
-// Stats are the plugin's own, with the supervisor's restart count.
+// Stats are the plugin's own.
 func (s *PluginSupervisor) Stats(ctx context.Context) (taskproto.Stats, error) {
 	s.mu.Lock()
 	inst := s.cur
 	s.mu.Unlock()
 	if inst == nil {
-		return taskproto.Stats{Restarts: s.restarts.Load()}, nil
+		return taskproto.Stats{}, nil
 	}
-	st, err := inst.exec.Stats(ctx)
-	st.Restarts += s.restarts.Load()
-	return st, err
+	return inst.control.Stats(ctx)
 }
 
 // Ready reports whether the plugin is up.
@@ -272,26 +267,23 @@ func (s *PluginSupervisor) Ready() bool {
 	return s.cur != nil
 }
 
-// PID is the plugin process's, 0 while it is down.
-func (s *PluginSupervisor) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == nil {
-		return 0
-	}
-	return s.cur.pid
-}
+// Status is the supervisor's: the plugin's PID and its restarts.
+func (s *PluginSupervisor) Status() supervise.Status { return s.sup.Status() }
 
-// Restarts counts the restarts since the host started.
-func (s *PluginSupervisor) Restarts() int64 { return s.restarts.Load() }
-
-// Close stops supervising and stops the plugin.
+// Close stops supervising and stops the plugin; tasks waiting for it fail
+// with shutting_down. It is safe to call more than once, from several
+// goroutines.
 func (s *PluginSupervisor) Close() error {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
+	s.mu.Lock()
+	s.closed = true
+	var waiting []*waitingTask
+	for e := s.waiting.Front(); e != nil; e = e.Next() {
+		waiting = append(waiting, e.Value.(*waitingTask))
 	}
-	<-s.done
+	s.mu.Unlock()
+	for _, w := range waiting {
+		s.giveUp(w, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.name))
+	}
+	s.sup.Stop()
 	return nil
 }

@@ -3,7 +3,6 @@ package host
 import (
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 )
@@ -92,76 +91,4 @@ func closedWithin(ch <-chan struct{}, d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
-}
-
-func TestTaskTracker(t *testing.T) {
-	t.Run("close with nothing running", func(t *testing.T) {
-		var tr taskTracker
-		if !closedWithin(tr.close(), 0) {
-			t.Error("idle channel not closed although no task runs")
-		}
-		if tr.begin() {
-			t.Error("begin after close succeeded")
-		}
-	})
-	t.Run("close waits for the last task", func(t *testing.T) {
-		var tr taskTracker
-		if !tr.begin() || !tr.begin() {
-			t.Fatal("begin refused before close")
-		}
-		idle := tr.close()
-		if tr.begin() {
-			t.Fatal("begin after close succeeded")
-		}
-		if closedWithin(idle, 10*time.Millisecond) {
-			t.Fatal("idle closed with two tasks running")
-		}
-		tr.end()
-		if closedWithin(idle, 10*time.Millisecond) {
-			t.Fatal("idle closed with one task running")
-		}
-		tr.end()
-		if !closedWithin(idle, guard) {
-			t.Fatal("idle not closed after the last task ended")
-		}
-	})
-	t.Run("tasks that end before close", func(t *testing.T) {
-		var tr taskTracker
-		for range 3 {
-			if !tr.begin() {
-				t.Fatal("begin refused")
-			}
-			tr.end() // no close yet: nothing to signal, nothing to panic on
-		}
-		if !closedWithin(tr.close(), 0) {
-			t.Error("idle channel not closed")
-		}
-	})
-	t.Run("concurrent", func(t *testing.T) {
-		var tr taskTracker
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for range 64 {
-			wg.Go(func() {
-				<-start
-				for range 100 {
-					if !tr.begin() {
-						return
-					}
-					tr.end()
-				}
-			})
-		}
-		close(start)
-		idle := tr.close()
-		if !closedWithin(idle, guard) {
-			t.Fatal("idle not closed")
-		}
-		wg.Wait()
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		if tr.n != 0 {
-			t.Fatalf("n = %d after every task ended", tr.n)
-		}
-	})
 }

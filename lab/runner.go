@@ -1,23 +1,19 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/wslab/wslab/client"
 	"github.com/wslab/wslab/internal/config"
+	"github.com/wslab/wslab/internal/hostproc"
 )
 
 // Options configure a lab run.
@@ -169,17 +165,17 @@ func machine() Machine {
 // metering the host's process tree, and stops the host.
 func runOne(ctx context.Context, opt Options, strategy string, sc Scenario) Result {
 	res := Result{Strategy: strategy, Scenario: sc.Name}
-	h, err := startHost(ctx, opt, strategy, sc.Name)
+	h, logPath, err := startHost(ctx, opt, strategy, sc.Name)
 	if err != nil {
 		res.Failed = err.Error()
 		return res
 	}
-	defer h.stop()
+	defer h.Stop(hostStopGrace)
 
-	meter := newTreeMeter(h.cmd.Process.Pid, 50*time.Millisecond)
+	meter := newTreeMeter(h.PID(), 50*time.Millisecond)
 	meter.Start()
 	copt := sc.Client
-	copt.URL = "ws://" + h.addr + "/ws"
+	copt.URL = h.URL
 	sum, err := client.Run(ctx, copt)
 	cpu, rss, procs := meter.Stop()
 	if err != nil {
@@ -188,116 +184,34 @@ func runOne(ctx context.Context, opt Options, strategy string, sc Scenario) Resu
 	}
 	res.Summary = sum
 	res.CPUSeconds, res.PeakRSSMB, res.Processes = cpu, float64(rss)/(1<<20), procs
-	if code := h.stop(); code != 0 {
-		res.Failed = fmt.Sprintf("host exited with status %d on SIGTERM; see %s", code, h.logPath)
+	if code := h.Stop(hostStopGrace); code != 0 {
+		res.Failed = fmt.Sprintf("host exited with status %d on SIGTERM; see %s", code, logPath)
 	}
 	return res
 }
 
-// labHost is a host process started for one run.
-type labHost struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	log     *os.File
-	exited  chan struct{}
-	stopped bool
-}
+// hostStopGrace is how long a host has to exit after SIGTERM.
+const hostStopGrace = 15 * time.Second
 
-func startHost(ctx context.Context, opt Options, strategy, scenario string) (*labHost, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+// startHost starts a host for one run, logging to a file of its own.
+func startHost(ctx context.Context, opt Options, strategy, scenario string) (*hostproc.Host, string, error) {
 	if err := os.MkdirAll(opt.LogDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
+		return nil, "", fmt.Errorf("create log directory: %w", err)
 	}
-	h := &labHost{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), exited: make(chan struct{})}
-	h.logPath = filepath.Join(opt.LogDir, fmt.Sprintf("host-%s-%s.log", strategy, scenario))
-	if h.log, err = os.Create(h.logPath); err != nil {
-		return nil, fmt.Errorf("create host log: %w", err)
+	logPath := filepath.Join(opt.LogDir, fmt.Sprintf("host-%s-%s.log", strategy, scenario))
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("create host log: %w", err)
 	}
-	args := []string{"--plugin", strategy, "--host", "127.0.0.1", "--port", strconv.Itoa(port)}
+	cmd := []string{filepath.Join(opt.BinDir, "host"), "--plugin", strategy, "--host", "127.0.0.1"}
 	if opt.Config.Path != "" {
-		args = append(args, "--config", opt.Config.Path)
+		cmd = append(cmd, "--config", opt.Config.Path)
 	}
-	h.cmd = exec.Command(filepath.Join(opt.BinDir, "host"), args...)
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	if err := h.cmd.Start(); err != nil {
-		h.log.Close()
-		return nil, fmt.Errorf("start host: %w", err)
-	}
-	go func() { h.cmd.Wait(); close(h.exited) }()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		select {
-		case <-h.exited:
-			h.log.Close()
-			return nil, fmt.Errorf("host exited with status %d before it was ready: %s", h.cmd.ProcessState.ExitCode(), lastLine(h.logPath))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if healthy(h.addr) {
-			return h, nil
-		}
-	}
-	h.stop()
-	return nil, fmt.Errorf("host not ready within 20 s: %s", lastLine(h.logPath))
-}
-
-// stop sends SIGTERM, waits for a clean exit (killing the host after 15 s)
-// and returns the exit status. It is safe to call more than once.
-func (h *labHost) stop() int {
-	if !h.stopped {
-		h.stopped = true
-		h.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-h.exited:
-		case <-time.After(15 * time.Second):
-			h.cmd.Process.Kill()
-			<-h.exited
-		}
-		h.log.Close()
-	}
-	return h.cmd.ProcessState.ExitCode()
-}
-
-func healthy(addr string) bool {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + addr + "/healthz")
+	h, err := hostproc.Start(ctx, hostproc.Options{Command: cmd, Log: log})
 	if err != nil {
-		return false
+		log.Close()
+		return nil, logPath, err
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// lastLine is the last non-empty line of a log, for failure messages.
-func lastLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			last = l
-		}
-	}
-	if last == "" {
-		return "(no output)"
-	}
-	return last
+	go func() { <-h.Exited(); log.Close() }()
+	return h, logPath, nil
 }

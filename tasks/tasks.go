@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wslab/wslab/taskproto"
@@ -21,13 +22,31 @@ const (
 	DefaultSleepMS = 1000
 )
 
-// Default limits (SPEC 4): each accepted task ends well within the default
+// DefaultN is a task's argument when a request gives none; fibN is
+// [task_setting] fibonacci_limit.
+func DefaultN(kind string, fibN int64) int64 {
+	switch kind {
+	case taskproto.KindFib:
+		return fibN
+	case taskproto.KindCPU:
+		return DefaultCPUN
+	case taskproto.KindIO:
+		return DefaultIOBytes
+	case taskproto.KindSleep:
+		return DefaultSleepMS
+	}
+	return 0
+}
+
+// Default limits, the defaults of [limits] max_fib_n, max_cpu_n and
+// max_io_bytes: each accepted task ends well within the default
 // timeout_sec of 100 s on a slow core.
 const (
 	DefaultMaxFibN    = 100_000       // F(100000): about 0.1 s
 	DefaultMaxCPUN    = 1_000_000_000 // about 0.5 s
 	DefaultMaxIOBytes = 100_000_000   // 100 MB written and read back
-	// MaxCPUN keeps the sum of 0..n-1 within an int64.
+	// MaxCPUN keeps the sum of 0..n-1 within an int64: no configuration
+	// may allow more.
 	MaxCPUN = 4_000_000_000
 )
 
@@ -74,7 +93,7 @@ func (r Runner) Run(ctx context.Context, t taskproto.Task) (string, error) {
 }
 
 func unknown(kind string) *taskproto.Error {
-	return taskproto.Errorf(taskproto.CodeUnknownTask, "unknown task %q; accepted: fib, cpu, io, sleep, noop", kind)
+	return taskproto.Errorf(taskproto.CodeUnknownTask, "unknown task %q; accepted: %s", kind, strings.Join(taskproto.Kinds, ", "))
 }
 
 // Check refuses a task whose kind is unknown or whose argument is outside

@@ -34,8 +34,11 @@ type Server struct {
 	Timeout        time.Duration // timeout_sec = 100
 	PluginDir      string        // plugin_dir: default bin/plugins beside the host binary
 	DataDir        string        // data_dir: default a fresh directory under the system temp dir
-	AllowedOrigins []string      // allowed_origins: comma separated
+	AllowedOrigins []string      // allowed_origins: comma separated, besides the host's own origin
+	AllowedHosts   []string      // allowed_hosts: Host header names accepted besides the listen address, IPs and localhost
 	AuthToken      string        // auth_token
+	TLSCert        string        // tls_cert: PEM certificate (chain); with tls_key, the host serves wss://
+	TLSKey         string        // tls_key
 	ShutdownGrace  time.Duration // shutdown_grace_sec = 10
 	LogLevel       string        // log_level = info
 }
@@ -44,6 +47,7 @@ type Server struct {
 type Client struct {
 	NumClient int      // num_client = 200
 	Tasks     []string // tasks = fib, cpu, io (a whole number N is a sleep of N seconds)
+	TLSCA     string   // tls_ca: PEM CA file to trust for wss:// besides the system's
 }
 
 // TaskSetting is the [task_setting] section.
@@ -91,9 +95,26 @@ type Limits struct {
 	MaxInflightPerConn int64 // max_inflight_per_conn = 256
 	MaxQueued          int64 // max_queued = 10000
 	MaxConnections     int64 // max_connections = 10000
-	MaxFibN            int64 // max_fib_n = 100000
-	MaxCPUN            int64 // max_cpu_n = 1000000000
-	MaxIOBytes         int64 // max_io_bytes = 100000000
+	// MaxPendingReplyBytes bounds the bytes a connection's replies, and the
+	// ids of its requests in flight, hold while waiting to be written
+	// (max_pending_reply_bytes = 1048576). Past it the connection's new
+	// requests get overloaded; past twice it the connection is closed.
+	MaxPendingReplyBytes int64
+	// MinReplyReadRate is the slowest a client may read its replies, in
+	// bytes per second (min_reply_read_rate = 65536): a write that goes
+	// slower closes the connection.
+	MinReplyReadRate int64
+	// MaxRunning bounds the tasks handed at once to a strategy that sets no
+	// bound of its own (max_running = 256); the rest wait in the host's fair
+	// queue.
+	MaxRunning int64
+	// StrategyPrefetch is how many tasks beyond its own concurrency a
+	// bounded strategy is handed, so that it never idles for a round trip
+	// (strategy_prefetch = 16).
+	StrategyPrefetch int64
+	MaxFibN          int64 // max_fib_n = 100000
+	MaxCPUN          int64 // max_cpu_n = 1000000000
+	MaxIOBytes       int64 // max_io_bytes = 100000000
 }
 
 // Lab is the [lab] section: what `lab` runs.

@@ -64,7 +64,9 @@ func TestDefaultsWhenKeysAbsent(t *testing.T) {
 		d.TaskSetting.FibonacciLimit != 5000 || d.TaskSetting.LargeFileName != "large_file.txt" ||
 		d.Other.AsynSemaphore != 5 || d.Other.MultiprocessingProcesses != 4 ||
 		d.Pool != (Pool{Workers: 0, QueueSize: 1024}) ||
-		d.Limits != (Limits{65536, 256, 10000, 10000, 100000, 1000000000, 100000000}) ||
+		d.Limits != (Limits{MaxFrameBytes: 65536, MaxInflightPerConn: 256, MaxQueued: 10000, MaxConnections: 10000,
+			MaxPendingReplyBytes: 1 << 20, MinReplyReadRate: 64 << 10, MaxRunning: 256, StrategyPrefetch: 16,
+			MaxFibN: 100000, MaxCPUN: 1000000000, MaxIOBytes: 100000000}) ||
 		d.Raw == nil || len(d.Raw) != 0 {
 		t.Errorf("Default() = %+v", d)
 	}

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
 )
 
 // Error is a configuration problem. Its message is one line:
@@ -40,17 +43,8 @@ func (e *Error) Error() string {
 	return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(b.String())) // one line
 }
 
-// Limits that are not a matter of taste.
-const (
-	// MaxCPUN keeps the cpu task's sum 0+1+...+(n-1) within int64.
-	MaxCPUN = 4_000_000_000
-	// maxSeconds is the longest duration, in whole seconds, time.Duration holds.
-	maxSeconds = int64(math.MaxInt64 / time.Second)
-)
-
-// TaskNames are the named tasks [client] tasks accepts; a whole number N ≥ 0
-// (a sleep of N seconds) is accepted too.
-var TaskNames = []string{"fib", "cpu", "io", "sleep", "noop"}
+// maxSeconds is the longest duration, in whole seconds, time.Duration holds.
+const maxSeconds = int64(math.MaxInt64 / time.Second)
 
 // LabScenarios are the scenarios [lab] scenarios accepts, in their default order.
 var LabScenarios = []string{"mixed", "cpu", "sleep", "noop"}
@@ -75,13 +69,17 @@ func Default() *Config {
 		Distributed: Distributed{Workers: int64(runtime.NumCPU()), Concurrency: 4, Replicas: 1, MaxOutstanding: 10000, LostAfterSec: 10},
 		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, WorkerPrefetch: 0, QueueSize: 1024},
 		Limits: Limits{
-			MaxFrameBytes:      65536,
-			MaxInflightPerConn: 256,
-			MaxQueued:          10000,
-			MaxConnections:     10000,
-			MaxFibN:            100000,
-			MaxCPUN:            1000000000,
-			MaxIOBytes:         100000000,
+			MaxFrameBytes:        65536,
+			MaxInflightPerConn:   256,
+			MaxQueued:            10000,
+			MaxConnections:       10000,
+			MaxPendingReplyBytes: 1 << 20,
+			MinReplyReadRate:     64 << 10,
+			MaxRunning:           256,
+			StrategyPrefetch:     16,
+			MaxFibN:              tasks.DefaultMaxFibN,
+			MaxCPUN:              tasks.DefaultMaxCPUN,
+			MaxIOBytes:           tasks.DefaultMaxIOBytes,
 		},
 		Lab: Lab{
 			Scenarios:    LabScenarios,
@@ -133,12 +131,16 @@ func (c *Config) intKeys() []intKey {
 		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
 		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
 		{"limits", "max_connections", &l.MaxConnections, 1, 10_000_000},
+		{"limits", "max_pending_reply_bytes", &l.MaxPendingReplyBytes, 1024, 1 << 30},
+		{"limits", "min_reply_read_rate", &l.MinReplyReadRate, 1, 1 << 40},
+		{"limits", "max_running", &l.MaxRunning, 1, 1_000_000},
+		{"limits", "strategy_prefetch", &l.StrategyPrefetch, 0, 65536},
 		{"limits", "max_fib_n", &l.MaxFibN, 1, math.MaxInt64},
-		{"limits", "max_cpu_n", &l.MaxCPUN, 1, MaxCPUN},
+		{"limits", "max_cpu_n", &l.MaxCPUN, 1, tasks.MaxCPUN},
 		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
 		{"lab", "duration_sec", &c.Lab.Duration, 1, 3600},
 		{"lab", "cpu_clients", &c.Lab.CPUClients, 1, 100_000},
-		{"lab", "cpu_n", &c.Lab.CPUN, 0, MaxCPUN},
+		{"lab", "cpu_n", &c.Lab.CPUN, 0, tasks.MaxCPUN},
 		{"lab", "sleep_clients", &c.Lab.SleepClients, 1, 100_000},
 		{"lab", "sleep_sec", &c.Lab.SleepSec, 0, 3600},
 		{"lab", "noop_clients", &c.Lab.NoopClients, 1, 100_000},
@@ -260,6 +262,9 @@ func Load(path string) (*Config, error) {
 		{"server", "data_dir", &c.Server.DataDir},
 		{"server", "auth_token", &c.Server.AuthToken},
 		{"server", "log_level", &c.Server.LogLevel},
+		{"server", "tls_cert", &c.Server.TLSCert},
+		{"server", "tls_key", &c.Server.TLSKey},
+		{"client", "tls_ca", &c.Client.TLSCA},
 		{"task_setting", "large_file_name", &c.TaskSetting.LargeFileName},
 		{"lab", "out", &c.Lab.Out},
 	} {
@@ -273,6 +278,7 @@ func Load(path string) (*Config, error) {
 		ptr          *[]string
 	}{
 		{"server", "allowed_origins", &c.Server.AllowedOrigins},
+		{"server", "allowed_hosts", &c.Server.AllowedHosts},
 		{"client", "tasks", &c.Client.Tasks},
 		{"lab", "strategies", &c.Lab.Strategies},
 		{"lab", "scenarios", &c.Lab.Scenarios},
@@ -340,10 +346,33 @@ func (c *Config) Validate() error {
 		return fail("client", "tasks", "is empty, must list at least one task (comma separated)")
 	}
 	for _, t := range c.Client.Tasks {
-		if !slices.Contains(TaskNames, t) && !isWholeNumber(t) {
+		if !taskproto.IsKind(t) && !isWholeNumber(t) {
 			return fail("client", "tasks", fmt.Sprintf(
 				"unknown task %q, must be one of %s or a whole number N ≥ 0 (sleep N seconds)",
-				t, strings.Join(TaskNames, ", ")))
+				t, strings.Join(taskproto.Kinds, ", ")))
+		}
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		key := "tls_key"
+		if c.Server.TLSCert == "" {
+			key = "tls_cert"
+		}
+		return fail("server", key, "is empty: tls_cert and tls_key are set together (a PEM certificate and its key)")
+	}
+	for _, f := range []struct{ section, key, path string }{
+		{"server", "tls_cert", c.Server.TLSCert},
+		{"server", "tls_key", c.Server.TLSKey},
+		{"client", "tls_ca", c.Client.TLSCA},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fail(f.section, f.key, fmt.Sprintf("cannot read %q: %v", f.path, err))
 		}
 	}
 	for _, sc := range c.Lab.Scenarios {

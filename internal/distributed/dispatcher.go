@@ -2,13 +2,14 @@ package distributed
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // Dispatcher is the strategy's Executor: it publishes tasks to the stream
@@ -33,20 +35,27 @@ type Dispatcher struct {
 	sub   *nats.Subscription
 	local *localWorkers
 
-	seq               atomic.Uint64
-	completed, failed atomic.Int64
 	mu                sync.Mutex
-	pending           map[uint64]chan *pb.ExecuteResponse
-	lost              chan struct{} // closed when the connection stayed down past LostAfter
-	lostTimer         *time.Timer
+	seq               uint64
+	pending           map[uint64]*dcall
+	completed, failed int64
+	lostTimer         *time.Timer // running while NATS is away
 	closed            bool
+}
+
+// dcall is one task from Submit to its single answer.
+type dcall struct {
+	ctx   context.Context
+	done  taskproto.Done
+	start time.Time
+	stop  func() bool // unregisters the abandon on ctx's end
 }
 
 // New starts the embedded server when no URL is given, connects, makes sure
 // the stream and consumer exist, subscribes for results and starts the
 // local workers.
 func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error) {
-	d := &Dispatcher{opt: opt, log: log, id: randomToken()[:16], pending: map[uint64]chan *pb.ExecuteResponse{}, lost: make(chan struct{})}
+	d := &Dispatcher{opt: opt, log: log, id: randomToken()[:16], pending: map[uint64]*dcall{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -66,7 +75,13 @@ func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error
 		return nil, fmt.Errorf("connect to NATS at %s: %w", d.opt.Conn.URLs, err)
 	}
 	d.nc = nc
-	if d.js, err = jetstream.New(nc); err != nil {
+	d.js, err = jetstream.New(nc,
+		// Never block a Submit: the host bounds what is outstanding.
+		jetstream.WithPublishAsyncMaxPending(d.opt.MaxOutstanding+1),
+		jetstream.WithPublishAsyncTimeout(publishTimeout),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { d.notPublished(m, err) }),
+	)
+	if err != nil {
 		return nil, wrap("JetStream", err)
 	}
 	if err := ensureStream(ctx, d.js, opt.Replicas, opt.TaskTimeout); err != nil {
@@ -79,18 +94,23 @@ func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error
 			return nil, err
 		}
 	}
-	if d.sub, err = nc.Subscribe(d.replySubject(), d.onResult); err != nil {
+	if d.sub, err = nc.Subscribe(resultSubject(d.id), d.onResult); err != nil {
 		return nil, wrap("subscribe to results", err)
 	}
 	if err := nc.Flush(); err != nil {
 		return nil, wrap("subscribe to results", err)
 	}
 	if opt.Workers > 0 {
-		d.local = startLocalWorkers(d.opt, log)
+		if d.local, err = startLocalWorkers(d.opt, log); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return d, nil
 }
+
+// publishTimeout bounds the wait for the stream to take a task.
+const publishTimeout = 10 * time.Second
 
 func (d *Dispatcher) startEmbedded() error {
 	host, portText, err := net.SplitHostPort(d.opt.Listen)
@@ -165,8 +185,6 @@ func purge(ctx context.Context, js jetstream.JetStream) error {
 	return wrap("purge stream "+StreamName, err)
 }
 
-func (d *Dispatcher) replySubject() string { return "wslab.results." + d.id }
-
 func (d *Dispatcher) onResult(m *nats.Msg) {
 	var resp pb.ExecuteResponse
 	if err := proto.Unmarshal(m.Data, &resp); err != nil {
@@ -175,21 +193,74 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 	}
 	m.Respond(nil) // the worker may now acknowledge the task
 	d.mu.Lock()
-	ch := d.pending[resp.GetSeq()]
+	c := d.pending[resp.GetSeq()]
 	delete(d.pending, resp.GetSeq()) // a redelivered task's second result finds nothing
+	if c != nil {
+		if resp.GetErrorCode() != "" {
+			d.failed++
+		} else {
+			d.completed++
+		}
+	}
 	d.mu.Unlock()
-	if ch != nil {
-		ch <- &resp
+	if c == nil {
+		return
+	}
+	c.stop()
+	res, err := plugin.ResultOf(&resp)
+	res.Queue = max(time.Since(c.start)-res.Run, 0)
+	c.done(res, err)
+}
+
+// notPublished fails a task the stream did not take.
+func (d *Dispatcher) notPublished(m *nats.Msg, err error) {
+	id := m.Header.Get(nats.MsgIdHdr)
+	seq, perr := strconv.ParseUint(strings.TrimPrefix(id, d.id+"-"), 10, 64)
+	if perr != nil {
+		return
+	}
+	d.fail(seq, taskproto.Errorf(taskproto.CodeExecutorFailed, "JetStream did not take the task: %v", err))
+}
+
+// fail answers task seq with err, if it is still outstanding.
+func (d *Dispatcher) fail(seq uint64, err error) {
+	d.mu.Lock()
+	c := d.pending[seq]
+	delete(d.pending, seq)
+	if c != nil {
+		d.failed++
+	}
+	d.mu.Unlock()
+	if c != nil {
+		c.stop()
+		c.done(taskproto.Result{Queue: time.Since(c.start)}, err)
 	}
 }
 
 func (d *Dispatcher) disconnected(err error) {
-	d.log.Warn("NATS connection lost", "error", err, "fail_after", d.opt.LostAfter)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lostTimer == nil && !d.closed {
-		lost := d.lost
-		d.lostTimer = time.AfterFunc(d.opt.LostAfter, func() { close(lost) })
+	if d.closed {
+		return
+	}
+	d.log.Warn("NATS connection lost", "error", err, "fail_after", d.opt.LostAfter.String())
+	if d.lostTimer == nil {
+		d.lostTimer = time.AfterFunc(d.opt.LostAfter, d.lostTooLong)
+	}
+}
+
+// lostTooLong fails every task outstanding when NATS has stayed away for
+// LostAfter: their results may never come.
+func (d *Dispatcher) lostTooLong() {
+	d.mu.Lock()
+	calls := d.pending
+	d.pending = map[uint64]*dcall{}
+	d.failed += int64(len(calls))
+	d.mu.Unlock()
+	err := taskproto.Errorf(taskproto.CodeExecutorFailed, "NATS connection lost for more than %s with the task outstanding", d.opt.LostAfter)
+	for _, c := range calls {
+		c.stop()
+		c.done(taskproto.Result{Queue: time.Since(c.start)}, err)
 	}
 }
 
@@ -197,107 +268,103 @@ func (d *Dispatcher) reconnected(url string) {
 	d.log.Info("NATS connection back", "url", url)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lostTimer != nil && d.lostTimer.Stop() {
-		d.lostTimer = nil // back in time: nothing failed
-		return
-	}
-	if d.lostTimer != nil { // the tasks of the outage have failed
+	if d.lostTimer != nil {
+		d.lostTimer.Stop() // back in time, or the outage's tasks have failed
 		d.lostTimer = nil
-		d.lost = make(chan struct{})
 	}
-}
-
-// Execute runs t on some worker.
-func (d *Dispatcher) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	return d.Submit(ctx, t)()
 }
 
 // Submit publishes t at once, so tasks enter the stream in call order.
-func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
-	start := time.Now()
-	fail := func(err error) func() (taskproto.Result, error) {
-		d.failed.Add(1)
-		return func() (taskproto.Result, error) { return taskproto.Result{}, err }
+func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	refuse := func(err error) {
+		d.mu.Lock()
+		d.failed++
+		d.mu.Unlock()
+		done(taskproto.Result{}, err)
 	}
 	if !d.nc.IsConnected() {
-		return fail(taskproto.Errorf(taskproto.CodeExecutorFailed, "NATS is unreachable (%s); retry when it is back", d.nc.Status()))
+		refuse(taskproto.Errorf(taskproto.CodeExecutorFailed, "NATS is unreachable (%s); retry when it is back", d.nc.Status()))
+		return
 	}
-	seq := d.seq.Add(1)
-	ch := make(chan *pb.ExecuteResponse, 1)
+	c := &dcall{ctx: ctx, done: done, start: time.Now()}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return fail(taskproto.Errorf(taskproto.CodeShuttingDown, "distributed strategy is stopping"))
+		refuse(taskproto.Errorf(taskproto.CodeShuttingDown, "distributed strategy is stopping"))
+		return
 	}
 	if len(d.pending) >= d.opt.MaxOutstanding {
 		d.mu.Unlock()
-		return fail(taskproto.Errorf(taskproto.CodeOverloaded, "%d tasks outstanding (max_outstanding); retry later", d.opt.MaxOutstanding))
+		refuse(taskproto.Errorf(taskproto.CodeOverloaded, "%d tasks outstanding (max_outstanding); retry later", d.opt.MaxOutstanding))
+		return
 	}
-	d.pending[seq] = ch
-	lost := d.lost
+	d.seq++
+	seq := d.seq
+	d.pending[seq] = c
+	c.stop = context.AfterFunc(ctx, func() { d.abandon(seq) })
 	d.mu.Unlock()
 
-	task := &pb.Task{Seq: seq, Kind: t.Kind, N: t.N}
-	if dl, ok := ctx.Deadline(); ok {
-		task.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
-	}
-	data, _ := proto.Marshal(task)
+	data, _ := proto.Marshal(plugin.TaskMessage(ctx, seq, t))
 	msg := &nats.Msg{Subject: TaskSubject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(replyHeader, d.replySubject())
+	msg.Header.Set(replyHeader, resultSubject(d.id))
 	// Asynchronous: tasks leave in call order without a round trip each;
-	// the stream's acknowledgement, or its failure, arrives on ack.
-	ack, err := d.js.PublishMsgAsync(msg, jetstream.WithMsgID(d.id+"-"+strconv.FormatUint(seq, 10)))
-	if err != nil {
-		d.forget(seq)
-		return fail(taskproto.Errorf(taskproto.CodeExecutorFailed, "publish task to JetStream: %v", err))
-	}
-	return func() (taskproto.Result, error) {
-		select {
-		case err := <-ack.Err():
-			d.forget(seq)
-			d.failed.Add(1)
-			return taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed, "JetStream did not take the task: %v", err)
-		case resp := <-ch:
-			res := taskproto.Result{
-				Value:  resp.GetResult(),
-				Worker: resp.GetWorker(),
-				Run:    time.Duration(resp.GetRunUs()) * time.Microsecond,
-			}
-			res.Queue = max(time.Since(start)-res.Run, 0)
-			if resp.GetErrorCode() != "" {
-				d.failed.Add(1)
-				return res, &taskproto.Error{Code: taskproto.Code(resp.GetErrorCode()), Message: resp.GetErrorMessage()}
-			}
-			d.completed.Add(1)
-			return res, nil
-		case <-ctx.Done():
-			d.forget(seq)
-			d.failed.Add(1)
-			return taskproto.Result{}, ctx.Err()
-		case <-lost:
-			d.forget(seq)
-			d.failed.Add(1)
-			return taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed,
-				"NATS connection lost for more than %s with the task outstanding", d.opt.LostAfter)
-		}
+	// a failure to take one arrives on notPublished.
+	if _, err := d.js.PublishMsgAsync(msg, jetstream.WithMsgID(d.id+"-"+strconv.FormatUint(seq, 10))); err != nil {
+		d.fail(seq, taskproto.Errorf(taskproto.CodeExecutorFailed, "publish task to JetStream: %v", err))
 	}
 }
 
-func (d *Dispatcher) forget(seq uint64) {
+// abandon answers a task whose context ended and tells the workers, so
+// that whichever holds it stops it, and none starts it later.
+func (d *Dispatcher) abandon(seq uint64) {
 	d.mu.Lock()
+	c := d.pending[seq]
 	delete(d.pending, seq)
+	if c != nil {
+		d.failed++
+	}
 	d.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ttl := d.opt.TaskTimeout
+	if dl, ok := c.ctx.Deadline(); ok {
+		ttl = time.Until(dl)
+	}
+	if err := d.nc.Publish(cancelSubject(d.id), encodeCancel(seq, ttl)); err != nil {
+		d.log.Debug("publish cancel", "seq", seq, "error", err)
+	}
+	c.done(taskproto.Result{Queue: time.Since(c.start)}, c.ctx.Err())
 }
 
-// Info describes the strategy.
+// encodeCancel is the payload of a cancel: the task's sequence number and
+// how long, in milliseconds, a worker must remember it (until the task's
+// deadline, past which no worker starts it anyway).
+func encodeCancel(seq uint64, ttl time.Duration) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, seq)
+	binary.BigEndian.PutUint64(b[8:], uint64(max(ttl.Milliseconds(), 1)))
+	return b
+}
+
+func decodeCancel(b []byte) (seq uint64, ttl time.Duration, ok bool) {
+	if len(b) != 16 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(b), time.Duration(binary.BigEndian.Uint64(b[8:])) * time.Millisecond, true
+}
+
+// Info describes the strategy. With an embedded server only the local
+// workers can reach it, so it says how many tasks they run at once.
 func (d *Dispatcher) Info() taskproto.StrategyInfo {
-	where := "an embedded NATS server"
-	if d.embed == nil {
-		where = "NATS at " + d.opt.Conn.URLs
+	where, concurrency := "NATS at "+d.opt.Conn.URLs, 0
+	if d.embed != nil {
+		where, concurrency = "an embedded NATS server", d.opt.Workers*d.opt.Concurrency
 	}
 	return taskproto.StrategyInfo{
 		Name:        "distributed",
 		Description: fmt.Sprintf("JetStream work queue on %s, %d local workers", where, d.opt.Workers),
+		Concurrency: concurrency,
 		PID:         os.Getpid(),
 	}
 }
@@ -305,14 +372,13 @@ func (d *Dispatcher) Info() taskproto.StrategyInfo {
 // Stats counts tasks and describes the local workers.
 func (d *Dispatcher) Stats(context.Context) (taskproto.Stats, error) {
 	d.mu.Lock()
-	outstanding := int64(len(d.pending))
-	d.mu.Unlock()
 	st := taskproto.Stats{
-		Running:   outstanding,
-		Completed: d.completed.Load(),
-		Failed:    d.failed.Load(),
+		Running:   int64(len(d.pending)),
+		Completed: d.completed,
+		Failed:    d.failed,
 		Capacity:  int64(d.opt.MaxOutstanding),
 	}
+	d.mu.Unlock()
 	if d.local != nil {
 		st.Workers = d.local.stats()
 		for _, w := range st.Workers {
@@ -326,6 +392,9 @@ func (d *Dispatcher) Stats(context.Context) (taskproto.Stats, error) {
 func (d *Dispatcher) Close() error {
 	d.mu.Lock()
 	d.closed = true
+	if d.lostTimer != nil {
+		d.lostTimer.Stop()
+	}
 	d.mu.Unlock()
 	if d.local != nil {
 		d.local.stop()
@@ -338,4 +407,19 @@ func (d *Dispatcher) Close() error {
 		d.embed.WaitForShutdown()
 	}
 	return nil
+}
+
+// Main is the distributed plugin binary's main: a worker when started as
+// `distributed worker ...`, the plugin otherwise.
+func Main() {
+	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
+		os.Exit(WorkerMain(os.Args[2:]))
+	}
+	plugin.Serve("distributed", func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own binary: %w", err)
+		}
+		return New(context.Background(), OptionsFrom(cfg, exe), log)
+	})
 }

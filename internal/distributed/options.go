@@ -31,8 +31,14 @@ const (
 	TaskSubject  = "wslab.tasks"
 	ConsumerName = "workers"
 	replyHeader  = "Wslab-Reply"
-	seqHeader    = "Wslab-Seq"
+	// Results go to resultPrefix + the dispatcher's id, cancels come from
+	// cancelPrefix + its id.
+	resultPrefix = "wslab.results."
+	cancelPrefix = "wslab.cancel."
 )
+
+func resultSubject(dispatcher string) string { return resultPrefix + dispatcher }
+func cancelSubject(dispatcher string) string { return cancelPrefix + dispatcher }
 
 // Conn says how to reach NATS.
 type Conn struct {

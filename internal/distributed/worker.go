@@ -6,9 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,12 +19,23 @@ import (
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/plugin"
 	"github.com/wslab/wslab/tasks"
 )
 
 // WorkerArg is the first argument that makes the distributed plugin binary
 // a worker: `distributed worker --nats nats://node1:4222,nats://node2:4222 --token T`.
 const WorkerArg = "worker"
+
+// OverrunGrace is how long past its deadline a task may keep running before
+// its worker exits, to be replaced by whatever supervises it: a task that
+// cannot be interrupted costs at most its deadline plus this.
+const OverrunGrace = 2 * time.Second
+
+// maxCancelled bounds the cancels a worker remembers. Past it a cancelled
+// task that has not reached the worker yet may still run; its result is
+// dropped by its dispatcher as any late result is.
+const maxCancelled = 100_000
 
 // WorkerMain runs a worker until SIGINT/SIGTERM (or, for a local worker,
 // until its plugin is gone).
@@ -54,14 +64,25 @@ func WorkerMain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *withParent {
-		go taskproto.ExitWithParent(ctx, log, 250*time.Millisecond)
+		go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 	}
-	w := &natsWorker{id: id, log: log, runner: tasks.Runner{DataDir: *dataDir, LargeFileName: *fileName}, concurrency: max(*concurrency, 1)}
+	w := &natsWorker{
+		id: id, log: log, runner: tasks.Runner{DataDir: *dataDir, LargeFileName: *fileName},
+		concurrency: max(*concurrency, 1),
+		running:     map[taskKey]context.CancelFunc{},
+		cancelled:   map[taskKey]time.Time{},
+	}
 	if err := w.run(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// taskKey names a task across dispatchers.
+type taskKey struct {
+	dispatcher string
+	seq        uint64
 }
 
 type natsWorker struct {
@@ -73,6 +94,10 @@ type natsWorker struct {
 	// concurrency is how many tasks run at once, each pulled when its
 	// runner is free.
 	concurrency int
+
+	mu        sync.Mutex
+	running   map[taskKey]context.CancelFunc
+	cancelled map[taskKey]time.Time // until when to remember the cancel
 }
 
 func (w *natsWorker) run(ctx context.Context, c Conn) error {
@@ -86,6 +111,9 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 	}
 	defer nc.Close()
 	w.nc = nc
+	if _, err := nc.Subscribe(cancelPrefix+"*", w.onCancel); err != nil {
+		return wrap("subscribe to cancels", err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return wrap("JetStream", err)
@@ -132,6 +160,51 @@ func (w *natsWorker) pull(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
+// onCancel stops the task a dispatcher cancelled if it runs here, and
+// remembers the cancel so that the task is not started if it comes later.
+func (w *natsWorker) onCancel(m *nats.Msg) {
+	seq, ttl, ok := decodeCancel(m.Data)
+	if !ok {
+		return
+	}
+	key := taskKey{strings.TrimPrefix(m.Subject, cancelPrefix), seq}
+	now := time.Now()
+	w.mu.Lock()
+	if cancel := w.running[key]; cancel != nil {
+		cancel()
+	} else {
+		if len(w.cancelled) >= maxCancelled {
+			for k, until := range w.cancelled {
+				if until.Before(now) {
+					delete(w.cancelled, k)
+				}
+			}
+		}
+		if len(w.cancelled) < maxCancelled {
+			w.cancelled[key] = now.Add(ttl)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// begin registers a task about to run; false if it was cancelled already.
+func (w *natsWorker) begin(key taskKey, cancel context.CancelFunc) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, gone := w.cancelled[key]; gone {
+		delete(w.cancelled, key)
+		return false
+	}
+	w.running[key] = cancel
+	return true
+}
+
+func (w *natsWorker) end(key taskKey) {
+	w.mu.Lock()
+	delete(w.running, key)
+	w.mu.Unlock()
+}
+
 func (w *natsWorker) execute(m jetstream.Msg) {
 	var t pb.Task
 	if err := proto.Unmarshal(m.Data(), &t); err != nil {
@@ -140,21 +213,37 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 		return
 	}
 	reply := m.Headers().Get(replyHeader)
+	key := taskKey{strings.TrimPrefix(reply, resultPrefix), t.GetSeq()}
 	// The deadline counts from publication: a task left over from a
 	// dispatcher that died, or redelivered too late, is not run.
-	deadline := time.Now().Add(24 * time.Hour)
-	if t.GetTimeoutMs() > 0 {
-		deadline = time.Now().Add(time.Duration(t.GetTimeoutMs()) * time.Millisecond)
-		if meta, err := m.Metadata(); err == nil {
-			deadline = meta.Timestamp.Add(time.Duration(t.GetTimeoutMs()) * time.Millisecond)
-		}
+	published := time.Now()
+	if meta, err := m.Metadata(); err == nil {
+		published = meta.Timestamp
 	}
-	if time.Now().After(deadline) {
+	dl, hasDeadline := plugin.TaskDeadline(&t, published)
+	if !hasDeadline {
+		dl = time.Now().Add(24 * time.Hour)
+	}
+	if time.Now().After(dl) {
 		m.Ack()
 		return
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	if hasDeadline {
+		// A task that outlives its deadline by OverrunGrace has a runner
+		// that cannot stop it: the worker goes, and is replaced.
+		watchdog := time.AfterFunc(time.Until(dl)+OverrunGrace, func() {
+			w.log.Error("task overran its deadline, exiting to be replaced", "task", t.GetKind(), "n", t.GetN(), "grace", OverrunGrace)
+			os.Exit(4)
+		})
+		defer watchdog.Stop()
+	}
 	defer cancel()
+	if !w.begin(key, cancel) {
+		m.Ack() // its requester is gone: not run, and no result wanted
+		return
+	}
+	defer w.end(key)
 
 	// Tell JetStream the task is alive, so only a dead worker's task is
 	// redelivered.
@@ -176,133 +265,17 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	start := time.Now()
 	res := taskproto.Result{Worker: w.id}
 	var err error
-	res.Value, err = w.runner.Run(ctx, taskproto.Task{Kind: t.GetKind(), N: t.GetN()})
+	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(&t))
 	res.Run = time.Since(start)
-	resp := taskproto.Response(ctx, t.GetSeq(), res, err)
+	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err))
 	// A request, not a publish: the dispatcher confirms it has the result
 	// (a plain publish is lost if the dispatcher is reconnecting just then).
 	// Unconfirmed, the task goes back to the stream and runs again; the
 	// dispatcher keeps the first result only.
-	data, _ := proto.Marshal(resp)
 	if _, err := w.nc.Request(reply, data, 5*time.Second); err != nil {
 		w.log.Warn("result not confirmed; the task will be redelivered", "error", err)
 		m.Nak()
 		return
 	}
 	m.Ack()
-}
-
-// localWorkers are the worker processes the plugin starts beside itself,
-// restarted with backoff when they die.
-type localWorkers struct {
-	log  hclog.Logger
-	mu   sync.Mutex
-	w    []*localWorker
-	quit chan struct{}
-	wg   sync.WaitGroup
-}
-
-type localWorker struct {
-	id       string
-	pid      int
-	restarts int64
-	cmd      *exec.Cmd
-}
-
-func startLocalWorkers(opt Options, log hclog.Logger) *localWorkers {
-	l := &localWorkers{log: log, quit: make(chan struct{})}
-	args := []string{WorkerArg, "--nats", opt.Conn.URLs, "--exit-with-parent",
-		"--concurrency", strconv.Itoa(max(opt.Concurrency, 1)),
-		"--data-dir", opt.DataDir, "--large-file-name", opt.LargeFileName}
-	if opt.Conn.User != "" {
-		args = append(args, "--user", opt.Conn.User)
-	}
-	if opt.Conn.Creds != "" {
-		args = append(args, "--creds", opt.Conn.Creds)
-	}
-	if opt.Conn.TLSCA != "" {
-		args = append(args, "--tls-ca", opt.Conn.TLSCA)
-	}
-	// Secrets go through the environment, not the command line.
-	env := append(os.Environ(), "WSLAB_NATS_TOKEN="+opt.Conn.Token, "WSLAB_NATS_PASSWORD="+opt.Conn.Password)
-	for i := range opt.Workers {
-		lw := &localWorker{id: "l" + strconv.Itoa(i)}
-		l.w = append(l.w, lw)
-		l.wg.Add(1)
-		go l.supervise(lw, opt.Exe, args, env)
-	}
-	return l
-}
-
-func (l *localWorkers) supervise(lw *localWorker, exe string, args, env []string) {
-	defer l.wg.Done()
-	backoff := 50 * time.Millisecond
-	for {
-		cmd := exec.Command(exe, args...)
-		cmd.Env = env
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		started := time.Now()
-		err := cmd.Start()
-		if err == nil {
-			l.mu.Lock()
-			lw.pid, lw.cmd = cmd.Process.Pid, cmd
-			l.mu.Unlock()
-			err = cmd.Wait()
-		}
-		select {
-		case <-l.quit:
-			return
-		default:
-		}
-		if time.Since(started) > 10*time.Second {
-			backoff = 50 * time.Millisecond
-		}
-		l.log.Error("local worker died, restarting", "worker", lw.id, "error", err, "retry_in", backoff)
-		select {
-		case <-l.quit:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-		l.mu.Lock()
-		lw.restarts++
-		l.mu.Unlock()
-	}
-}
-
-func (l *localWorkers) stats() []taskproto.WorkerStats {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []taskproto.WorkerStats
-	for _, w := range l.w {
-		out = append(out, taskproto.WorkerStats{ID: w.id, PID: w.pid, State: "running", Restarts: w.restarts})
-	}
-	return out
-}
-
-// stop ends every local worker: SIGTERM, then SIGKILL after 2 s.
-func (l *localWorkers) stop() {
-	close(l.quit)
-	l.mu.Lock()
-	for _, w := range l.w {
-		if w.cmd != nil && w.cmd.Process != nil {
-			w.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	l.mu.Unlock()
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		l.mu.Lock()
-		for _, w := range l.w {
-			if w.cmd != nil && w.cmd.Process != nil {
-				w.cmd.Process.Kill()
-			}
-		}
-		l.mu.Unlock()
-		<-done
-	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -20,7 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wslab/wslab/client"
-	"github.com/wslab/wslab/internal/multiproc"
+	"github.com/wslab/wslab/internal/faults"
 )
 
 // clResult is one run of bin/client.
@@ -382,8 +384,8 @@ func TestClientAgainstFaultyHost(t *testing.T) {
 		{"stall:cpu:7", "missing"},
 	} {
 		t.Run(c.counter, func(t *testing.T) {
-			h := startHostEnv(t, "multiproc", "[other]\nmultiprocessing_processes = 2\n",
-				[]string{multiproc.FaultEnv + "=" + c.fault})
+			h := startHostEnv(t, "multiproc", "plugin_dir = "+faultyPlugins()+"\n[other]\nmultiprocessing_processes = 2\n",
+				[]string{faults.Env + "=" + c.fault})
 			r := clRun(t, "--url", "ws://"+h.addr+"/ws", "--protocol", "json", "--clients", "2",
 				"--tasks", "noop,cpu", "--n", "cpu=7", "--reply-timeout", "1s")
 			if r.code != client.ExitIncorrect {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -18,13 +20,15 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wslab/wslab/internal/hostproc"
 )
 
 // clProc is a process the cluster test started and stops by its PID.
 type clProc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *hostproc.Buffer
 	exited chan struct{}
 }
 
@@ -32,7 +36,7 @@ type clProc struct {
 // when the test ends: SIGTERM, then SIGKILL after 5 s.
 func clStart(t *testing.T, name, exe string, args ...string) *clProc {
 	t.Helper()
-	p := &clProc{name: name, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &clProc{name: name, stderr: &hostproc.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(exe, args...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e tests the real binaries: it builds host, client, lab and the plugins,
 // starts a host with a real plugin on a loopback port and talks to it over
 // real WebSockets, with real processes and real signals.
@@ -5,7 +7,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,14 +17,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/wslab/wslab/host"
+	"github.com/wslab/wslab/internal/hostproc"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -45,6 +46,9 @@ func run(m *testing.M) int {
 	for _, args := range [][]string{
 		{"build", "-o", dir + "/", "./cmd/..."},
 		{"build", "-o", filepath.Join(dir, "plugins") + "/", "./plugins/..."},
+		// The multiproc plugin with workers that fail on purpose, in a
+		// plugin directory of its own (see faultyPlugins).
+		{"build", "-o", filepath.Join(dir, "faulty-plugins", "multiproc"), "./internal/e2e/faultyplugin"},
 	} {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = "../.."
@@ -60,33 +64,20 @@ func run(m *testing.M) int {
 // strategies are every strategy the host can serve in this build.
 var strategies = []string{"inproc", "semaphore", "pool", "multiproc", "distributed"}
 
+// faultyPlugins is a plugin directory whose multiproc plugin injects the
+// fault named by faults.Env into its workers.
+func faultyPlugins() string { return filepath.Join(binDir, "faulty-plugins") }
+
 // hostProc is a running bin/host.
 type hostProc struct {
+	*hostproc.Host
 	t      testing.TB
-	cmd    *exec.Cmd
 	addr   string
-	stderr *syncBuffer
-	exited chan struct{}
-	err    error // of Wait, once exited is closed
+	stderr *hostproc.Buffer
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// freePort finds a port nothing listens on, for servers that cannot
+// announce the port they chose (a NATS node its cluster routes to).
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -98,64 +89,63 @@ func freePort(t testing.TB) int {
 }
 
 // startHost writes ini (sections appended to a loopback [server] section)
-// to a config file and starts bin/host with the strategy, returning once
-// /healthz answers 200. The host is stopped by its PID when the test ends.
+// to a config file and starts bin/host with the strategy on a port of its
+// choosing, returning once /healthz answers 200. The host is stopped by
+// its PID when the test ends.
 func startHost(t testing.TB, strategy, ini string) *hostProc {
 	t.Helper()
 	return startHostEnv(t, strategy, ini, nil)
+}
+
+// writeConfig writes a loopback [server] section followed by ini.
+func writeConfig(t testing.TB, ini string) string {
+	t.Helper()
+	dir := t.TempDir()
+	conf := fmt.Sprintf("[server]\nhost = 127.0.0.1\ndata_dir = %s\n%s\n", filepath.Join(dir, "data"), ini)
+	path := filepath.Join(dir, "config.ini")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // startHostEnv is startHost with extra environment variables for the host,
 // which its plugin and workers inherit.
 func startHostEnv(t testing.TB, strategy, ini string, env []string) *hostProc {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	conf := fmt.Sprintf("[server]\nhost = 127.0.0.1\nport = %d\ndata_dir = %s\n%s\n", port, filepath.Join(dir, "data"), ini)
-	path := filepath.Join(dir, "config.ini")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
+	return startHostWith(t, hostproc.Options{
+		Command: []string{filepath.Join(binDir, "host"), "--config", writeConfig(t, ini), "--plugin=" + strategy, "--log-level", "debug"},
+		Env:     env,
+	})
+}
+
+// startHostWith starts a host as opt says, logging into a buffer that is
+// shown when the test fails, and stops it when the test ends.
+func startHostWith(t testing.TB, opt hostproc.Options) *hostProc {
+	t.Helper()
+	buf := &hostproc.Buffer{}
+	opt.Log = buf
+	hp, err := hostproc.Start(context.Background(), opt)
+	if err != nil {
+		t.Fatalf("%v\nhost output:\n%s", err, buf)
 	}
-	h := &hostProc{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	h.cmd = exec.Command(filepath.Join(binDir, "host"), "--config", path, "--plugin="+strategy, "--log-level", "debug")
-	h.cmd.Stderr = h.stderr
-	h.cmd.Env = append(os.Environ(), env...)
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { h.err = h.cmd.Wait(); close(h.exited) }()
+	h := &hostProc{Host: hp, t: t, addr: hp.Addr, stderr: buf}
 	t.Cleanup(func() {
-		h.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-h.exited:
-		case <-time.After(15 * time.Second):
-			h.cmd.Process.Kill()
-			<-h.exited
-		}
+		h.Stop(15 * time.Second)
 		if t.Failed() {
 			t.Logf("host stderr:\n%s", h.stderr)
 		}
 	})
-	if !h.waitHealthy(20 * time.Second) {
-		t.Fatalf("host with %s not healthy in time; stderr:\n%s", strategy, h.stderr)
-	}
 	return h
 }
 
-func (h *hostProc) healthz() int {
-	resp, err := http.Get("http://" + h.addr + "/healthz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
+func (h *hostProc) healthz() int { return h.Health() }
 
 func (h *hostProc) waitHealthy(limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
-		case <-h.exited:
+		case <-h.Exited():
 			return false
 		default:
 		}
@@ -169,27 +159,15 @@ func (h *hostProc) waitHealthy(limit time.Duration) bool {
 
 func (h *hostProc) stats(t testing.TB) host.HostStats {
 	t.Helper()
-	resp, err := http.Get("http://" + h.addr + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st host.HostStats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := h.Stats(&st); err != nil {
 		t.Fatal(err)
 	}
 	return st
 }
 
 // waitExit waits for the host to exit and returns its exit code.
-func (h *hostProc) waitExit(limit time.Duration) (int, bool) {
-	select {
-	case <-h.exited:
-		return h.cmd.ProcessState.ExitCode(), true
-	case <-time.After(limit):
-		return 0, false
-	}
-}
+func (h *hostProc) waitExit(limit time.Duration) (int, bool) { return h.WaitExit(limit) }
 
 func (h *hostProc) dial(t testing.TB) *websocket.Conn {
 	t.Helper()

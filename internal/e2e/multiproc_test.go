@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -10,7 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wslab/wslab/host"
-	"github.com/wslab/wslab/internal/multiproc"
+	"github.com/wslab/wslab/internal/faults"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -106,8 +108,8 @@ func TestMultiprocWorkerKilled(t *testing.T) {
 
 // faultHost starts a multiproc host with one task made to fail in workers.
 func faultHost(t *testing.T, fault, ini string) *hostProc {
-	return startHostEnv(t, "multiproc", "[other]\nmultiprocessing_processes = 2\n"+ini,
-		[]string{multiproc.FaultEnv + "=" + fault})
+	return startHostEnv(t, "multiproc", "plugin_dir = "+faultyPlugins()+"\n[other]\nmultiprocessing_processes = 2\n"+ini,
+		[]string{faults.Env + "=" + fault})
 }
 
 // TestMultiprocPanicKillsOnlyItsWorker: a task that panics kills its

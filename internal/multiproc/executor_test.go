@@ -1,3 +1,5 @@
+//go:build unix
+
 package multiproc
 
 import (
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/internal/faults"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -80,8 +83,8 @@ func TestTaskKinds(t *testing.T) {
 func TestLeastLoaded(t *testing.T) {
 	e := newExecutor(t, nil)
 	sleep := taskproto.Task{Kind: taskproto.KindSleep, N: 300}
-	w1 := e.Submit(context.Background(), sleep)
-	w2 := e.Submit(context.Background(), sleep)
+	w1 := submit(e, context.Background(), sleep)
+	w2 := submit(e, context.Background(), sleep)
 	st := stats(t, e)
 	if st.Running != 2 || st.Queued != 0 {
 		t.Errorf("stats %+v: want 2 running, none queued", st)
@@ -114,10 +117,10 @@ func TestQueueAndOverload(t *testing.T) {
 
 	var running, queued []func() (taskproto.Result, error)
 	for range 2 {
-		running = append(running, e.Submit(runCtx, long))
+		running = append(running, submit(e, runCtx, long))
 	}
 	for i := range 8 {
-		queued = append(queued, e.Submit(queueCtx, long))
+		queued = append(queued, submit(e, queueCtx, long))
 		if st := stats(t, e); st.Queued != int64(i+1) || st.Running != 2 {
 			t.Fatalf("after %d queued: stats %+v", i+1, st)
 		}
@@ -142,12 +145,14 @@ func TestQueueAndOverload(t *testing.T) {
 			t.Errorf("running task: %v, want context.Canceled", o.err)
 		}
 	}
-	if st := stats(t, e); st.Queued != 0 || st.Running != 0 {
-		t.Errorf("after cancelling everything: stats %+v", st)
-	}
+	// Each abandoned task holds its worker's slot until the worker has
+	// stopped it, which the cancel frame makes prompt.
+	waitStats(t, e, prompt, "both workers to stop their cancelled tasks", func(st taskproto.Stats) bool {
+		return st.Queued == 0 && st.Running == 0
+	})
 	// Both workers got their cancel frames: two sleeps run at once, promptly.
-	a := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 50})
-	b := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 50})
+	a := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 50})
+	b := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 50})
 	for _, w := range []func() (taskproto.Result, error){a, b} {
 		if o := await(t, w, prompt); o.err != nil {
 			t.Errorf("sleep after cancellation: %v", o.err)
@@ -157,7 +162,7 @@ func TestQueueAndOverload(t *testing.T) {
 
 func TestQueueFIFO(t *testing.T) {
 	e := newExecutor(t, func(o *Options) { o.Processes = 1 })
-	blocker := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 200})
+	blocker := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 200})
 	const n = 6
 	var (
 		mu    sync.Mutex
@@ -165,7 +170,7 @@ func TestQueueFIFO(t *testing.T) {
 		wg    sync.WaitGroup
 	)
 	for i := range n {
-		w := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 40})
+		w := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 40})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -203,8 +208,8 @@ func TestCancelQueued(t *testing.T) {
 	defer cancel1()
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	blocker := e.Submit(ctx1, taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
-	queued := e.Submit(ctx2, taskproto.Task{Kind: taskproto.KindSleep, N: 10})
+	blocker := submit(e, ctx1, taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
+	queued := submit(e, ctx2, taskproto.Task{Kind: taskproto.KindSleep, N: 10})
 	if st := stats(t, e); st.Queued != 1 || st.Running != 1 {
 		t.Fatalf("stats %+v: want 1 running, 1 queued", st)
 	}
@@ -232,7 +237,7 @@ func TestCancelRunning(t *testing.T) {
 	e := newExecutor(t, func(o *Options) { o.Processes = 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := e.Submit(ctx, taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
+	w := submit(e, ctx, taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
 	waitStats(t, e, prompt, "a busy worker", func(st taskproto.Stats) bool { return st.Workers[0].State == "busy" })
 	time.Sleep(50 * time.Millisecond) // let the worker start the sleep
 	cancel()
@@ -243,10 +248,9 @@ func TestCancelRunning(t *testing.T) {
 	if o.res.Worker != "w0" {
 		t.Errorf("cancelled task reports worker %q, want w0", o.res.Worker)
 	}
-	st := stats(t, e)
-	if st.Running != 0 || st.Workers[0].State != "idle" {
-		t.Errorf("stats %+v: want the worker idle", st)
-	}
+	st := waitStats(t, e, prompt, "the worker to stop the cancelled task", func(st taskproto.Stats) bool {
+		return st.Running == 0 && st.Workers[0].State == "idle"
+	})
 	// Had the worker missed the cancel frame, this would wait ~10 s behind
 	// the sleep.
 	o = run(t, e, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10}, prompt)
@@ -277,7 +281,7 @@ func TestDeadline(t *testing.T) {
 func TestWorkerKilled(t *testing.T) {
 	e := newExecutor(t, nil)
 	before := stats(t, e)
-	w := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 800})
+	w := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 800})
 	var victim taskproto.WorkerStats
 	waitStats(t, e, prompt, "a busy worker", func(st taskproto.Stats) bool {
 		for _, w := range st.Workers {
@@ -316,8 +320,8 @@ func TestWorkerKilled(t *testing.T) {
 	}
 	waitGone(t, victim.PID)
 	// Both workers run tasks again.
-	a := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 100})
-	b := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 100})
+	a := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 100})
+	b := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 100})
 	oa, ob := await(t, a, hangMax), await(t, b, hangMax)
 	if oa.err != nil || ob.err != nil || oa.res.Worker == ob.res.Worker {
 		t.Errorf("after restart: %+v %v / %+v %v; want two successes on two workers", oa.res, oa.err, ob.res, ob.err)
@@ -325,7 +329,7 @@ func TestWorkerKilled(t *testing.T) {
 }
 
 func TestFaultRetriedOnceThenFails(t *testing.T) {
-	t.Setenv(FaultEnv, "panic:fib:13")
+	t.Setenv(faults.Env, "panic:fib:13")
 	e := newExecutor(t, nil)
 	o := run(t, e, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 13}, hangMax)
 	wantCode(t, o.err, taskproto.CodeExecutorFailed)
@@ -347,10 +351,10 @@ func TestFaultRetriedOnceThenFails(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	e := newExecutor(t, func(o *Options) { o.Processes = 1 })
-	running := e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
+	running := submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 10_000})
 	var queued []func() (taskproto.Result, error)
 	for range 3 {
-		queued = append(queued, e.Submit(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 10}))
+		queued = append(queued, submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 10}))
 	}
 	st := waitStats(t, e, prompt, "1 running, 3 queued", func(st taskproto.Stats) bool {
 		return st.Running == 1 && st.Queued == 3 && st.Workers[0].State == "busy"
@@ -421,7 +425,7 @@ func TestConcurrentMixed(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				m := mix[(g+i)%len(mix)]
-				res, err := e.Execute(context.Background(), m.task)
+				res, err := taskproto.Run(context.Background(), e, m.task)
 				switch {
 				case err != nil:
 					errs <- fmt.Errorf("%s %d: %w", m.task.Kind, m.task.N, err)

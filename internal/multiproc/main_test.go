@@ -1,3 +1,5 @@
+//go:build unix
+
 package multiproc
 
 import (
@@ -14,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/faults"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -21,7 +24,7 @@ import (
 // re-executes it as `<test binary> worker --id ...`.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
-		os.Exit(WorkerMain(os.Args[2:]))
+		os.Exit(WorkerMain(os.Args[2:], faults.FromEnv))
 	}
 	os.Exit(m.Run())
 }
@@ -178,9 +181,30 @@ func await(t *testing.T, wait func() (taskproto.Result, error), d time.Duration)
 	}
 }
 
+// submit submits task to e and returns a function that waits for its
+// outcome. A second outcome for the task panics.
+func submit(e *Executor, ctx context.Context, task taskproto.Task) func() (taskproto.Result, error) {
+	type outcome struct {
+		res taskproto.Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	e.Submit(ctx, task, func(res taskproto.Result, err error) {
+		select {
+		case ch <- outcome{res, err}:
+		default:
+			panic("done called twice for one task")
+		}
+	})
+	return func() (taskproto.Result, error) {
+		o := <-ch
+		return o.res, o.err
+	}
+}
+
 func run(t *testing.T, e *Executor, ctx context.Context, task taskproto.Task, d time.Duration) outcomeT {
 	t.Helper()
-	return await(t, e.Submit(ctx, task), d)
+	return await(t, submit(e, ctx, task), d)
 }
 
 func stats(t *testing.T, e *Executor) taskproto.Stats {

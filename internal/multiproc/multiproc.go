@@ -4,12 +4,12 @@
 // worker's crash, leak or GC pause touches no other.
 //
 // Transport: the plugin hands each worker one end of a Unix socketpair and
-// speaks length-prefixed protobuf frames over it, the same ExecuteRequest and
-// ExecuteResponse messages as the host-plugin stream. A socketpair costs one
-// write and one read per message each way, with no handshake, TLS or HTTP/2
-// framing as a second go-plugin/gRPC hop would add; and a worker's death is
-// seen at once as the end of its socket, which the plugin turns into a retry
-// of its task on another worker.
+// speaks the data channel of taskproto/plugin over it, the same framing and
+// codec as the host's hop to the plugin: one write and one read per batch
+// of messages each way, and a worker's death is seen at once as the end of
+// its socket, which the plugin turns into a retry of its task on another
+// worker. Each worker's socket is written by a goroutine of its own, so a
+// worker that stops reading holds up no other.
 package multiproc
 
 import (
@@ -20,13 +20,13 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // Options configure an Executor.
@@ -68,50 +68,42 @@ func OptionsFrom(cfg taskproto.Config, log hclog.Logger) (Options, error) {
 	}, nil
 }
 
-// Restart policy of a dead worker.
-const (
-	minBackoff  = 50 * time.Millisecond
-	maxBackoff  = 5 * time.Second
-	stableAfter = 10 * time.Second
-)
+// OverrunGrace is how long a worker has to stop a task once it is told to
+// (its requester went away, or its deadline passed). A worker still running
+// the task after that is killed and replaced: a task that cannot be
+// interrupted costs at most its deadline plus this.
+const OverrunGrace = 2 * time.Second
 
 // Executor dispatches tasks to the least-loaded worker; tasks that find
-// every worker full wait in a bounded FIFO queue.
+// every worker full wait in a bounded FIFO queue. Every field below mu, and
+// the fields of each worker and call marked so, are guarded by mu.
 type Executor struct {
-	opt Options
-	log hclog.Logger
+	opt     Options
+	log     hclog.Logger
+	workers []*workerHandle
 
-	mu      sync.Mutex
-	workers []*worker
-	pending list.List // of *call, waiting for a free worker
-	closed  bool
-
-	seq                        atomic.Uint64
-	running, completed, failed atomic.Int64
-	stop                       chan struct{}
-	wg                         sync.WaitGroup // supervising goroutines
+	mu                         sync.Mutex
+	pending                    list.List // of *call, waiting for a free worker
+	closed                     bool
+	seq                        uint64
+	running, completed, failed int64
 }
 
 // call is one task from Submit to its single answer.
 type call struct {
 	ctx      context.Context
 	task     taskproto.Task
+	done     taskproto.Done
 	seq      uint64
 	enqueued time.Time
 	sent     time.Time
-	retried  bool
-	worker   *worker       // running it; nil while pending
-	place    *list.Element // in pending
-	finished bool          // answered; guarded by Executor.mu
-	// abandoned is set before a cancel is written for the call, so that a
-	// send racing it does not deliver the task after its cancel.
-	abandoned atomic.Bool
-	done      chan outcome // buffered: answering never blocks
-}
+	stop     func() bool // unregisters the abandon on ctx's end
 
-type outcome struct {
-	res taskproto.Result
-	err error
+	// Guarded by Executor.mu.
+	retried  bool
+	worker   *workerHandle // holding it; nil while pending
+	place    *list.Element // in pending
+	answered bool          // done has been (or is about to be) called
 }
 
 // New starts the workers and returns once every one is running.
@@ -122,59 +114,50 @@ func New(opt Options) (*Executor, error) {
 	if opt.Log == nil {
 		opt.Log = hclog.NewNullLogger()
 	}
-	e := &Executor{opt: opt, log: opt.Log, stop: make(chan struct{})}
+	e := &Executor{opt: opt, log: opt.Log}
 	for i := range opt.Processes {
-		w := &worker{e: e, name: fmt.Sprintf("w%d", i), inflight: map[uint64]*call{}}
+		w := &workerHandle{e: e, name: fmt.Sprintf("w%d", i), inflight: map[uint64]*call{}}
+		e.workers = append(e.workers, w)
+	}
+	for _, w := range e.workers {
 		if err := w.start(); err != nil {
 			e.Close()
-			return nil, fmt.Errorf("start worker %d: %w", i, err)
+			return nil, fmt.Errorf("start worker %s: %w", w.name, err)
 		}
-		e.workers = append(e.workers, w)
 	}
 	return e, nil
 }
 
-// Execute runs t on a worker.
-func (e *Executor) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	return e.Submit(ctx, t)()
-}
-
 // Submit hands t to the least-loaded worker with a free slot, or queues it.
-func (e *Executor) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
-	c := &call{ctx: ctx, task: t, seq: e.seq.Add(1), enqueued: time.Now(), done: make(chan outcome, 1)}
+func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	c := &call{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+	var out answers
 	e.mu.Lock()
-	var send *worker
+	e.seq++
+	c.seq = e.seq
 	switch {
 	case e.closed:
-		e.finishLocked(c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
+		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
 	case e.assignLocked(c):
-		send = c.worker
 	case e.pending.Len() < e.opt.QueueSize:
 		c.place = e.pending.PushBack(c)
 	default:
-		e.finishLocked(c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded,
+		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded,
 			"all %d workers busy and %d tasks queued; retry later", len(e.workers), e.opt.QueueSize))
 	}
+	if !c.answered {
+		// Registered under mu, after the task is queued or written: an
+		// abandon comes after it.
+		c.stop = context.AfterFunc(ctx, func() { e.abandon(c) })
+	}
 	e.mu.Unlock()
-	if send != nil {
-		send.send(c)
-	}
-	return func() (taskproto.Result, error) {
-		select {
-		case o := <-c.done:
-			return o.res, o.err
-		case <-ctx.Done():
-			e.abandon(c)
-			o := <-c.done // abandon answered it, or a result won the race
-			return o.res, o.err
-		}
-	}
+	out.deliver()
 }
 
 // assignLocked gives c to the ready worker with the fewest tasks, if one
-// has a free slot.
+// has a free slot, and appends it to that worker's socket.
 func (e *Executor) assignLocked(c *call) bool {
-	var best *worker
+	var best *workerHandle
 	for _, w := range e.workers {
 		if w.ready && len(w.inflight) < e.opt.Inflight+e.opt.Prefetch && (best == nil || len(w.inflight) < len(best.inflight)) {
 			best = w
@@ -186,70 +169,75 @@ func (e *Executor) assignLocked(c *call) bool {
 	c.worker, c.place = best, nil
 	c.sent = time.Now()
 	best.inflight[c.seq] = c
-	e.running.Add(1)
+	e.running++
+	best.sendLocked(plugin.TaskRequest(plugin.TaskMessage(c.ctx, c.seq, c.task)))
 	return true
 }
 
-// fillLocked moves pending calls to free worker slots and returns them, to
-// be sent once the lock is released.
-func (e *Executor) fillLocked() []*call {
-	var out []*call
+// fillLocked moves pending calls to free worker slots.
+func (e *Executor) fillLocked() {
 	for front := e.pending.Front(); front != nil; front = e.pending.Front() {
-		c := front.Value.(*call)
-		if !e.assignLocked(c) {
-			break
+		if !e.assignLocked(front.Value.(*call)) {
+			return
 		}
 		e.pending.Remove(front)
-		out = append(out, c)
-	}
-	return out
-}
-
-func sendAll(calls []*call) {
-	for _, c := range calls {
-		c.worker.send(c)
 	}
 }
 
-// finishLocked answers c, once.
-func (e *Executor) finishLocked(c *call, res taskproto.Result, err error) {
-	if c.finished {
+// answers are outcomes decided under mu and reported after it is released:
+// a Done may call Submit.
+type answers []func()
+
+func (a *answers) deliver() {
+	for _, f := range *a {
+		f()
+	}
+}
+
+// answerLocked decides c's outcome, once.
+func (e *Executor) answerLocked(out *answers, c *call, res taskproto.Result, err error) {
+	if c.answered {
 		return
 	}
-	c.finished = true
+	c.answered = true
 	if err != nil {
-		e.failed.Add(1)
+		e.failed++
 	} else {
-		e.completed.Add(1)
+		e.completed++
 	}
-	c.done <- outcome{res, err}
+	stop, done := c.stop, c.done
+	*out = append(*out, func() {
+		if stop != nil {
+			stop()
+		}
+		done(res, err)
+	})
 }
 
-// abandon answers a call whose context ended, and tells its worker to stop.
+// abandon answers a call whose context ended. A queued call is dropped; a
+// call a worker holds keeps its slot until the worker says it has stopped,
+// and the worker is replaced if it has not within OverrunGrace.
 func (e *Executor) abandon(c *call) {
+	var out answers
 	e.mu.Lock()
 	w := c.worker
-	c.abandoned.Store(true)
-	if !c.finished {
+	if !c.answered {
 		if c.place != nil {
 			e.pending.Remove(c.place)
 			c.place = nil
 		}
+		e.answerLocked(&out, c, taskproto.Result{Worker: workerName(w), Queue: queued(c)}, c.ctx.Err())
 		if w != nil {
-			delete(w.inflight, c.seq)
-			e.running.Add(-1)
+			w.sendLocked(plugin.CancelRequest(c.seq))
+			seq := c.seq
+			time.AfterFunc(OverrunGrace, func() { w.overran(seq, c) })
 		}
-		e.finishLocked(c, taskproto.Result{Worker: workerName(w), Queue: queued(c)}, c.ctx.Err())
 	}
-	next := e.fillLocked()
 	e.mu.Unlock()
-	if w != nil {
-		w.cancel(c.seq)
-	}
-	sendAll(next)
+	out.deliver()
 }
 
-func workerName(w *worker) string {
+func workerName(w *workerHandle) string {
 	if w == nil {
 		return ""
 	}
@@ -263,60 +251,56 @@ func queued(c *call) time.Duration {
 	return c.sent.Sub(c.enqueued)
 }
 
-// result answers the call a worker replied for.
-func (e *Executor) result(w *worker, resp *pb.ExecuteResponse) {
+// result answers the call a worker replied for, and frees its slot.
+func (e *Executor) result(w *workerHandle, resp *pb.ExecuteResponse) {
+	var out answers
 	e.mu.Lock()
-	c := w.inflight[resp.GetSeq()]
-	if c != nil {
+	if c := w.inflight[resp.GetSeq()]; c != nil {
 		delete(w.inflight, resp.GetSeq())
 		w.tasks++
-		e.running.Add(-1)
-		res := taskproto.Result{
-			Value:  resp.GetResult(),
-			Worker: w.name,
-			Queue:  queued(c) + time.Duration(resp.GetQueueUs())*time.Microsecond,
-			Run:    time.Duration(resp.GetRunUs()) * time.Microsecond,
-		}
-		var err error
-		if resp.GetErrorCode() != "" {
-			err = &taskproto.Error{Code: taskproto.Code(resp.GetErrorCode()), Message: resp.GetErrorMessage()}
-		}
-		e.finishLocked(c, res, err)
+		e.running--
+		res, err := plugin.ResultOf(resp)
+		res.Worker = w.name
+		res.Queue += queued(c)
+		e.answerLocked(&out, c, res, err)
 	}
-	next := e.fillLocked()
+	e.fillLocked()
 	e.mu.Unlock()
-	sendAll(next)
+	out.deliver()
 }
 
-// lost handles the death of a worker: each task it was running is retried
-// once, on the next free worker, ahead of the queue; a task that has
-// already been retried fails with executor_failed.
-func (e *Executor) lost(w *worker, why error) {
+// lost handles the end of a worker process: each task it was running is
+// retried once, on the next free worker, ahead of the queue; a task that
+// has been retried already fails with executor_failed.
+func (e *Executor) lost(w *workerHandle, pid int, why error) {
+	var out answers
 	e.mu.Lock()
-	w.ready = false
+	w.ready, w.proc = false, nil
 	calls := w.inflight
 	w.inflight = map[uint64]*call{}
 	var retry []*call
 	for _, c := range calls {
-		e.running.Add(-1)
+		e.running--
 		c.worker = nil
-		if c.retried || e.closed {
-			e.finishLocked(c, taskproto.Result{Worker: w.name, Queue: queued(c)}, taskproto.Errorf(taskproto.CodeExecutorFailed,
-				"worker %s (pid %d) died under the task: %v", w.name, w.pid, why))
-			continue
+		switch {
+		case c.answered: // abandoned: nothing to retry
+		case c.retried || e.closed:
+			e.answerLocked(&out, c, taskproto.Result{Worker: w.name, Queue: queued(c)}, taskproto.Errorf(taskproto.CodeExecutorFailed,
+				"worker %s (pid %d) died under the task: %v", w.name, pid, why))
+		default:
+			c.retried = true
+			c.sent = time.Time{}
+			retry = append(retry, c)
 		}
-		c.retried = true
-		c.sent = time.Time{}
-		retry = append(retry, c)
 	}
 	// Retried in the order they arrived, ahead of the queue.
 	slices.SortFunc(retry, func(a, b *call) int { return cmp.Compare(a.seq, b.seq) })
 	for i := len(retry) - 1; i >= 0; i-- {
 		retry[i].place = e.pending.PushFront(retry[i])
 	}
-	next := e.fillLocked()
+	e.fillLocked()
 	e.mu.Unlock()
-	sendAll(next)
+	out.deliver()
 }
 
 // Info describes the strategy.
@@ -335,22 +319,16 @@ func (e *Executor) Stats(context.Context) (taskproto.Stats, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := taskproto.Stats{
-		Running:   e.running.Load(),
+		Running:   e.running,
 		Queued:    int64(e.pending.Len()),
-		Completed: e.completed.Load(),
-		Failed:    e.failed.Load(),
+		Completed: e.completed,
+		Failed:    e.failed,
 		Capacity:  int64(e.opt.Processes * e.opt.Inflight),
 	}
 	for _, w := range e.workers {
-		state := "idle"
-		switch {
-		case !w.ready:
-			state = "restarting"
-		case len(w.inflight) > 0:
-			state = "busy"
-		}
-		st.Workers = append(st.Workers, taskproto.WorkerStats{ID: w.name, PID: w.pid, State: state, Tasks: w.tasks, Restarts: w.restarts})
-		st.Restarts += w.restarts
+		ws := w.statsLocked()
+		st.Workers = append(st.Workers, ws)
+		st.Restarts += ws.Restarts
 	}
 	return st, nil
 }
@@ -358,6 +336,7 @@ func (e *Executor) Stats(context.Context) (taskproto.Stats, error) {
 // Close stops the workers; queued tasks fail with shutting_down, running
 // ones with executor_failed.
 func (e *Executor) Close() error {
+	var out answers
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -368,14 +347,12 @@ func (e *Executor) Close() error {
 		e.pending.Remove(front)
 		c := front.Value.(*call)
 		c.place = nil
-		e.finishLocked(c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
+		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
 	}
-	workers := e.workers
 	e.mu.Unlock()
-	close(e.stop)
-	for _, w := range workers {
-		w.kill()
+	out.deliver()
+	for _, w := range e.workers {
+		w.stop()
 	}
-	e.wg.Wait()
 	return nil
 }

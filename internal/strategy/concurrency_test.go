@@ -64,7 +64,7 @@ func TestStrategiesConcurrent(t *testing.T) {
 				wg.Go(func() {
 					for j := range perCaller {
 						c := cases[(i*5+j)%len(cases)]
-						res, err := ex.Execute(context.Background(), c.task)
+						res, err := taskproto.Run(context.Background(), ex, c.task)
 						if err != nil || res.Value != c.want {
 							errs <- c.task.Kind + ": got " + res.Value + " want " + c.want + " err " + errString(err)
 						}

@@ -20,13 +20,17 @@ type outcome struct {
 	err error
 }
 
-// execAsync runs ex.Execute in its own goroutine.
+// execAsync submits task to ex; the channel receives its outcome. A
+// second call of done fails the test run (the channel holds one).
 func execAsync(ex taskproto.Executor, ctx context.Context, task taskproto.Task) <-chan outcome {
 	ch := make(chan outcome, 1)
-	go func() {
-		res, err := ex.Execute(ctx, task)
-		ch <- outcome{res, err}
-	}()
+	ex.Submit(ctx, task, func(res taskproto.Result, err error) {
+		select {
+		case ch <- outcome{res, err}:
+		default:
+			panic("done called twice for one task")
+		}
+	})
 	return ch
 }
 
@@ -37,7 +41,7 @@ func await(t *testing.T, ch <-chan outcome, what string) outcome {
 	case o := <-ch:
 		return o
 	case <-time.After(hangGuard):
-		t.Fatalf("%s: Execute did not return within %v", what, hangGuard)
+		t.Fatalf("%s: no outcome within %v", what, hangGuard)
 		return outcome{}
 	}
 }

@@ -23,7 +23,7 @@ func TestInprocKinds(t *testing.T) {
 		{noop, ""},
 	}
 	for i, c := range cases {
-		res, err := s.Execute(context.Background(), c.task)
+		res, err := taskproto.Run(context.Background(), s, c.task)
 		if err != nil {
 			t.Fatalf("%+v: %v", c.task, err)
 		}
@@ -55,7 +55,7 @@ func TestInprocKinds(t *testing.T) {
 
 func TestInprocUnknownKind(t *testing.T) {
 	s := NewInproc(taskproto.Config{})
-	_, err := s.Execute(context.Background(), taskproto.Task{Kind: "nope"})
+	_, err := taskproto.Run(context.Background(), s, taskproto.Task{Kind: "nope"})
 	var te *taskproto.Error
 	if !errors.As(err, &te) || te.Code != taskproto.CodeUnknownTask {
 		t.Fatalf("err %v, want unknown_task", err)

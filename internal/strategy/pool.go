@@ -16,23 +16,16 @@ import (
 // A task that finds the queue full is refused with overloaded at once, so
 // that a burst shows up as errors rather than as unbounded memory.
 type Pool struct {
-	queue   chan *job
 	workers int
 	runner  tasks.Runner
-	stop    chan struct{}
-	wg      sync.WaitGroup
 	meter
 
-	mu     sync.Mutex // orders enqueue against Close
-	closed bool
-}
-
-type job struct {
-	ctx      context.Context
-	task     taskproto.Task
-	enqueued time.Time
-	done     chan taskproto.Result // buffered: a worker never blocks on it
-	err      error
+	queue  jobQueue
+	limit  int        // jobs waiting for a goroutine at most
+	ready  *sync.Cond // on queue.mu: a job was queued, or the pool closed
+	free   int        // goroutines not running a job; guarded by queue.mu
+	closed bool       // guarded by queue.mu
+	wg     sync.WaitGroup
 }
 
 // NewPool builds the strategy from [pool] workers (0: the number of CPUs)
@@ -45,12 +38,12 @@ func NewPool(cfg taskproto.Config) (*Pool, error) {
 	if workers < 0 || cfg.QueueSize < 1 {
 		return nil, fmt.Errorf("pool strategy: need workers ≥ 0 and queue_size ≥ 1, got %d and %d", cfg.Workers, cfg.QueueSize)
 	}
-	p := &Pool{
-		queue:   make(chan *job, cfg.QueueSize),
-		workers: workers,
-		runner:  runnerFor(cfg),
-		stop:    make(chan struct{}),
+	p := &Pool{workers: workers, runner: runnerFor(cfg), limit: int(cfg.QueueSize), free: workers}
+	p.queue.dropped = func(j *job) {
+		p.queued.Add(-1)
+		p.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())
 	}
+	p.ready = sync.NewCond(&p.queue.mu)
 	for i := range workers {
 		p.wg.Add(1)
 		go p.work(fmt.Sprintf("g%d", i))
@@ -60,68 +53,55 @@ func NewPool(cfg taskproto.Config) (*Pool, error) {
 
 func (p *Pool) work(name string) {
 	defer p.wg.Done()
+	q := &p.queue
 	for {
-		select {
-		case <-p.stop:
+		q.mu.Lock()
+		for q.jobs.Len() == 0 && !p.closed {
+			p.ready.Wait()
+		}
+		if p.closed { // what is left is Close's to fail
+			q.mu.Unlock()
 			return
-		case j := <-p.queue:
-			p.queued.Add(-1)
-			res := taskproto.Result{Worker: name, Queue: time.Since(j.enqueued)}
-			if err := j.ctx.Err(); err != nil {
-				p.failed.Add(1) // its caller has gone: do not run it
-				j.err = err
-			} else {
-				j.err = p.run(j.ctx, p.runner, j.task, &res)
-			}
-			j.done <- res
 		}
-	}
-}
-
-func (p *Pool) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	return p.Submit(ctx, t)()
-}
-
-// Submit queues t at once, in call order, or refuses it when the queue is
-// full or the pool closed.
-func (p *Pool) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
-	j := &job{ctx: ctx, task: t, enqueued: time.Now(), done: make(chan taskproto.Result, 1)}
-	if err := p.enqueue(j); err != nil {
-		p.failed.Add(1)
-		return func() (taskproto.Result, error) { return taskproto.Result{}, err }
-	}
-	return func() (taskproto.Result, error) {
-		select {
-		case res := <-j.done:
-			return res, j.err
-		case <-ctx.Done():
-			// The worker that takes the job sees its context is done and skips it.
-			return taskproto.Result{Queue: time.Since(j.enqueued)}, ctx.Err()
-		}
-	}
-}
-
-func (p *Pool) enqueue(j *job) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return taskproto.Errorf(taskproto.CodeShuttingDown, "pool is closed")
-	}
-	p.queued.Add(1) // before the send: a worker may take the job at once
-	select {
-	case p.queue <- j:
-		return nil
-	default:
+		j := q.popLocked()
+		p.free--
+		q.mu.Unlock()
 		p.queued.Add(-1)
-		return taskproto.Errorf(taskproto.CodeOverloaded,
-			"pool queue is full (%d tasks waiting for %d goroutines); retry later", cap(p.queue), p.workers)
+		p.run(j.ctx, p.runner, j.task, name, time.Since(j.enqueued), j.done)
+		q.mu.Lock()
+		p.free++
+		q.mu.Unlock()
+	}
+}
+
+// Submit queues t, in call order, or refuses it when the queue is full or
+// the pool closed.
+func (p *Pool) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+	q := &p.queue
+	q.mu.Lock()
+	var err error
+	switch {
+	case p.closed:
+		err = taskproto.Errorf(taskproto.CodeShuttingDown, "pool is closed")
+	case q.jobs.Len() >= p.limit+p.free: // a free goroutine takes its job at once
+		err = taskproto.Errorf(taskproto.CodeOverloaded,
+			"pool queue is full (%d tasks waiting for %d goroutines); retry later", p.limit, p.workers)
+	default:
+		q.pushLocked(j)
+		p.queued.Add(1)
+		p.ready.Signal()
+	}
+	q.mu.Unlock()
+	if err != nil {
+		p.refuse(done, taskproto.Result{}, err)
 	}
 }
 
 func (p *Pool) Info() taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{
 		Name:        "pool",
-		Description: fmt.Sprintf("%d goroutines fed from a queue of %d", p.workers, cap(p.queue)),
+		Description: fmt.Sprintf("%d goroutines fed from a queue of %d", p.workers, p.limit),
 		Concurrency: p.workers,
 		PID:         os.Getpid(),
 	}
@@ -134,24 +114,20 @@ func (p *Pool) Stats(context.Context) (taskproto.Stats, error) {
 // Close stops the goroutines once they finish their current task, and
 // fails the tasks still queued with shutting_down.
 func (p *Pool) Close() error {
-	p.mu.Lock()
+	q := &p.queue
+	q.mu.Lock()
 	if p.closed {
-		p.mu.Unlock()
+		q.mu.Unlock()
 		return nil
 	}
 	p.closed = true
-	p.mu.Unlock()
-	close(p.stop)
+	p.ready.Broadcast()
+	q.mu.Unlock()
 	p.wg.Wait()
-	for {
-		select {
-		case j := <-p.queue:
-			p.queued.Add(-1)
-			p.failed.Add(1)
-			j.err = taskproto.Errorf(taskproto.CodeShuttingDown, "pool closed before the task ran")
-			j.done <- taskproto.Result{Queue: time.Since(j.enqueued)}
-		default:
-			return nil
-		}
+	for _, j := range q.drain() {
+		p.queued.Add(-1)
+		p.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)},
+			taskproto.Errorf(taskproto.CodeShuttingDown, "pool closed before the task ran"))
 	}
+	return nil
 }

@@ -68,8 +68,8 @@ func TestNewPoolConfig(t *testing.T) {
 	if st := statsOf(t, p3); st.Capacity != 3 {
 		t.Errorf("Capacity %d, want 3", st.Capacity)
 	}
-	if cap(p3.queue) != 5 {
-		t.Errorf("queue capacity %d, want 5", cap(p3.queue))
+	if p3.limit != 5 {
+		t.Errorf("queue limit %d, want 5", p3.limit)
 	}
 }
 
@@ -118,7 +118,7 @@ func TestPoolOverloaded(t *testing.T) {
 	for range 3 {
 		queued = append(queued, execAsync(p, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1}))
 	}
-	waitFor(t, "the queue to fill", func() bool { return len(p.queue) == 3 })
+	waitFor(t, "the queue to fill", func() bool { return p.queue.len() == 3 })
 	if st := statsOf(t, p); st.Running != 2 || st.Queued != 3 || st.Capacity != 2 {
 		t.Errorf("stats with a full queue %+v: want 2 running, 3 queued, capacity 2", st)
 	}
@@ -162,10 +162,11 @@ func TestPoolOverloaded(t *testing.T) {
 	}
 }
 
-// A queued task whose caller gives up returns at once and is skipped by the
-// worker that later takes it. noop ignores its context, so had it run it
-// would count as completed.
-func TestPoolCancelledQueuedTaskIsSkipped(t *testing.T) {
+// A queued task whose caller gives up is answered at once and dropped from
+// the queue, while the only worker is still busy: it never reaches a
+// worker. noop ignores its context, so had it run it would count as
+// completed.
+func TestPoolCancelledQueuedTaskIsDropped(t *testing.T) {
 	p := newPool(t, 1, 2)
 	gate := newGate(t)
 	blocker := execAsync(p, gate, cpuOne)
@@ -174,19 +175,25 @@ func TestPoolCancelledQueuedTaskIsSkipped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waiting := execAsync(p, ctx, noop)
-	waitFor(t, "the task to queue", func() bool { return len(p.queue) == 1 })
+	waitFor(t, "the task to queue", func() bool { return p.queue.len() == 1 })
 	cancel()
 	// The only worker is held by the blocker, so this returns on the cancel.
 	o := await(t, waiting, "cancelled queued task")
 	if !errors.Is(o.err, context.Canceled) {
 		t.Fatalf("cancelled queued task: err %v, want context.Canceled", o.err)
 	}
+	if n := p.queue.len(); n != 0 {
+		t.Errorf("queue holds %d tasks after the cancel, want 0: a cancelled task must leave the queue", n)
+	}
+	if st := statsOf(t, p); st.Queued != 0 || st.Failed != 1 {
+		t.Errorf("stats after the cancel %+v: want nothing queued, 1 failed", st)
+	}
 
 	gate.open()
 	if o := await(t, blocker, "blocker"); o.err != nil || o.res.Value != "0" {
 		t.Fatalf("blocker: %+v, %v", o.res, o.err)
 	}
-	st := waitStats(t, p, "the worker to take the cancelled task", func(st taskproto.Stats) bool {
+	st := waitStats(t, p, "the blocker to be counted", func(st taskproto.Stats) bool {
 		return st.Completed+st.Failed == 2 && st.Queued == 0 && st.Running == 0
 	})
 	if st.Completed != 1 || st.Failed != 1 {
@@ -229,11 +236,11 @@ func TestPoolWorkerNames(t *testing.T) {
 func TestPoolCounters(t *testing.T) {
 	p := newPool(t, 2, 4)
 	for range 3 {
-		if _, err := p.Execute(context.Background(), noop); err != nil {
+		if _, err := taskproto.Run(context.Background(), p, noop); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := p.Execute(context.Background(), taskproto.Task{Kind: "nope"})
+	_, err := taskproto.Run(context.Background(), p, taskproto.Task{Kind: "nope"})
 	var te *taskproto.Error
 	if !errors.As(err, &te) || te.Code != taskproto.CodeUnknownTask {
 		t.Fatalf("err %v, want unknown_task", err)

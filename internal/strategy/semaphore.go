@@ -13,11 +13,13 @@ import (
 // Semaphore lets at most N tasks run at once; the others wait in the order
 // they arrived, as asyncio.Semaphore's waiters do.
 type Semaphore struct {
-	sem    *fifoSemaphore
 	limit  int64
 	runner tasks.Runner
 	worker string
 	meter
+
+	waiting jobQueue // guarded by its own lock, which also guards free
+	free    int64
 }
 
 // NewSemaphore builds the strategy from [other] asyn_semaphore.
@@ -25,38 +27,59 @@ func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
 	if cfg.Semaphore < 1 {
 		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", cfg.Semaphore)
 	}
-	return &Semaphore{
-		sem:    newFIFOSemaphore(cfg.Semaphore),
+	s := &Semaphore{
 		limit:  cfg.Semaphore,
+		free:   cfg.Semaphore,
 		runner: runnerFor(cfg),
 		worker: fmt.Sprintf("p%d", os.Getpid()),
-	}, nil
+	}
+	s.waiting.dropped = func(j *job) {
+		s.refuse(j.done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.enqueued)}, j.ctx.Err())
+	}
+	return s, nil
 }
 
-func (s *Semaphore) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	return s.Submit(ctx, t)()
+// Submit takes a slot and starts t, or puts it in line.
+func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+	q := &s.waiting
+	q.mu.Lock()
+	if s.free > 0 && q.jobs.Len() == 0 {
+		s.free--
+		q.mu.Unlock()
+		go s.runHolding(j)
+		return
+	}
+	q.pushLocked(j) // no limit of its own: the host bounds what it hands over
+	q.mu.Unlock()
 }
 
-// Submit takes a slot or a place in line at once, in call order.
-func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task) func() (taskproto.Result, error) {
-	start := time.Now()
-	ready, place := s.sem.join()
-	return func() (taskproto.Result, error) {
-		res := taskproto.Result{Worker: s.worker}
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			if !s.sem.leave(ready, place) {
-				s.sem.release() // the slot came as the context ended
-			}
-			res.Queue = time.Since(start)
-			s.failed.Add(1)
-			return res, ctx.Err()
+// runHolding runs j in a slot it holds, then passes the slot on.
+func (s *Semaphore) runHolding(j *job) {
+	s.run(j.ctx, s.runner, j.task, s.worker, time.Since(j.enqueued), j.done)
+	s.waiting.mu.Lock()
+	s.free++
+	s.waiting.mu.Unlock()
+	s.grant()
+}
+
+// grant hands free slots to the first in line.
+func (s *Semaphore) grant() {
+	q := &s.waiting
+	for {
+		q.mu.Lock()
+		if s.free == 0 {
+			q.mu.Unlock()
+			return
 		}
-		defer s.sem.release()
-		res.Queue = time.Since(start)
-		err := s.run(ctx, s.runner, t, &res)
-		return res, err
+		j := q.popLocked()
+		if j == nil {
+			q.mu.Unlock()
+			return
+		}
+		s.free--
+		q.mu.Unlock()
+		go s.runHolding(j)
 	}
 }
 
@@ -71,6 +94,6 @@ func (s *Semaphore) Info() taskproto.StrategyInfo {
 
 func (s *Semaphore) Stats(context.Context) (taskproto.Stats, error) {
 	st := s.stats(s.limit)
-	st.Queued = int64(s.sem.waiting())
+	st.Queued = int64(s.waiting.len())
 	return st, nil
 }

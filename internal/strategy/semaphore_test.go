@@ -39,7 +39,7 @@ func TestSemaphoreLimitsConcurrency(t *testing.T) {
 	results := make(chan outcome, n)
 	for range n {
 		go func() {
-			res, err := s.Execute(context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 200})
+			res, err := taskproto.Run(context.Background(), s, taskproto.Task{Kind: taskproto.KindSleep, N: 200})
 			results <- outcome{res, err}
 		}()
 	}
@@ -200,11 +200,11 @@ func TestSemaphoreCancelledBeforeExecute(t *testing.T) {
 func TestSemaphoreCounters(t *testing.T) {
 	s := newSemaphore(t, 2)
 	for range 3 {
-		if _, err := s.Execute(context.Background(), noop); err != nil {
+		if _, err := taskproto.Run(context.Background(), s, noop); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Execute(context.Background(), taskproto.Task{Kind: "nope"})
+	_, err := taskproto.Run(context.Background(), s, taskproto.Task{Kind: "nope"})
 	var te *taskproto.Error
 	if !errors.As(err, &te) || te.Code != taskproto.CodeUnknownTask {
 		t.Fatalf("err %v, want unknown_task", err)
@@ -214,7 +214,7 @@ func TestSemaphoreCounters(t *testing.T) {
 	}
 	// The slot of a failed task is given back.
 	for range 3 {
-		if _, err := s.Execute(context.Background(), noop); err != nil {
+		if _, err := taskproto.Run(context.Background(), s, noop); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,16 +230,9 @@ func TestSemaphoreSubmitOrder(t *testing.T) {
 
 	var log orderLog
 	names := []string{"A", "B", "C", "D", "E", "F", "G", "H"}
-	waits := make([]func() (taskproto.Result, error), len(names))
-	for i, name := range names {
-		waits[i] = s.Submit(newRecord(name, &log), cpuOne)
-	}
 	results := make(chan error, len(names))
-	for _, wait := range waits {
-		go func() {
-			_, err := wait()
-			results <- err
-		}()
+	for _, name := range names {
+		s.Submit(newRecord(name, &log), cpuOne, func(_ taskproto.Result, err error) { results <- err })
 	}
 	gate.open()
 	if o := await(t, blocker, "blocker"); o.err != nil {

@@ -28,9 +28,11 @@ func (m *meter) stats(capacity int64) taskproto.Stats {
 	}
 }
 
-// run runs t, timing it and counting it; a task whose caller has gone
-// by the time its turn comes is not run at all.
-func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, res *taskproto.Result) error {
+// run runs t, timing it and counting it, and reports the outcome to done;
+// a task whose caller has gone by the time its turn comes is not run.
+// queued is how long it waited for its turn.
+func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, worker string, queued time.Duration, done taskproto.Done) {
+	res := taskproto.Result{Worker: worker, Queue: queued}
 	m.running.Add(1)
 	start := time.Now()
 	v, err := "", ctx.Err()
@@ -41,38 +43,44 @@ func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, res *
 	m.running.Add(-1)
 	if err != nil {
 		m.failed.Add(1)
-		return err
+		done(res, err)
+		return
 	}
 	m.completed.Add(1)
 	res.Value = v
-	return nil
+	done(res, nil)
+}
+
+// refuse answers a task that is not taken at all.
+func (m *meter) refuse(done taskproto.Done, res taskproto.Result, err error) {
+	m.failed.Add(1)
+	done(res, err)
 }
 
 func runnerFor(cfg taskproto.Config) tasks.Runner {
 	return tasks.Runner{DataDir: cfg.DataDir, LargeFileName: cfg.LargeFileName}
 }
 
-// Inproc runs every task in the caller's goroutine, unbounded: the baseline
-// that every isolation strategy is measured against.
+// Inproc runs every task in a goroutine of its own, with no bound of its
+// own: the baseline that every isolation strategy is measured against (the
+// host's max_running still bounds what it hands over at once).
 type Inproc struct {
 	runner tasks.Runner
-	worker string
 	meter
 }
 
 // NewInproc returns the built-in baseline strategy.
 func NewInproc(cfg taskproto.Config) *Inproc {
-	return &Inproc{runner: runnerFor(cfg), worker: "inproc"}
+	return &Inproc{runner: runnerFor(cfg)}
 }
 
-func (s *Inproc) Execute(ctx context.Context, t taskproto.Task) (taskproto.Result, error) {
-	res := taskproto.Result{Worker: s.worker}
-	err := s.run(ctx, s.runner, t, &res)
-	return res, err
+// Submit starts t at once.
+func (s *Inproc) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	go s.run(ctx, s.runner, t, "inproc", 0, done)
 }
 
 func (s *Inproc) Info() taskproto.StrategyInfo {
-	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each, unbounded", PID: os.Getpid()}
+	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each", PID: os.Getpid()}
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) { return s.stats(0), nil }

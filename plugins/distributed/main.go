@@ -3,25 +3,6 @@
 // `distributed worker --nats URL ...`, the same binary is such a worker.
 package main
 
-import (
-	"context"
-	"os"
+import "github.com/wslab/wslab/internal/distributed"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/wslab/wslab/internal/distributed"
-	"github.com/wslab/wslab/taskproto"
-)
-
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == distributed.WorkerArg {
-		os.Exit(distributed.WorkerMain(os.Args[2:]))
-	}
-	taskproto.Serve("distributed", func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		return distributed.New(context.Background(), distributed.OptionsFrom(cfg, exe), log)
-	})
-}
+func main() { distributed.Main() }

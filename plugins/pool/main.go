@@ -8,10 +8,11 @@ import (
 
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 func main() {
-	taskproto.Serve("pool", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+	plugin.Serve("pool", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
 		return strategy.NewPool(cfg)
 	})
 }

@@ -7,10 +7,11 @@ import (
 
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 func main() {
-	taskproto.Serve("semaphore", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+	plugin.Serve("semaphore", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
 		return strategy.NewSemaphore(cfg)
 	})
 }

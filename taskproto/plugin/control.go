@@ -1,13 +1,39 @@
-package taskproto
+package plugin
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
 
-func configToPB(c Config) *pb.Config {
+// Client is the host's handle on a plugin's control service.
+type Client struct {
+	client pb.ExecutorClient
+}
+
+// Configure sends the plugin its configuration; the plugin builds its
+// strategy, starts serving the data channel and describes itself.
+func (c *Client) Configure(ctx context.Context, cfg taskproto.Config) (taskproto.StrategyInfo, error) {
+	resp, err := c.client.Configure(ctx, &pb.ConfigureRequest{Config: configToPB(cfg)})
+	if err != nil {
+		return taskproto.StrategyInfo{}, fmt.Errorf("configure plugin: %w", err)
+	}
+	return infoFromPB(resp.GetInfo()), nil
+}
+
+// Stats asks the plugin for its statistics.
+func (c *Client) Stats(ctx context.Context) (taskproto.Stats, error) {
+	resp, err := c.client.Stats(ctx, &pb.StatsRequest{})
+	if err != nil {
+		return taskproto.Stats{}, fmt.Errorf("plugin stats: %w", err)
+	}
+	return statsFromPB(resp), nil
+}
+
+func configToPB(c taskproto.Config) *pb.Config {
 	return &pb.Config{
 		Strategy:       c.Strategy,
 		FibonacciLimit: c.FibonacciLimit,
@@ -28,9 +54,9 @@ func configToPB(c Config) *pb.Config {
 	}
 }
 
-func configFromPB(c *pb.Config) Config {
+func configFromPB(c *pb.Config) taskproto.Config {
 	l := c.GetLimits()
-	return Config{
+	return taskproto.Config{
 		Strategy:       c.GetStrategy(),
 		FibonacciLimit: c.GetFibonacciLimit(),
 		DataDir:        c.GetDataDir(),
@@ -40,7 +66,7 @@ func configFromPB(c *pb.Config) Config {
 		Processes:      c.GetProcesses(),
 		Workers:        c.GetWorkers(),
 		QueueSize:      c.GetQueueSize(),
-		Limits: Limits{
+		Limits: taskproto.Limits{
 			MaxFibN:    l.GetMaxFibN(),
 			MaxCPUN:    l.GetMaxCpuN(),
 			MaxIOBytes: l.GetMaxIoBytes(),
@@ -50,15 +76,15 @@ func configFromPB(c *pb.Config) Config {
 	}
 }
 
-func infoToPB(i StrategyInfo) *pb.StrategyInfo {
+func infoToPB(i taskproto.StrategyInfo) *pb.StrategyInfo {
 	return &pb.StrategyInfo{Name: i.Name, Description: i.Description, Concurrency: int64(i.Concurrency), Pid: int64(i.PID)}
 }
 
-func infoFromPB(i *pb.StrategyInfo) StrategyInfo {
-	return StrategyInfo{Name: i.GetName(), Description: i.GetDescription(), Concurrency: int(i.GetConcurrency()), PID: int(i.GetPid())}
+func infoFromPB(i *pb.StrategyInfo) taskproto.StrategyInfo {
+	return taskproto.StrategyInfo{Name: i.GetName(), Description: i.GetDescription(), Concurrency: int(i.GetConcurrency()), PID: int(i.GetPid())}
 }
 
-func statsToPB(s Stats) *pb.StatsResponse {
+func statsToPB(s taskproto.Stats) *pb.StatsResponse {
 	out := &pb.StatsResponse{
 		Running: s.Running, Queued: s.Queued, Completed: s.Completed,
 		Failed: s.Failed, Capacity: s.Capacity, Restarts: s.Restarts,
@@ -69,40 +95,13 @@ func statsToPB(s Stats) *pb.StatsResponse {
 	return out
 }
 
-func statsFromPB(s *pb.StatsResponse) Stats {
-	out := Stats{
+func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
+	out := taskproto.Stats{
 		Running: s.GetRunning(), Queued: s.GetQueued(), Completed: s.GetCompleted(),
 		Failed: s.GetFailed(), Capacity: s.GetCapacity(), Restarts: s.GetRestarts(),
 	}
 	for _, w := range s.GetWorkers() {
-		out.Workers = append(out.Workers, WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts()})
+		out.Workers = append(out.Workers, taskproto.WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts()})
 	}
 	return out
-}
-
-// Response encodes the outcome of task seq for the wire; ctx is the task's,
-// to name the code of an error it caused (see AsError). Plugins and their
-// workers answer with it.
-func Response(ctx context.Context, seq uint64, r Result, err error) *pb.ExecuteResponse {
-	resp := &pb.ExecuteResponse{Seq: seq, Worker: r.Worker, QueueUs: r.Queue.Microseconds(), RunUs: r.Run.Microseconds()}
-	if err != nil {
-		e := AsError(ctx, err)
-		resp.ErrorCode, resp.ErrorMessage = string(e.Code), e.Message
-	} else {
-		resp.Result = r.Value
-	}
-	return resp
-}
-
-func resultFromPB(r *pb.ExecuteResponse) (Result, error) {
-	res := Result{
-		Value:  r.GetResult(),
-		Worker: r.GetWorker(),
-		Queue:  time.Duration(r.GetQueueUs()) * time.Microsecond,
-		Run:    time.Duration(r.GetRunUs()) * time.Microsecond,
-	}
-	if r.GetErrorCode() != "" {
-		return res, &Error{Code: Code(r.GetErrorCode()), Message: r.GetErrorMessage()}
-	}
-	return res, nil
 }

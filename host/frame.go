@@ -1,0 +1,123 @@
+package host
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// WebSocket opcodes the host writes (RFC 6455 section 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// maxFrameHeader is the longest header of an unmasked server frame.
+const maxFrameHeader = 10
+
+// appendFrame appends one unmasked, unfragmented frame. The host builds its
+// frames itself so that replies ready together leave in one write: gorilla
+// writes each message with a system call of its own.
+func appendFrame(dst []byte, opcode byte, payload []byte) []byte {
+	dst = append(dst, 0x80|opcode) // FIN
+	switch n := len(payload); {
+	case n <= 125:
+		dst = append(dst, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
+}
+
+// closePayload is a close frame's body: the status code and a reason,
+// which RFC 6455 bounds to 123 bytes.
+func closePayload(code int, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	b := make([]byte, 2, 2+len(reason))
+	binary.BigEndian.PutUint16(b, uint16(code))
+	return append(b, reason...)
+}
+
+// lockedConn serializes writes to a WebSocket's connection: the host's
+// batches and the few frames gorilla writes itself (the close it sends on a
+// protocol error or an oversized frame) never interleave mid-frame.
+type lockedConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time // gorilla's, for gorilla's writes
+}
+
+// SetWriteDeadline records gorilla's deadline for its next Write; the
+// host's batches carry their own.
+func (c *lockedConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *lockedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Conn.SetWriteDeadline(c.deadline)
+	return c.Conn.Write(p)
+}
+
+// writeBatch writes p with its own deadline.
+func (c *lockedConn) writeBatch(p []byte, deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Conn.SetWriteDeadline(deadline)
+	_, err := c.Conn.Write(p)
+	return err
+}
+
+// hijacker hands gorilla's upgrader a lockedConn instead of the raw
+// connection it hijacks.
+type hijacker struct {
+	http.ResponseWriter
+	conn *lockedConn
+}
+
+var errNotHijackable = errors.New("response writer does not support hijacking")
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errNotHijackable
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &lockedConn{Conn: c}
+	return h.conn, brw, nil
+}
+
+// bufPool holds reply batches and request buffers between uses, so that an
+// idle connection holds none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuf is the largest buffer worth keeping in bufPool.
+const maxPooledBuf = 64 << 10
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) > maxPooledBuf || cap(b) == 0 {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}

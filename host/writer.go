@@ -1,0 +1,282 @@
+package host
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wslab/wslab/taskproto"
+)
+
+// minWriteWait is the least time a write of replies is given.
+const minWriteWait = time.Second
+
+// replyQueue holds a connection's replies until they are written, and the
+// connection's bounds: requests count against max_inflight_per_conn from
+// admission until their reply is taken for writing, and the bytes of
+// replies waiting (with the ids of requests in flight, which their replies
+// will echo) against max_pending_reply_bytes. Past that budget new
+// requests are refused with overloaded; past twice it the connection is
+// closed with 1008. A write must go at least min_reply_read_rate bytes per
+// second (and may take minWriteWait): a client that reads slower is closed.
+//
+// Replies are written by a goroutine started when the first reply of a
+// burst is queued, which writes every frame queued meanwhile in one system
+// call and ends when nothing is left: an idle connection has no writer and
+// no buffer. Plain-text replies are held back until the replies to the
+// plain-text requests before them have been queued.
+type replyQueue struct {
+	c *wsConn
+
+	mu         sync.Mutex
+	inflight   int // admitted, reply not yet taken for writing
+	held       int // bytes: reserved by requests in flight, or queued
+	out        []byte
+	outReplies int // replies among the frames in out
+	nextPlain  uint64
+	heldPlain  map[uint64]heldReply
+	writing    bool          // a writer goroutine is running
+	closing    bool          // a close frame is queued: nothing may follow it
+	closed     bool          // nothing more is written
+	warned     bool          // the budget's warning is logged
+	idle       chan struct{} // closed when the writer stops, for closeAfter
+}
+
+type heldReply struct {
+	payload []byte
+	counted bool
+}
+
+func (q *replyQueue) init(c *wsConn) {
+	q.c = c
+	q.nextPlain = 1
+}
+
+func frameSize(payload int) int {
+	switch {
+	case payload <= 125:
+		return payload + 2
+	case payload <= 0xFFFF:
+		return payload + 4
+	}
+	return payload + maxFrameHeader
+}
+
+// reserve takes a request's place on the connection, n bytes of the reply
+// budget with it, or says why it cannot.
+func (q *replyQueue) reserve(n int) *taskproto.Error {
+	opt := &q.c.srv.opt
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closing || q.closed:
+		return taskproto.Errorf(taskproto.CodeShuttingDown, "connection is closing")
+	case q.inflight >= opt.MaxInflight:
+		return taskproto.Errorf(taskproto.CodeOverloaded,
+			"%d requests already in flight on this connection (max_inflight_per_conn); wait for replies", opt.MaxInflight)
+	case int64(q.held) >= opt.MaxPendingReplyBytes:
+		if !q.warned {
+			q.warned = true
+			q.c.srv.log.Warn("connection does not read its replies: refusing its requests",
+				"remote", q.c.ws.RemoteAddr(), "pending_bytes", q.held, "max_pending_reply_bytes", opt.MaxPendingReplyBytes)
+		}
+		return taskproto.Errorf(taskproto.CodeOverloaded,
+			"%d bytes of replies are waiting to be read (max_pending_reply_bytes %d); read them before sending more",
+			q.held, opt.MaxPendingReplyBytes)
+	}
+	q.inflight++
+	q.held += n
+	return nil
+}
+
+// unreserve gives back a reservation whose request was not admitted.
+func (q *replyQueue) unreserve(n int) {
+	q.mu.Lock()
+	q.inflight--
+	q.held -= n
+	q.mu.Unlock()
+}
+
+// add queues a text reply. plainSeq orders plain-text replies (0 for
+// JSON); reserved is what its request reserved; counted says it answers an
+// admitted request, whose slot it frees once taken for writing.
+func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted bool) {
+	q.mu.Lock()
+	if q.closing || q.closed { // the connection is going: nobody reads this
+		if counted {
+			q.inflight--
+		}
+		q.held -= reserved
+		q.mu.Unlock()
+		return
+	}
+	q.held += frameSize(len(payload)) - reserved
+	if plainSeq != 0 && plainSeq != q.nextPlain {
+		if q.heldPlain == nil {
+			q.heldPlain = map[uint64]heldReply{}
+		}
+		q.heldPlain[plainSeq] = heldReply{payload, counted}
+	} else {
+		q.appendLocked(opText, payload, counted)
+		for plainSeq != 0 {
+			q.nextPlain++
+			h, ok := q.heldPlain[q.nextPlain]
+			if !ok {
+				break
+			}
+			delete(q.heldPlain, q.nextPlain)
+			q.appendLocked(opText, h.payload, h.counted)
+		}
+	}
+	over := int64(q.held) > 2*q.c.srv.opt.MaxPendingReplyBytes
+	start := q.startLocked()
+	q.mu.Unlock()
+	if over {
+		q.abort(websocket.ClosePolicyViolation, "replies are not being read")
+		return
+	}
+	if start {
+		go q.flush()
+	}
+}
+
+// control queues a control frame; false once the connection is closing.
+// A close frame is the last frame queued.
+func (q *replyQueue) control(op byte, payload []byte) bool {
+	q.mu.Lock()
+	if q.closing || q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.held += frameSize(len(payload))
+	q.appendLocked(op, payload, false)
+	q.closing = op == opClose
+	start := q.startLocked()
+	q.mu.Unlock()
+	if start {
+		go q.flush()
+	}
+	return true
+}
+
+func (q *replyQueue) appendLocked(op byte, payload []byte, counted bool) {
+	if q.out == nil {
+		q.out = getBuf()
+	}
+	q.out = appendFrame(q.out, op, payload)
+	if counted {
+		q.outReplies++
+	}
+}
+
+func (q *replyQueue) startLocked() bool {
+	if q.writing || len(q.out) == 0 {
+		return false
+	}
+	q.writing = true
+	return true
+}
+
+// flush writes what is queued, and what is queued meanwhile, then ends.
+func (q *replyQueue) flush() {
+	opt := &q.c.srv.opt
+	for {
+		q.mu.Lock()
+		if len(q.out) == 0 || q.closed {
+			q.stopLocked()
+			q.mu.Unlock()
+			return
+		}
+		buf := q.out
+		q.out = nil
+		q.inflight -= q.outReplies // their replies are on their way
+		q.outReplies = 0
+		q.mu.Unlock()
+
+		wait := max(minWriteWait, time.Duration(float64(len(buf))/float64(opt.MinReplyReadRate)*float64(time.Second)))
+		err := q.c.raw.writeBatch(buf, time.Now().Add(wait))
+		q.mu.Lock()
+		q.held -= len(buf)
+		q.mu.Unlock()
+		putBuf(buf)
+		if err != nil {
+			q.writeFailed(err, len(buf), wait)
+			return
+		}
+	}
+}
+
+// stopLocked ends the writer.
+func (q *replyQueue) stopLocked() {
+	q.writing = false
+	if q.out != nil && len(q.out) == 0 {
+		putBuf(q.out)
+		q.out = nil
+	}
+	if q.idle != nil {
+		close(q.idle)
+		q.idle = nil
+	}
+}
+
+func (q *replyQueue) writeFailed(err error, n int, wait time.Duration) {
+	q.mu.Lock()
+	wasClosed := q.closed
+	q.closed = true
+	q.stopLocked()
+	q.mu.Unlock()
+	var ne net.Error
+	if !wasClosed && errors.As(err, &ne) && ne.Timeout() {
+		q.c.srv.log.Warn("closing a connection that reads its replies slower than min_reply_read_rate",
+			"remote", q.c.ws.RemoteAddr(), "bytes", n, "in", wait, "min_reply_read_rate", q.c.srv.opt.MinReplyReadRate)
+	} else {
+		q.c.srv.log.Debug("write failed, closing connection", "remote", q.c.ws.RemoteAddr(), "error", err)
+	}
+	q.c.raw.Close() // the reader sees it and ends the connection
+}
+
+// abort closes a connection that broke its bounds: a blocked write is cut
+// short, a close frame is tried, and the socket is closed.
+func (q *replyQueue) abort(code int, reason string) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed, q.closing = true, true
+	pending := q.held
+	q.mu.Unlock()
+	q.c.srv.log.Warn("closing a connection that does not read its replies",
+		"remote", q.c.ws.RemoteAddr(), "pending_bytes", pending, "close_code", code, "reason", reason)
+	go func() {
+		q.c.raw.Conn.SetWriteDeadline(time.Now()) // cuts a blocked write short
+		q.c.raw.writeBatch(appendFrame(nil, opClose, closePayload(code, reason)), time.Now().Add(100*time.Millisecond))
+		q.c.raw.Close()
+	}()
+}
+
+// closeAfter waits up to d for the writer to write what is queued, then
+// stops all writing.
+func (q *replyQueue) closeAfter(d time.Duration) {
+	q.mu.Lock()
+	var idle chan struct{}
+	if q.writing && !q.closed {
+		idle = make(chan struct{})
+		q.idle = idle
+	}
+	q.mu.Unlock()
+	if idle != nil {
+		t := time.NewTimer(d)
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}

@@ -1,0 +1,276 @@
+// Package hostproc starts a real host process, waits until it serves, and
+// stops it: the one harness that the lab and the end-to-end tests share.
+// The host listens on port 0 and announces the address it got ("listening
+// URL" on stdout), so nothing probes for a free port and races for it.
+package hostproc
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options say how to start a host.
+type Options struct {
+	// Command is the host binary followed by its arguments (--config,
+	// --plugin, ...). Start adds --port 0. A wrapper that execs the host
+	// (`ip netns exec NS bin/host ...`) works too.
+	Command []string
+	// NoPortZero leaves the port to the configuration: for a host that must
+	// listen where others will look for it.
+	NoPortZero bool
+	Env        []string  // added to this process's environment
+	Log        io.Writer // the host's stderr and the rest of its stdout; nil: discarded
+	// Ready bounds the wait for /healthz to answer 200 (default 20 s).
+	Ready time.Duration
+	// TLS is the client configuration for a host that serves wss://.
+	TLS *tls.Config
+}
+
+// Host is a running host process.
+type Host struct {
+	cmd  *exec.Cmd
+	URL  string // the WebSocket URL it announced: ws://127.0.0.1:PORT/ws
+	Addr string // its host:port
+	http *http.Client
+	base string // http(s)://Addr
+
+	exited  chan struct{}
+	waitErr error
+	stopMu  sync.Mutex
+}
+
+// Start starts the host and returns once /healthz answers 200. On failure
+// the host is stopped and the error says what it printed last.
+func Start(ctx context.Context, opt Options) (*Host, error) {
+	if len(opt.Command) == 0 {
+		return nil, errors.New("hostproc: no command")
+	}
+	args := append([]string(nil), opt.Command[1:]...)
+	if !opt.NoPortZero {
+		args = append(args, "--port", "0")
+	}
+	log := opt.Log
+	if log == nil {
+		log = io.Discard
+	}
+	tail := &lastLines{w: log}
+	h := &Host{cmd: exec.Command(opt.Command[0], args...), exited: make(chan struct{})}
+	h.cmd.Env = append(os.Environ(), opt.Env...)
+	h.cmd.Stderr = tail
+	stdout, err := h.cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("host stdout: %w", err)
+	}
+	if err := h.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start host: %w", err)
+	}
+	announced := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if u, ok := strings.CutPrefix(line, "listening "); ok && !sent {
+				announced <- u
+				sent = true
+				continue
+			}
+			fmt.Fprintln(tail, line)
+		}
+		if !sent {
+			close(announced)
+		}
+	}()
+	go func() {
+		h.waitErr = h.cmd.Wait()
+		close(h.exited)
+	}()
+
+	limit := opt.Ready
+	if limit <= 0 {
+		limit = 20 * time.Second
+	}
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	fail := func(why string) (*Host, error) {
+		h.Stop(5 * time.Second)
+		return nil, fmt.Errorf("host %s: %s", why, tail.last())
+	}
+	select {
+	case u, ok := <-announced:
+		if !ok {
+			<-h.exited
+			return fail(fmt.Sprintf("exited with status %d before it listened", h.ExitCode()))
+		}
+		if err := h.setURL(u, opt.TLS); err != nil {
+			return fail(err.Error())
+		}
+	case <-timer.C:
+		return fail(fmt.Sprintf("did not listen within %s", limit))
+	case <-ctx.Done():
+		return fail("start interrupted")
+	}
+	for h.Health() != http.StatusOK {
+		select {
+		case <-h.exited:
+			return fail(fmt.Sprintf("exited with status %d before it was ready", h.ExitCode()))
+		case <-timer.C:
+			return fail(fmt.Sprintf("not ready within %s", limit))
+		case <-ctx.Done():
+			return fail("start interrupted")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return h, nil
+}
+
+func (h *Host) setURL(u string, tlsConfig *tls.Config) error {
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Host == "" {
+		return fmt.Errorf("announced a bad URL %q", u)
+	}
+	h.URL, h.Addr = u, parsed.Host
+	h.http = &http.Client{Timeout: 2 * time.Second}
+	h.base = "http://" + h.Addr
+	if parsed.Scheme == "wss" {
+		h.http.Transport = &http.Transport{TLSClientConfig: tlsConfig}
+		h.base = "https://" + h.Addr
+	}
+	return nil
+}
+
+// PID is the host process's ID.
+func (h *Host) PID() int { return h.cmd.Process.Pid }
+
+// Health is the status /healthz answers, 0 when it does not answer.
+func (h *Host) Health() int {
+	resp, err := h.http.Get(h.base + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Stats decodes what /stats answers into v (a *host.HostStats).
+func (h *Host) Stats(v any) error {
+	resp, err := h.http.Get(h.base + "/stats")
+	if err != nil {
+		return fmt.Errorf("GET /stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /stats: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decode /stats: %w", err)
+	}
+	return nil
+}
+
+// Signal sends sig to the host.
+func (h *Host) Signal(sig os.Signal) error { return h.cmd.Process.Signal(sig) }
+
+// Exited is closed when the host has exited.
+func (h *Host) Exited() <-chan struct{} { return h.exited }
+
+// ExitCode is the host's exit status, once Exited is closed.
+func (h *Host) ExitCode() int { return h.cmd.ProcessState.ExitCode() }
+
+// WaitExit waits up to limit for the host to exit.
+func (h *Host) WaitExit(limit time.Duration) (code int, exited bool) {
+	select {
+	case <-h.exited:
+		return h.ExitCode(), true
+	case <-time.After(limit):
+		return 0, false
+	}
+}
+
+// Stop sends SIGTERM, waits up to grace for the host to exit, kills it
+// after that, and returns its exit status. It is safe to call more than
+// once, from several goroutines.
+func (h *Host) Stop(grace time.Duration) int {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	select {
+	case <-h.exited:
+		return h.ExitCode()
+	default:
+	}
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.exited:
+	case <-time.After(grace):
+		h.cmd.Process.Kill()
+		<-h.exited
+	}
+	return h.ExitCode()
+}
+
+// lastLines passes output on and remembers its last non-empty line, for
+// error messages.
+type lastLines struct {
+	mu      sync.Mutex
+	w       io.Writer
+	partial []byte
+	line    string
+}
+
+func (l *lastLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := strings.IndexByte(string(l.partial), '\n')
+		if i < 0 {
+			break
+		}
+		if s := strings.TrimSpace(string(l.partial[:i])); s != "" {
+			l.line = s
+		}
+		l.partial = l.partial[i+1:]
+	}
+	return l.w.Write(p)
+}
+
+func (l *lastLines) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.line == "" {
+		return "(no output)"
+	}
+	return l.line
+}
+
+// Buffer is an io.Writer safe for concurrent use whose contents can be
+// read at any time: for capturing a process's logs in tests.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

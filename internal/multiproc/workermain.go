@@ -1,0 +1,91 @@
+package multiproc
+
+import (
+	"context"
+	"flag"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
+)
+
+// WorkerArg is the first argument that turns the multiproc plugin binary
+// into one of its workers.
+const WorkerArg = "worker"
+
+// Main is the multiproc plugin binary's main: a worker when started as
+// `multiproc worker ...` by the plugin, the plugin otherwise. wrapWorker,
+// when not nil, wraps each worker's executor (test binaries inject faults
+// with it); the shipped plugin passes nil.
+func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
+	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
+		os.Exit(WorkerMain(os.Args[2:], wrapWorker))
+	}
+	plugin.Serve("multiproc", func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+		opt, err := OptionsFrom(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		return New(opt)
+	})
+}
+
+// WorkerMain runs a worker process: it serves the tasks its plugin sends
+// on the socket the plugin passed it, running them in arrival order,
+// --concurrency at once. It exits when the socket closes, which is how it
+// notices its plugin died.
+func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor) int {
+	fset := flag.NewFlagSet("worker", flag.ContinueOnError)
+	id := fset.String("id", "w?", "worker name")
+	dataDir := fset.String("data-dir", "", "directory io tasks write in")
+	fileName := fset.String("large-file-name", "large_file.txt", "io file name pattern")
+	memoryMB := fset.Int64("memory-mb", 0, "memory limit in MiB (0: none)")
+	concurrency := fset.Int("concurrency", 1, "tasks run at once; the rest wait in arrival order")
+	queue := fset.Int("queue", 1, "tasks the plugin may send beyond those running")
+	if err := fset.Parse(args); err != nil {
+		return 2
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "worker." + *id,
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.LevelFromString(os.Getenv("WSLAB_LOG_LEVEL")),
+	})
+	if *memoryMB > 0 {
+		if err := limitMemory(*memoryMB << 20); err != nil {
+			log.Error("set memory limit", "error", err)
+			return 1
+		}
+	}
+	conn, err := plugin.FileConn(os.Getenv(plugin.DataFDEnv))
+	if err != nil {
+		log.Error("open socket to plugin", "error", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
+
+	pool, err := strategy.NewPool(taskproto.Config{
+		Workers: int64(max(*concurrency, 1)), QueueSize: int64(max(*queue, 1)),
+		DataDir: *dataDir, LargeFileName: *fileName,
+	})
+	if err != nil {
+		log.Error("start runners", "error", err)
+		return 1
+	}
+	defer pool.Close()
+	var exec taskproto.Executor = pool
+	if wrap != nil {
+		exec = wrap(exec)
+	}
+	if err := plugin.ServeTasks(ctx, conn, exec, log); err != nil {
+		log.Error("worker stopped", "error", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,12 @@
+//go:build !unix
+
+package supervise
+
+import "os/exec"
+
+// Prepare does nothing here: no process groups, no parent-death signal.
+// Children watch their parent instead (plugin.ExitWithParent).
+func Prepare(*exec.Cmd, bool) {}
+
+// KillGroup does nothing here; Kill ends the process itself.
+func KillGroup(*exec.Cmd) {}

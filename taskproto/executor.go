@@ -1,0 +1,109 @@
+package taskproto
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// Done receives a task's outcome. It is called exactly once per Submit.
+type Done func(Result, error)
+
+// Executor runs tasks. It is what a strategy implements, and what the host
+// drives, whether the strategy runs in the host's process or in a plugin.
+//
+// Submit admits t, or refuses it, and returns without waiting for it to
+// run: tasks submitted one after another are admitted in that order, which
+// is what keeps a pipelined connection's tasks in arrival order. done is
+// called exactly once with the outcome, from any goroutine, possibly before
+// Submit returns; it must not block. When ctx is done before the task ends,
+// the executor drops the task if it has not started, or stops it, and calls
+// done promptly with an error that says so (ctx.Err(), or an *Error).
+//
+// Implementations must be safe for concurrent use.
+type Executor interface {
+	Submit(ctx context.Context, t Task, done Done)
+	Info() StrategyInfo
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Run submits t to e and waits for its outcome: for callers that have a
+// goroutine to spare, such as tests and tools.
+func Run(ctx context.Context, e Executor, t Task) (Result, error) {
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	e.Submit(ctx, t, func(res Result, err error) { ch <- outcome{res, err} })
+	o := <-ch
+	return o.res, o.err
+}
+
+// StrategyInfo describes a strategy.
+type StrategyInfo struct {
+	Name        string
+	Description string
+	// Concurrency is how many tasks the strategy runs at once; 0 when it
+	// sets no bound of its own. The host hands a strategy no more than this
+	// many tasks, plus a few to keep it busy, and queues the rest fairly.
+	Concurrency int
+	PID         int // process that executes or dispatches tasks
+}
+
+// WorkerStats describes one worker of a strategy that has workers.
+type WorkerStats struct {
+	ID       string `json:"id"`
+	PID      int    `json:"pid"`
+	State    string `json:"state"`
+	Tasks    int64  `json:"tasks"`
+	Restarts int64  `json:"restarts"`
+}
+
+// Stats is a strategy's view of its own work.
+type Stats struct {
+	Running   int64 `json:"running"`
+	Queued    int64 `json:"queued"`
+	Completed int64 `json:"completed"`
+	Failed    int64 `json:"failed"`
+	Capacity  int64 `json:"capacity"`
+	// Restarts counts the restarts of the strategy's own workers; the
+	// host counts its plugin's restarts apart.
+	Restarts int64         `json:"restarts"`
+	Workers  []WorkerStats `json:"workers,omitempty"`
+}
+
+// Limits bound task arguments. A task outside them is refused with
+// out_of_range before it reaches a strategy.
+type Limits struct {
+	MaxFibN    int64
+	MaxCPUN    int64
+	MaxIOBytes int64
+	MaxSleep   time.Duration
+}
+
+// Config is what the host tells a strategy about its configuration.
+type Config struct {
+	Strategy       string
+	FibonacciLimit int64
+	DataDir        string // io tasks write only here
+	LargeFileName  string // io files are named after it plus a unique part
+	TaskTimeout    time.Duration
+	Semaphore      int64 // [other] asyn_semaphore
+	Processes      int64 // [other] multiprocessing_processes
+	Workers        int64 // [pool] workers; 0 means the number of CPUs
+	QueueSize      int64 // [pool] queue_size
+	Limits         Limits
+	// Settings holds every key of the configuration file as "section.key",
+	// so that a strategy can read a section of its own.
+	Settings map[string]string
+}
+
+// Int reads the integer setting "section.key", or def when it is absent or
+// not a whole number (the host has checked the keys it knows).
+func (c Config) Int(key string, def int64) int64 {
+	if v, err := strconv.ParseInt(c.Settings[key], 10, 64); err == nil {
+		return v
+	}
+	return def
+}

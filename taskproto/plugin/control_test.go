@@ -1,0 +1,167 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"net"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/pb"
+)
+
+// controlPair serves a controlServer with factory over an in-process gRPC
+// connection and returns the host's Client and the plugin's data channel
+// end (the host's end is returned as a Remote once configured).
+func controlPair(t *testing.T, factory Factory) (*Client, net.Conn) {
+	t.Helper()
+	ours, theirs, err := NewChannel("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := net.FileConn(theirs)
+	theirs.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	pb.RegisterExecutorServer(srv, &controlServer{factory: factory, log: hclog.NewNullLogger(), data: data})
+	go srv.Serve(lis)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		srv.Stop()
+		ours.Close()
+		data.Close()
+	})
+	return &Client{client: pb.NewExecutorClient(conn)}, ours
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestConfigurePassesConfigAndInfo(t *testing.T) {
+	want := taskproto.Config{
+		Strategy:       "pool",
+		FibonacciLimit: 92,
+		DataDir:        "/var/lib/wslab/data",
+		LargeFileName:  "large.bin",
+		TaskTimeout:    7500 * time.Millisecond,
+		Semaphore:      17,
+		Processes:      3,
+		Workers:        5,
+		QueueSize:      128,
+		Limits:         taskproto.Limits{MaxFibN: 90, MaxCPUN: 10_000_000, MaxIOBytes: 64 << 20, MaxSleep: 30 * time.Second},
+		Settings:       map[string]string{"server.port": "8080", "pool.workers": "5", "empty.value": ""},
+	}
+	info := taskproto.StrategyInfo{Name: "pool", Description: "a pool of workers", Concurrency: 5, PID: 4242}
+	var (
+		mu  sync.Mutex
+		got []taskproto.Config
+	)
+	c, data := controlPair(t, func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, cfg)
+		if log == nil {
+			t.Error("factory got a nil logger")
+		}
+		return &fakeExecutor{info: info}, nil
+	})
+	ctx := testCtx(t)
+	gotInfo, err := c.Configure(ctx, want)
+	if err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	if gotInfo != info {
+		t.Errorf("info %+v, want %+v", gotInfo, info)
+	}
+	mu.Lock()
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Errorf("factory got %+v\nwant %+v", got, want)
+	}
+	mu.Unlock()
+
+	// Configured once: a second Configure is refused without a second build.
+	if _, err := c.Configure(ctx, want); status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
+		t.Errorf("second Configure: %v, want FailedPrecondition", err)
+	}
+	mu.Lock()
+	if len(got) != 1 {
+		t.Errorf("factory called %d times", len(got))
+	}
+	mu.Unlock()
+
+	// Configure started the data channel.
+	r := NewRemote(data, gotInfo, "plugin pool")
+	defer r.Close()
+	if o := await(t, submit(t, r, ctx, taskproto.Task{Kind: taskproto.KindNoop, N: 9}), "noop"); o.err != nil || o.res.Value != "9" {
+		t.Errorf("task after Configure: %+v, %v", o.res, o.err)
+	}
+}
+
+// A failed build leaves the plugin unconfigured, so the host may retry.
+func TestConfigureFactoryError(t *testing.T) {
+	calls := 0
+	c, _ := controlPair(t, func(taskproto.Config, hclog.Logger) (taskproto.Executor, error) {
+		calls++
+		if calls == 1 {
+			return nil, errors.New("bad workers value")
+		}
+		return &fakeExecutor{info: taskproto.StrategyInfo{Name: "second"}}, nil
+	})
+	ctx := testCtx(t)
+	_, err := c.Configure(ctx, taskproto.Config{})
+	if s := status.Convert(errors.Unwrap(err)); s.Code() != codes.InvalidArgument || s.Message() != "build executor: bad workers value" {
+		t.Fatalf("Configure: %v, want InvalidArgument naming the factory's error", err)
+	}
+	info, err := c.Configure(ctx, taskproto.Config{})
+	if err != nil || info.Name != "second" {
+		t.Errorf("retried Configure: %+v, %v", info, err)
+	}
+}
+
+func TestConfigureWithoutFactory(t *testing.T) {
+	c, _ := controlPair(t, nil)
+	if _, err := c.Configure(testCtx(t), taskproto.Config{}); status.Code(errors.Unwrap(err)) != codes.Unimplemented {
+		t.Fatalf("Configure with no factory: %v, want Unimplemented", err)
+	}
+}
+
+func TestStatsRoundTrip(t *testing.T) {
+	want := taskproto.Stats{Running: 2, Queued: 3, Completed: 40, Failed: 5, Capacity: 8, Restarts: 1,
+		Workers: []taskproto.WorkerStats{{ID: "w0", PID: 11, State: "busy", Tasks: 20, Restarts: 1}, {ID: "w1", PID: 12, State: "idle", Tasks: 20}}}
+	c, _ := controlPair(t, func(taskproto.Config, hclog.Logger) (taskproto.Executor, error) {
+		return &fakeExecutor{stats: func(context.Context) (taskproto.Stats, error) { return want, nil }}, nil
+	})
+	ctx := testCtx(t)
+	if _, err := c.Stats(ctx); status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
+		t.Errorf("Stats before Configure: %v, want FailedPrecondition", err)
+	}
+	if _, err := c.Configure(ctx, taskproto.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Stats(ctx)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Stats = %+v, %v; want %+v", got, err, want)
+	}
+}

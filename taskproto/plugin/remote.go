@@ -1,0 +1,192 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/pb"
+)
+
+// Remote is the sending end of a data channel: an Executor whose tasks run
+// on the other side (a plugin, for the host; a worker process, for the
+// multiproc strategy). Tasks are written as they are submitted and matched
+// to their replies by sequence number; a task whose context ends is
+// answered at once and a cancel follows it over the channel. When the
+// channel breaks every task still out fails with executor_failed and Done
+// is closed.
+type Remote struct {
+	conn net.Conn
+	out  *FrameWriter
+	info taskproto.StrategyInfo
+	// what names the other side in errors: "plugin pool", "worker w2".
+	what string
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]*call // nil once the channel has ended
+	err     error            // why it ended; set before done is closed
+	done    chan struct{}
+}
+
+type call struct {
+	ctx  context.Context
+	done taskproto.Done
+	stop func() bool // unregisters the cancel on ctx's end
+}
+
+// NewRemote sends tasks over conn, whose far end serves them with
+// ServeTasks, and starts reading replies. info describes the far end.
+func NewRemote(conn net.Conn, info taskproto.StrategyInfo, what string) *Remote {
+	r := &Remote{
+		conn:    conn,
+		out:     NewFrameWriter(conn),
+		info:    info,
+		what:    what,
+		pending: map[uint64]*call{},
+		done:    make(chan struct{}),
+	}
+	go r.receive()
+	return r
+}
+
+// Submit writes t to the channel.
+func (r *Remote) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	c := &call{ctx: ctx, done: done}
+	r.mu.Lock()
+	if r.pending == nil {
+		r.mu.Unlock()
+		done(taskproto.Result{}, r.failed())
+		return
+	}
+	r.seq++
+	seq := r.seq
+	flush, err := r.out.Append(TaskRequest(TaskMessage(ctx, seq, t)))
+	if err != nil {
+		r.mu.Unlock()
+		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed, "send task to %s: %v", r.what, err))
+		return
+	}
+	r.pending[seq] = c
+	// Registered under r.mu, after the task is appended: the cancel is
+	// appended after the task it cancels.
+	c.stop = context.AfterFunc(ctx, func() { r.abandon(seq) })
+	r.mu.Unlock()
+	if flush {
+		r.out.Flush()
+	}
+}
+
+// abandon answers a task whose context ended and tells the far end.
+func (r *Remote) abandon(seq uint64) {
+	r.mu.Lock()
+	c := r.pending[seq]
+	if c == nil { // answered first, or the channel ended
+		r.mu.Unlock()
+		return
+	}
+	delete(r.pending, seq)
+	flush, _ := r.out.Append(CancelRequest(seq))
+	r.mu.Unlock()
+	if flush {
+		r.out.Flush()
+	}
+	c.done(taskproto.Result{}, c.ctx.Err())
+}
+
+func (r *Remote) receive() {
+	in := NewFrameReader(r.conn)
+	var err error
+	held := false
+	for {
+		var resp pb.ExecuteResponse
+		if err = in.Read(&resp); err != nil {
+			break
+		}
+		// While a batch of replies is delivered, the tasks they make room
+		// for are held and leave together.
+		if !held && in.Buffered() {
+			r.out.Hold()
+			held = true
+		}
+		r.deliver(&resp)
+		if held && !in.Buffered() {
+			held = false
+			r.out.Release()
+		}
+	}
+	if held {
+		r.out.Release()
+	}
+	r.mu.Lock()
+	calls := r.pending
+	r.pending = nil
+	r.err = err
+	r.mu.Unlock()
+	close(r.done)
+	failed := r.failed()
+	for _, c := range calls {
+		c.stop()
+		c.done(taskproto.Result{}, failed)
+	}
+}
+
+func (r *Remote) deliver(resp *pb.ExecuteResponse) {
+	r.mu.Lock()
+	c := r.pending[resp.GetSeq()]
+	delete(r.pending, resp.GetSeq())
+	r.mu.Unlock()
+	if c == nil {
+		return // abandoned: its caller has had its answer
+	}
+	c.stop()
+	c.done(ResultOf(resp))
+}
+
+// Done is closed when the channel has ended.
+func (r *Remote) Done() <-chan struct{} { return r.done }
+
+// Err says why the channel ended, once Done is closed.
+func (r *Remote) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Outstanding counts the tasks sent and not yet answered.
+func (r *Remote) Outstanding() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}
+
+func (r *Remote) failed() *taskproto.Error {
+	err := r.Err()
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return taskproto.Errorf(taskproto.CodeExecutorFailed, "%s stopped", r.what)
+	}
+	return taskproto.Errorf(taskproto.CodeExecutorFailed, "%s failed under the task: %v", r.what, err)
+}
+
+// Info describes the far end, as it reported itself.
+func (r *Remote) Info() taskproto.StrategyInfo { return r.info }
+
+// Stats counts what is outstanding; a plugin's own statistics come over
+// its control channel.
+func (r *Remote) Stats(context.Context) (taskproto.Stats, error) {
+	return taskproto.Stats{Running: int64(r.Outstanding())}, nil
+}
+
+// Close ends the channel; tasks still out fail with executor_failed.
+func (r *Remote) Close() error {
+	err := r.conn.Close()
+	<-r.done
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close data channel: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/pb"
+)
+
+// DataFDEnv names the environment variable that tells a plugin which file
+// descriptor is its data channel. The host sets it; a plugin started any
+// other way has no data channel and says so.
+const DataFDEnv = "WSLAB_DATA_FD"
+
+// Serve runs a strategy plugin: it answers the host's handshake, builds the
+// executor with factory when the host sends its configuration, and serves
+// tasks on the data channel until the host stops it. It exits the process
+// when the host goes away, even by SIGKILL: the data channel then ends, and
+// until it is served the plugin watches its parent.
+func Serve(name string, factory Factory) {
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Output:     os.Stderr,
+		JSONFormat: true, // the host re-levels JSON lines on its own logger
+		Level:      hclog.LevelFromString(os.Getenv("WSLAB_LOG_LEVEL")),
+	})
+	data, err := inheritedDataChannel()
+	if err != nil {
+		log.Error("no data channel: this binary is a wslab strategy plugin, started by the host", "error", err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ExitWithParent(ctx, log, 250*time.Millisecond)
+	srv := &controlServer{factory: factory, log: log, data: data, exit: os.Exit}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
+		GRPCServer:       plugin.DefaultGRPCServer,
+		Logger:           log,
+	})
+	srv.close()
+}
+
+// ExitWithParent exits the process once its parent is gone (the process is
+// re-parented). go-plugin does not notice a dead host (go-plugin #10), and
+// Pdeathsig alone depends on which host thread started the child.
+func ExitWithParent(ctx context.Context, log hclog.Logger, every time.Duration) {
+	parent := os.Getppid()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != parent {
+				log.Error("parent process exited, exiting", "parent", parent)
+				os.Exit(3)
+			}
+		}
+	}
+}
+
+// controlServer is the plugin's side of the control service.
+type controlServer struct {
+	pb.UnimplementedExecutorServer
+	factory Factory
+	log     hclog.Logger
+	data    net.Conn
+	// exit ends the process once the data channel has ended; nil in tests.
+	exit func(code int)
+
+	mu   sync.Mutex
+	exec taskproto.Executor
+}
+
+func (s *controlServer) executor() taskproto.Executor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exec
+}
+
+func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exec != nil {
+		return nil, status.Error(codes.FailedPrecondition, "plugin is already configured")
+	}
+	if s.factory == nil {
+		return nil, status.Error(codes.Unimplemented, "plugin has no executor factory")
+	}
+	exec, err := s.factory(configFromPB(req.GetConfig()), s.log)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "build executor: %v", err)
+	}
+	s.exec = exec
+	info := exec.Info()
+	s.log.Info("configured", "strategy", info.Name, "concurrency", info.Concurrency)
+	go s.serveTasks(exec)
+	return &pb.ConfigureResponse{Info: infoToPB(info)}, nil
+}
+
+// serveTasks serves the data channel; when the host closes it, or dies,
+// the plugin has nothing left to do and exits.
+func (s *controlServer) serveTasks(exec taskproto.Executor) {
+	err := ServeTasks(context.Background(), s.data, exec, s.log)
+	if err != nil {
+		s.log.Error("data channel failed", "error", err)
+	} else {
+		s.log.Debug("data channel closed by the host")
+	}
+	s.close()
+	if s.exit != nil {
+		s.exit(0)
+	}
+}
+
+// close stops the executor, if it has something to stop.
+func (s *controlServer) close() {
+	if c, ok := s.executor().(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			s.log.Warn("close executor", "error", err)
+		}
+	}
+}
+
+func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
+	exec := s.executor()
+	if exec == nil {
+		return nil, status.Error(codes.FailedPrecondition, "plugin is not configured")
+	}
+	st, err := exec.Stats(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "stats: %v", err)
+	}
+	return statsToPB(st), nil
+}
+
+func inheritedDataChannel() (net.Conn, error) {
+	fd := os.Getenv(DataFDEnv)
+	if fd == "" {
+		return nil, fmt.Errorf("%s is not set", DataFDEnv)
+	}
+	return FileConn(fd)
+}

@@ -1,0 +1,110 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/pb"
+)
+
+// ServeTasks is the receiving end of a data channel: it reads tasks from
+// conn, submits each to exec under a context that carries its deadline,
+// and writes each outcome back; a cancel stops its task. It returns when
+// conn ends, once every task it submitted has been answered (or, past
+// that, has been cancelled and stopped). A plugin serves the host's tasks
+// with it, and a multiproc worker its plugin's.
+func ServeTasks(ctx context.Context, conn io.ReadWriter, exec taskproto.Executor, log hclog.Logger) error {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	ctx, cancelAll := context.WithCancel(ctx)
+	s := &taskServer{
+		exec:    exec,
+		out:     NewFrameWriter(conn),
+		log:     log,
+		running: map[uint64]context.CancelFunc{},
+	}
+	in := NewFrameReader(conn)
+	var err error
+	for {
+		var req pb.ExecuteRequest
+		if err = in.Read(&req); err != nil {
+			break
+		}
+		s.handle(ctx, &req, in.Buffered())
+	}
+	cancelAll()
+	s.wg.Wait()
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return fmt.Errorf("read tasks: %w", err)
+}
+
+type taskServer struct {
+	exec taskproto.Executor
+	out  *FrameWriter
+	log  hclog.Logger
+
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc
+	held    bool // replies are held back while a batch of requests is read
+	wg      sync.WaitGroup
+}
+
+// handle acts on one request. more says the reader holds more requests
+// already: replies are then held back and leave together after the batch.
+func (s *taskServer) handle(ctx context.Context, req *pb.ExecuteRequest, more bool) {
+	if more && !s.held {
+		s.out.Hold()
+		s.held = true
+	}
+	switch m := req.GetMsg().(type) {
+	case *pb.ExecuteRequest_Cancel:
+		s.mu.Lock()
+		cancel := s.running[m.Cancel.GetSeq()]
+		s.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	case *pb.ExecuteRequest_Task:
+		s.start(ctx, m.Task)
+	}
+	if !more && s.held {
+		s.held = false
+		s.out.Release()
+	}
+}
+
+func (s *taskServer) start(parent context.Context, m *pb.Task) {
+	seq := m.GetSeq()
+	ctx, cancel := TaskContext(parent, m)
+	s.mu.Lock()
+	if _, dup := s.running[seq]; dup {
+		s.mu.Unlock()
+		cancel()
+		s.log.Warn("task sequence number already running, ignoring the second", "seq", seq)
+		return
+	}
+	s.running[seq] = cancel
+	s.mu.Unlock()
+	s.wg.Add(1)
+	s.exec.Submit(ctx, TaskOf(m), func(res taskproto.Result, err error) {
+		resp := ResponseMessage(ctx, seq, res, err)
+		s.mu.Lock()
+		delete(s.running, seq)
+		s.mu.Unlock()
+		cancel()
+		if werr := s.out.Write(resp); werr != nil {
+			s.log.Debug("write reply", "seq", seq, "error", werr)
+		}
+		s.wg.Done()
+	})
+}
