@@ -133,6 +133,7 @@ type cliFlags struct {
 	set map[string]bool // the flags given on the command line
 
 	config, url, tasks, protocol, token, json   string
+	tlsCA                                       string
 	clients, pipeline                           int
 	duration, rampUp, replyTimeout, dialTimeout time.Duration
 	rate                                        float64
@@ -169,6 +170,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags) {
 	fset.Float64Var(&f.rate, "rate", 0, "open loop: requests per second across all connections (json, needs --duration)")
 	fset.DurationVar(&f.rampUp, "ramp-up", 0, "open the connections evenly over this `time`")
 	fset.StringVar(&f.token, "token", "", "bearer `token` for the host's auth_token (default [server] auth_token)")
+	fset.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of CAs to trust for wss:// besides the system's (default [client] tls_ca)")
 	fset.Var(f.n, "n", "task argument in JSON requests, `kind=value`, repeatable (e.g. --n cpu=100000)")
 	fset.DurationVar(&f.replyTimeout, "reply-timeout", 0, "wait this long for a reply before counting it missing (default [server] timeout_sec + 5s)")
 	fset.DurationVar(&f.dialTimeout, "dial-timeout", DefaultDialTimeout, "bound on each connection's dial and upgrade")
@@ -218,6 +220,9 @@ func (f *cliFlags) options(cfg *config.Config) Options {
 	}
 	if f.set["token"] {
 		opt.Token = f.token
+	}
+	if f.set["tls-ca"] {
+		opt.TLSCA = f.tlsCA
 	}
 	if f.set["reply-timeout"] {
 		opt.ReplyTimeout = f.replyTimeout

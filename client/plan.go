@@ -1,12 +1,15 @@
 package client
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math"
 	"math/big"
 	"math/bits"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +85,7 @@ type plan struct {
 	json   bool
 	mode   string
 	tokens []token
+	tls    *tls.Config // for wss://; nil: the system's roots
 }
 
 // newPlan checks opt, fills in defaults and computes the expected replies.
@@ -91,6 +95,12 @@ func newPlan(opt Options) (*plan, error) {
 	o := &p.opt
 	if err := checkURL(o.URL); err != nil {
 		return nil, err
+	}
+	if o.TLSCA != "" {
+		var err error
+		if p.tls, err = TLSConfig(o.TLSCA); err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
 	}
 	if o.Clients < 1 || o.Clients > MaxClients {
 		return nil, fmt.Errorf("--clients must be between 1 and %d, got %d", MaxClients, o.Clients)
@@ -290,6 +300,22 @@ func (p *plan) newToken(name string, fibs map[int64]string) (token, error) {
 	return t, nil
 }
 
+// TLSConfig trusts the CAs in the PEM file caFile besides the system's.
+func TLSConfig(caFile string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
 // Fib returns F(n), F(0) = 0, F(1) = 1, by fast doubling: the client checks
 // the host's work, it does not repeat it.
 func Fib(n int64) *big.Int {
@@ -329,6 +355,7 @@ func OptionsFromConfig(cfg *config.Config) Options {
 	return Options{
 		URL:          DefaultURL(cfg),
 		Token:        cfg.Server.AuthToken,
+		TLSCA:        cfg.Client.TLSCA,
 		Clients:      cfg.Client.NumClient,
 		Tasks:        slices.Clone(cfg.Client.Tasks),
 		Protocol:     "plain",
@@ -338,8 +365,8 @@ func OptionsFromConfig(cfg *config.Config) Options {
 	}
 }
 
-// DefaultURL is ws://[server] host:[server] port/ws; a wildcard bind address
-// is dialled on loopback.
+// DefaultURL is ws://[server] host:[server] port/ws (wss:// when the host
+// serves TLS); a wildcard bind address is dialled on loopback.
 func DefaultURL(cfg *config.Config) string {
 	host := strings.Trim(cfg.Server.Host, "[]")
 	switch host {
@@ -348,5 +375,9 @@ func DefaultURL(cfg *config.Config) string {
 	case "::":
 		host = "::1"
 	}
-	return "ws://" + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port)) + "/ws"
+	scheme := "ws"
+	if cfg.Server.TLSCert != "" {
+		scheme = "wss"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(cfg.Server.Port)) + "/ws"
 }

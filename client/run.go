@@ -70,6 +70,7 @@ func newRun(p *plan) *run {
 		dialer: &websocket.Dialer{
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: o.DialTimeout,
+			TLSClientConfig:  p.tls,
 		},
 		header: http.Header{},
 	}

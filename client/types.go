@@ -10,9 +10,12 @@ import (
 
 // Options describe one run.
 type Options struct {
-	URL      string // ws://host:port/ws
-	Token    string // bearer token for [server] auth_token, if any
-	Clients  int    // concurrent connections ([client] num_client)
+	URL   string // ws://host:port/ws, or wss:// for a host that serves TLS
+	Token string // bearer token for [server] auth_token, if any
+	// TLSCA is a PEM file of CAs to trust for wss:// besides the system's
+	// ([client] tls_ca): for a host with a self-signed certificate.
+	TLSCA    string
+	Clients  int // concurrent connections ([client] num_client)
 	Tasks    []string
 	Protocol string // "plain" (the Python lab's) or "json"
 	// Pipeline is how many requests a connection keeps in flight (json;

@@ -211,7 +211,7 @@ func plainSleepError(t taskproto.Task, lim taskproto.Limits) *taskproto.Error {
 // admit reserves the request's place on the connection and hands its task
 // to the scheduler.
 func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
-	reserve := len(req.ID) + replyReserve
+	reserve := wsproto.MaxReplySize(req)
 	if err := c.replies.reserve(reserve); err != nil {
 		return err
 	}

@@ -16,12 +16,14 @@ const minWriteWait = time.Second
 
 // replyQueue holds a connection's replies until they are written, and the
 // connection's bounds: requests count against max_inflight_per_conn from
-// admission until their reply is taken for writing, and the bytes of
-// replies waiting (with the ids of requests in flight, which their replies
-// will echo) against max_pending_reply_bytes. Past that budget new
-// requests are refused with overloaded; past twice it the connection is
-// closed with 1008. A write must go at least min_reply_read_rate bytes per
-// second (and may take minWriteWait): a client that reads slower is closed.
+// admission until their reply is taken for writing, and against
+// max_pending_reply_bytes with the largest reply they can have
+// (wsproto.MaxReplySize) until it is written. Past that budget new
+// requests are refused with overloaded; when the refusals themselves pile
+// up past twice the budget, the client is not reading at all and the
+// connection is closed with 1008. A write must go at least
+// min_reply_read_rate bytes per second (and may take minWriteWait): a
+// client that reads slower is closed.
 //
 // Replies are written by a goroutine started when the first reply of a
 // burst is queued, which writes every frame queued meanwhile in one system

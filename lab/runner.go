@@ -207,7 +207,14 @@ func startHost(ctx context.Context, opt Options, strategy, scenario string) (*ho
 	if opt.Config.Path != "" {
 		cmd = append(cmd, "--config", opt.Config.Path)
 	}
-	h, err := hostproc.Start(ctx, hostproc.Options{Command: cmd, Log: log})
+	hopt := hostproc.Options{Command: cmd, Log: log}
+	if ca := opt.Config.Client.TLSCA; ca != "" {
+		if hopt.TLS, err = client.TLSConfig(ca); err != nil {
+			log.Close()
+			return nil, logPath, fmt.Errorf("[client] tls_ca: %w", err)
+		}
+	}
+	h, err := hostproc.Start(ctx, hopt)
 	if err != nil {
 		log.Close()
 		return nil, logPath, err

@@ -165,3 +165,14 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// UsesCPU reports whether a task of kind keeps a core busy while it runs
+// (fib, cpu, and io, which copies and compares what it writes), as opposed
+// to waiting (sleep) or doing nothing (noop).
+func UsesCPU(kind string) bool {
+	switch kind {
+	case taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO:
+		return true
+	}
+	return false
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
 )
 
 func TestInprocKinds(t *testing.T) {
@@ -33,8 +35,8 @@ func TestInprocKinds(t *testing.T) {
 		if res.Worker != "inproc" {
 			t.Errorf("%+v: worker %q, want inproc", c.task, res.Worker)
 		}
-		if res.Queue != 0 {
-			t.Errorf("%+v: queue %v, want 0 for inproc", c.task, res.Queue)
+		if !tasks.UsesCPU(c.task.Kind) && res.Queue != 0 {
+			t.Errorf("%+v: queue %v, want 0: a wait starts at once", c.task, res.Queue)
 		}
 		if st := statsOf(t, s); st.Completed != int64(i+1) || st.Failed != 0 || st.Running != 0 || st.Queued != 0 {
 			t.Errorf("after %d tasks: stats %+v", i+1, st)
@@ -91,5 +93,42 @@ func TestInprocCancelledContext(t *testing.T) {
 	}
 	if st := statsOf(t, s); st.Failed != 2 || st.Completed != 0 || st.Running != 0 {
 		t.Errorf("stats %+v: want 2 failed, 0 completed, 0 running", st)
+	}
+}
+
+// CPU-bound tasks run on at most as many goroutines as there are cores, in
+// arrival order; waits do not wait for them.
+func TestInprocGatesCPUWork(t *testing.T) {
+	s := NewInproc(taskproto.Config{})
+	n := runtime.NumCPU()
+	var gates []*gateCtx
+	var held []<-chan outcome
+	for range n {
+		g := newGate(t)
+		gates = append(gates, g)
+		held = append(held, execAsync(s, g, cpuOne))
+		g.waitStarted(t, "cpu task")
+	}
+	behind := execAsync(s, context.Background(), cpuOne)
+	waitStats(t, s, "a cpu task to wait for a core", func(st taskproto.Stats) bool {
+		return st.Running == int64(n) && st.Queued == 1
+	})
+	// Sleeps start while every core is taken.
+	var naps []<-chan outcome
+	for range 3 * n {
+		naps = append(naps, execAsync(s, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1}))
+	}
+	for _, ch := range naps {
+		if o := await(t, ch, "sleep beside busy cores"); o.err != nil {
+			t.Fatal(o.err)
+		}
+	}
+	for _, g := range gates {
+		g.open()
+	}
+	for _, ch := range append(held, behind) {
+		if o := await(t, ch, "cpu task"); o.err != nil || o.res.Value != "0" {
+			t.Fatalf("cpu task: %+v, %v", o.res, o.err)
+		}
 	}
 }

@@ -10,38 +10,24 @@ import (
 	"github.com/wslab/wslab/tasks"
 )
 
-// Semaphore lets at most N tasks run at once; the others wait in the order
-// they arrived, as asyncio.Semaphore's waiters do.
-type Semaphore struct {
-	limit  int64
-	runner tasks.Runner
-	worker string
-	meter
+// slots lets at most limit jobs run at once; the others wait in the order
+// they arrived, and a job whose context ends while it waits is dropped.
+type slots struct {
+	limit int64
+	run   func(*job) // runs a job in a slot it holds, in a goroutine of its own
 
-	waiting jobQueue // guarded by its own lock, which also guards free
+	waiting jobQueue // its lock also guards free
 	free    int64
 }
 
-// NewSemaphore builds the strategy from [other] asyn_semaphore.
-func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
-	if cfg.Semaphore < 1 {
-		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", cfg.Semaphore)
-	}
-	s := &Semaphore{
-		limit:  cfg.Semaphore,
-		free:   cfg.Semaphore,
-		runner: runnerFor(cfg),
-		worker: fmt.Sprintf("p%d", os.Getpid()),
-	}
-	s.waiting.dropped = func(j *job) {
-		s.refuse(j.done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.enqueued)}, j.ctx.Err())
-	}
-	return s, nil
+func newSlots(limit int64, run func(*job), dropped func(*job)) *slots {
+	s := &slots{limit: limit, free: limit, run: run}
+	s.waiting.dropped = dropped
+	return s
 }
 
-// Submit takes a slot and starts t, or puts it in line.
-func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+// submit starts j in a free slot, or puts it in line.
+func (s *slots) submit(j *job) {
 	q := &s.waiting
 	q.mu.Lock()
 	if s.free > 0 && q.jobs.Len() == 0 {
@@ -55,8 +41,8 @@ func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task, done taskproto
 }
 
 // runHolding runs j in a slot it holds, then passes the slot on.
-func (s *Semaphore) runHolding(j *job) {
-	s.run(j.ctx, s.runner, j.task, s.worker, time.Since(j.enqueued), j.done)
+func (s *slots) runHolding(j *job) {
+	s.run(j)
 	s.waiting.mu.Lock()
 	s.free++
 	s.waiting.mu.Unlock()
@@ -64,7 +50,7 @@ func (s *Semaphore) runHolding(j *job) {
 }
 
 // grant hands free slots to the first in line.
-func (s *Semaphore) grant() {
+func (s *slots) grant() {
 	q := &s.waiting
 	for {
 		q.mu.Lock()
@@ -83,17 +69,45 @@ func (s *Semaphore) grant() {
 	}
 }
 
+// Semaphore lets at most N tasks run at once; the others wait in the order
+// they arrived, as asyncio.Semaphore's waiters do.
+type Semaphore struct {
+	runner tasks.Runner
+	worker string
+	meter
+	slots *slots
+}
+
+// NewSemaphore builds the strategy from [other] asyn_semaphore.
+func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
+	if cfg.Semaphore < 1 {
+		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", cfg.Semaphore)
+	}
+	s := &Semaphore{runner: runnerFor(cfg), worker: fmt.Sprintf("p%d", os.Getpid())}
+	s.slots = newSlots(cfg.Semaphore,
+		func(j *job) { s.run(j.ctx, s.runner, j.task, s.worker, time.Since(j.enqueued), j.done) },
+		func(j *job) {
+			s.refuse(j.done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.enqueued)}, j.ctx.Err())
+		})
+	return s, nil
+}
+
+// Submit takes a slot and starts t, or puts it in line.
+func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	s.slots.submit(&job{ctx: ctx, task: t, done: done, enqueued: time.Now()})
+}
+
 func (s *Semaphore) Info() taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{
 		Name:        "semaphore",
-		Description: fmt.Sprintf("at most %d tasks run at once, the rest wait in FIFO order", s.limit),
-		Concurrency: int(s.limit),
+		Description: fmt.Sprintf("at most %d tasks run at once, the rest wait in FIFO order", s.slots.limit),
+		Concurrency: int(s.slots.limit),
 		PID:         os.Getpid(),
 	}
 }
 
 func (s *Semaphore) Stats(context.Context) (taskproto.Stats, error) {
-	st := s.stats(s.limit)
-	st.Queued = int64(s.waiting.len())
+	st := s.stats(s.slots.limit)
+	st.Queued = int64(s.slots.waiting.len())
 	return st, nil
 }

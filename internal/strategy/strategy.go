@@ -6,6 +6,7 @@ package strategy
 import (
 	"context"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -61,21 +62,39 @@ func runnerFor(cfg taskproto.Config) tasks.Runner {
 	return tasks.Runner{DataDir: cfg.DataDir, LargeFileName: cfg.LargeFileName}
 }
 
-// Inproc runs every task in a goroutine of its own, with no bound of its
-// own: the baseline that every isolation strategy is measured against (the
-// host's max_running still bounds what it hands over at once).
+// Inproc runs every task in the host's process, in a goroutine of its own:
+// the baseline that every isolation strategy is measured against. Waits
+// (sleep, noop) start at once, with no bound of its own (the host's
+// max_running bounds what it hands over); work that keeps a core busy
+// (tasks.UsesCPU) runs on at most as many goroutines at once as there are
+// cores, in arrival order, so that it uses every core and the host, which
+// keeps a few spare Ps for its own I/O (see host.SpareProcs), is still
+// served: without that gate a flood of CPU-bound tasks holds every P and
+// the host's readers wait for the Go scheduler for hundreds of
+// milliseconds.
 type Inproc struct {
 	runner tasks.Runner
 	meter
+	cpu *slots // gates tasks.UsesCPU work
 }
 
 // NewInproc returns the built-in baseline strategy.
 func NewInproc(cfg taskproto.Config) *Inproc {
-	return &Inproc{runner: runnerFor(cfg)}
+	s := &Inproc{runner: runnerFor(cfg)}
+	s.cpu = newSlots(int64(runtime.NumCPU()),
+		func(j *job) { s.run(j.ctx, s.runner, j.task, "inproc", time.Since(j.enqueued), j.done) },
+		func(j *job) {
+			s.refuse(j.done, taskproto.Result{Worker: "inproc", Queue: time.Since(j.enqueued)}, j.ctx.Err())
+		})
+	return s
 }
 
-// Submit starts t at once.
+// Submit starts t at once, or once a core is free for it.
 func (s *Inproc) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	if tasks.UsesCPU(t.Kind) {
+		s.cpu.submit(&job{ctx: ctx, task: t, done: done, enqueued: time.Now()})
+		return
+	}
 	go s.run(ctx, s.runner, t, "inproc", 0, done)
 }
 
@@ -83,4 +102,8 @@ func (s *Inproc) Info() taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each", PID: os.Getpid()}
 }
 
-func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) { return s.stats(0), nil }
+func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) {
+	st := s.stats(0)
+	st.Queued = int64(s.cpu.waiting.len())
+	return st, nil
+}

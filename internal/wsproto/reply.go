@@ -65,3 +65,26 @@ func mustMarshal(r Reply) []byte {
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
+
+// replyOverhead bounds what a reply holds besides its id, result and
+// worker name: the keys, the task kind, the strategy's name, the times, or
+// an error's code and message.
+const replyOverhead = 384
+
+// MaxReplySize bounds the size of the reply to req, as the host reserves it
+// when it admits the request: the id echoed, the longest result the task
+// can have, and the fixed part. A result longer than this (a worker name
+// or error message beyond replyOverhead) is rare and only a little longer.
+func MaxReplySize(req Request) int {
+	var result int64
+	switch req.Task.Kind {
+	case taskproto.KindFib:
+		// F(n) has floor(n log10 φ) + 1 digits.
+		result = int64(float64(max(req.Task.N, 0))*0.20898764024997873) + 1
+	case taskproto.KindCPU, taskproto.KindIO:
+		result = 20 // an int64 in decimal
+	case taskproto.KindSleep:
+		result = int64(len("Request done"))
+	}
+	return len(req.ID) + replyOverhead + int(min(result, 1<<30))
+}

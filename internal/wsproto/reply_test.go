@@ -302,3 +302,31 @@ func TestParseErrorReplyEchoesID(t *testing.T) {
 		t.Errorf("reply %+v", r)
 	}
 }
+
+// The reply reserved for is never shorter than the reply written, for
+// every kind at its largest.
+func TestMaxReplySize(t *testing.T) {
+	id := json.RawMessage(`"` + strings.Repeat("i", 1000) + `"`)
+	for _, c := range []struct {
+		task   taskproto.Task
+		result string
+	}{
+		{taskproto.Task{Kind: taskproto.KindFib, N: 100000}, strings.Repeat("9", 20899)},
+		{taskproto.Task{Kind: taskproto.KindFib, N: 0}, "0"},
+		{taskproto.Task{Kind: taskproto.KindCPU, N: 4_000_000_000}, "7999999998000000000"},
+		{taskproto.Task{Kind: taskproto.KindIO, N: 1 << 40}, "1099511627776"},
+		{taskproto.Task{Kind: taskproto.KindSleep, N: 1}, "Request done"},
+		{taskproto.Task{Kind: taskproto.KindNoop}, ""},
+	} {
+		req := Request{JSON: true, ID: id, Task: c.task}
+		res := taskproto.Result{Value: c.result, Worker: "host-name.example:123456", Queue: time.Hour, Run: time.Hour}
+		got := len(EncodeResult(req, "distributed", res))
+		if max := MaxReplySize(req); got > max {
+			t.Errorf("%+v: reply of %d bytes, reserved %d", c.task, got, max)
+		}
+		e := taskproto.Errorf(taskproto.CodeOutOfRange, "fib n must be between 0 and 100000, got 9223372036854775807; accepted: fib, cpu, io, sleep, noop")
+		if got, max := len(EncodeError(req, e)), MaxReplySize(req); got > max {
+			t.Errorf("%+v: error reply of %d bytes, reserved %d", c.task, got, max)
+		}
+	}
+}
