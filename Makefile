@@ -17,11 +17,11 @@ build:
 	$(GO) build -o $(BIN)/plugins/ ./plugins/...
 
 deps:
-	@if { [ ! -x $(CHROMIUM) ] || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \
+	@if { [ ! -x $(CHROMIUM) ] || ! command -v ip >/dev/null || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \
 		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium and nats-server for the browser and NATS cluster tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nats-server >/dev/null) || \
-		echo "chromium or nats-server could not be installed: their tests will skip"; \
+		echo "installing chromium, nats-server and iproute2 for the browser, NATS cluster and network tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nats-server iproute2 >/dev/null) || \
+		echo "chromium, nats-server or iproute2 could not be installed: their tests will skip"; \
 	fi
 
 test: build deps fmt-check vet cross
@@ -51,6 +51,13 @@ fmt-check:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -count 5 ./internal/e2e ./tasks ./client
+
+# A bounded soak, not part of make test: every strategy under a steady load
+# beside abusive clients for a share of SOAK, reporting memory, goroutines
+# and file descriptors at the start and the end.
+SOAK ?= 5m
+soak: build
+	WSLAB_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -v -count=1 -timeout 60m ./internal/e2e
 
 lab: build
 	$(BIN)/lab --config config.ini

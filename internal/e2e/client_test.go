@@ -37,9 +37,15 @@ type clResult struct {
 // --quiet) and returns its exit code, output and summary.
 func clRun(t *testing.T, args ...string) clResult {
 	t.Helper()
+	return clRunTimeout(t, 30*time.Second, args...)
+}
+
+// clRunTimeout is clRun, with the client killed after limit.
+func clRunTimeout(t *testing.T, limit time.Duration, args ...string) clResult {
+	t.Helper()
 	bin := filepath.Join(binDir, "client")
 	jsonPath := filepath.Join(t.TempDir(), "summary.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--quiet", "--json", jsonPath}, args...)...)
 	var stdout, stderr bytes.Buffer
