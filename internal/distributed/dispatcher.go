@@ -222,16 +222,22 @@ func (d *Dispatcher) notPublished(m *nats.Msg, err error) {
 	d.fail(seq, taskproto.Errorf(taskproto.CodeExecutorFailed, "JetStream did not take the task: %v", err))
 }
 
-// fail answers task seq with err, if it is still outstanding.
-func (d *Dispatcher) fail(seq uint64, err error) {
+// takeFailed removes task seq from what is outstanding, counting it
+// failed; nil when it was not outstanding (answered already).
+func (d *Dispatcher) takeFailed(seq uint64) *dcall {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	c := d.pending[seq]
-	delete(d.pending, seq)
 	if c != nil {
+		delete(d.pending, seq)
 		d.failed++
 	}
-	d.mu.Unlock()
-	if c != nil {
+	return c
+}
+
+// fail answers task seq with err, if it is still outstanding.
+func (d *Dispatcher) fail(seq uint64, err error) {
+	if c := d.takeFailed(seq); c != nil {
 		c.stop()
 		c.done(taskproto.Result{Queue: time.Since(c.start)}, err)
 	}
@@ -317,13 +323,7 @@ func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task, done taskprot
 // abandon answers a task whose context ended and tells the workers, so
 // that whichever holds it stops it, and none starts it later.
 func (d *Dispatcher) abandon(seq uint64) {
-	d.mu.Lock()
-	c := d.pending[seq]
-	delete(d.pending, seq)
-	if c != nil {
-		d.failed++
-	}
-	d.mu.Unlock()
+	c := d.takeFailed(seq)
 	if c == nil {
 		return
 	}

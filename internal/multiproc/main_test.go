@@ -3,13 +3,11 @@
 package multiproc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/internal/faults"
+	"github.com/wslab/wslab/internal/hostproc"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -36,28 +35,10 @@ const (
 	hangMax = 15 * time.Second // anything at all
 )
 
-// logBuf collects what the Executor logs, including its workers' stderr.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testLogger logs into a buffer that is shown when the test fails; a data
 // race reported by a worker (race-enabled test binary) fails the test.
 func testLogger(t *testing.T) hclog.Logger {
-	lb := &logBuf{}
+	lb := &hostproc.Buffer{}
 	t.Cleanup(func() {
 		s := lb.String()
 		if strings.Contains(s, "DATA RACE") {
