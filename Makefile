@@ -49,8 +49,10 @@ fmt-check:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The table of issue 9: the machine's floors and every strategy beside
+# them, medians of interleaved trials; figures also in bench.json.
 bench: build
-	$(GO) test -run '^$$' -bench . -count 5 ./internal/e2e ./tasks ./client
+	$(BIN)/lab bench --out bench.json
 
 # A bounded soak, not part of make test: every strategy under a steady load
 # beside abusive clients for a share of SOAK, reporting memory, goroutines

@@ -22,8 +22,11 @@ const (
 	ExitUsage  = 2 // bad flag or configuration value
 )
 
-// Main is the lab command: `lab --config FILE --out DIR`.
+// Main is the lab command: `lab --config FILE --out DIR`, or `lab bench`.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return BenchMain(args[1:], stdout, stderr)
+	}
 	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
@@ -66,18 +69,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lab: --duration: must be positive")
 		return ExitUsage
 	}
-	if *binDir == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			fmt.Fprintf(stderr, "lab: find own directory: %v\n", err)
-			return ExitUsage
-		}
-		*binDir = filepath.Dir(exe)
-	}
-	if _, err := os.Stat(filepath.Join(*binDir, "host")); err != nil {
-		fmt.Fprintf(stderr, "lab: no host binary in %s (run make build): %v\n", *binDir, err)
+	dir, err := resolveBinDir(*binDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "lab: %v\n", err)
 		return ExitUsage
 	}
+	*binDir = dir
 
 	names, err := Strategies(cfg, *binDir)
 	if err != nil {
@@ -106,4 +103,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return ExitOK
+}
+
+// resolveBinDir is dir, or the lab binary's own directory, once it holds a
+// host binary.
+func resolveBinDir(dir string) (string, error) {
+	if dir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("find own directory: %w", err)
+		}
+		dir = filepath.Dir(exe)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "host")); err != nil {
+		return "", fmt.Errorf("no host binary in %s (run make build): %w", dir, err)
+	}
+	return dir, nil
 }

@@ -77,6 +77,11 @@ func Strategies(cfg *config.Config, binDir string) ([]string, error) {
 	if len(cfg.Lab.Strategies) > 0 {
 		return cfg.Lab.Strategies, nil
 	}
+	return pluginNames(binDir)
+}
+
+// pluginNames is inproc followed by every plugin in binDir/plugins.
+func pluginNames(binDir string) ([]string, error) {
 	names := []string{"inproc"}
 	entries, err := os.ReadDir(filepath.Join(binDir, "plugins"))
 	if err != nil {
