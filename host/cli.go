@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/config"
+	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
@@ -128,6 +129,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return ExitUsage
 	}
+	defer profile.Start("host")()
 	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
 		log.Error("host failed", "error", err)
 		return ExitFailed

@@ -177,8 +177,7 @@ func (c *wsConn) handle(mt int, data []byte) {
 		req = wsproto.Request{JSON: true}
 		perr = taskproto.Errorf(taskproto.CodeBadRequest, "binary frames are not accepted; send text frames")
 	} else {
-		req, perr = wsproto.Parse(data, c.srv.opt.Defaults)
-		req.ID = bytes.Clone(req.ID) // data goes back to the pool
+		req, perr = wsproto.Parse(data, c.srv.opt.Defaults) // its id is a copy: data goes back to the pool
 	}
 	var seq uint64
 	if !req.JSON {
@@ -197,7 +196,9 @@ func (c *wsConn) handle(mt int, data []byte) {
 		perr = c.admit(req, seq)
 	}
 	if perr != nil {
-		c.replies.add(wsproto.EncodeError(req, perr), seq, 0, false)
+		frame := wsproto.AppendError(getBuf(), req, perr)
+		c.replies.add(frame, seq, 0, false)
+		putBuf(frame)
 	}
 }
 
@@ -217,9 +218,7 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
 	}
 	now := time.Now()
 	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve}
-	timeout := c.srv.opt.TaskTimeout
-	t.ctx, t.cancel = context.WithDeadlineCause(c.ctx, now.Add(timeout),
-		taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", timeout))
+	t.ctx, t.cancel = context.WithDeadlineCause(c.ctx, now.Add(c.srv.opt.TaskTimeout), c.srv.timedOut)
 	if err := c.srv.sched.Admit(t); err != nil {
 		t.cancel()
 		c.replies.unreserve(reserve)
@@ -230,12 +229,13 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
 
 // answer queues t's reply; the scheduler calls it once per admitted task.
 func (c *wsConn) answer(t *task, res taskproto.Result, err error) {
-	var frame []byte
+	frame := getBuf()
 	if err != nil {
-		frame = wsproto.EncodeError(t.req, taskproto.AsError(t.ctx, err)) // before cancel: the cause names the code
+		frame = wsproto.AppendError(frame, t.req, taskproto.AsError(t.ctx, err)) // before cancel: the cause names the code
 	} else {
-		frame = wsproto.EncodeResult(t.req, c.srv.strategy, res)
+		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
 	t.cancel()
 	c.replies.add(frame, t.plainSeq, t.reserved, true)
+	putBuf(frame)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -55,7 +56,49 @@ func closePayload(code int, reason string) []byte {
 type lockedConn struct {
 	net.Conn
 	mu       sync.Mutex
-	deadline time.Time // gorilla's, for gorilla's writes
+	deadline time.Time       // gorilla's, for gorilla's writes
+	raw      syscall.RawConn // for tryWrite; nil when the connection has no socket of its own (TLS)
+}
+
+func newLockedConn(c net.Conn) *lockedConn {
+	lc := &lockedConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		lc.raw, _ = sc.SyscallConn()
+	}
+	return lc
+}
+
+// tryWrite writes what of p the socket takes now, without waiting: the
+// goroutine that has a reply ready writes it itself when it can, and only
+// a client that is slow to read costs a writer goroutine. It returns how
+// much went; when only part of p did, the lock is kept (held) so that
+// nothing is written in the middle of the frame, and the caller finishes
+// with writeHeld.
+func (c *lockedConn) tryWrite(p []byte) (n int, held bool) {
+	if c.raw == nil || !c.mu.TryLock() {
+		return 0, false
+	}
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), p)
+		return true // never wait: the writer goroutine does
+	})
+	if err != nil || werr != nil || n < 0 {
+		n = 0
+	}
+	if n > 0 && n < len(p) {
+		return n, true
+	}
+	c.mu.Unlock()
+	return n, false
+}
+
+// writeHeld finishes a write tryWrite began, and releases the lock.
+func (c *lockedConn) writeHeld(p []byte, deadline time.Time) error {
+	defer c.mu.Unlock()
+	c.Conn.SetWriteDeadline(deadline)
+	_, err := c.Conn.Write(p)
+	return err
 }
 
 // SetWriteDeadline records gorilla's deadline for its next Write; the
@@ -101,7 +144,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &lockedConn{Conn: c}
+	h.conn = newLockedConn(c)
 	return h.conn, brw, nil
 }
 

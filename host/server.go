@@ -71,6 +71,7 @@ type Server struct {
 	sched    *Scheduler
 
 	draining atomic.Bool
+	timedOut *taskproto.Error // the cause of every task's deadline
 
 	// taskCtx is every task's ancestor; it is cancelled, with cause
 	// shutting_down, when the shutdown grace period runs out.
@@ -101,6 +102,7 @@ func NewServer(opt Options) *Server {
 			func(t *task, res taskproto.Result, err error) { t.conn.answer(t, res, err) }, opt.Logger),
 	}
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
+	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize: readBufferSize,
 		// The host writes its own frames (see frame.go); gorilla writes

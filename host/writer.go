@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -102,9 +103,10 @@ func (q *replyQueue) unreserve(n int) {
 	q.mu.Unlock()
 }
 
-// add queues a text reply. plainSeq orders plain-text replies (0 for
-// JSON); reserved is what its request reserved; counted says it answers an
-// admitted request, whose slot it frees once taken for writing.
+// add queues a text reply; payload is copied, the caller keeps it.
+// plainSeq orders plain-text replies (0 for JSON); reserved is what its
+// request reserved; counted says it answers an admitted request, whose
+// slot it frees once taken for writing.
 func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted bool) {
 	q.mu.Lock()
 	if q.closing || q.closed { // the connection is going: nobody reads this
@@ -120,7 +122,7 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted 
 		if q.heldPlain == nil {
 			q.heldPlain = map[uint64]heldReply{}
 		}
-		q.heldPlain[plainSeq] = heldReply{payload, counted}
+		q.heldPlain[plainSeq] = heldReply{bytes.Clone(payload), counted}
 	} else {
 		q.appendLocked(opText, payload, counted)
 		for plainSeq != 0 {
@@ -141,7 +143,7 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted 
 		return
 	}
 	if start {
-		go q.flush()
+		q.writeNow()
 	}
 }
 
@@ -159,7 +161,7 @@ func (q *replyQueue) control(op byte, payload []byte) bool {
 	start := q.startLocked()
 	q.mu.Unlock()
 	if start {
-		go q.flush()
+		q.writeNow()
 	}
 	return true
 }
@@ -182,9 +184,71 @@ func (q *replyQueue) startLocked() bool {
 	return true
 }
 
-// flush writes what is queued, and what is queued meanwhile, then ends.
-func (q *replyQueue) flush() {
+// takeLocked takes what is queued for writing: the requests it answers
+// free their slots.
+func (q *replyQueue) takeLocked() []byte {
+	buf := q.out
+	q.out = nil
+	q.inflight -= q.outReplies
+	q.outReplies = 0
+	return buf
+}
+
+// writeNow writes what is queued from the goroutine that queued it, as far
+// as the socket takes it without waiting; a writer goroutine takes over
+// only what is left.
+func (q *replyQueue) writeNow() {
+	q.mu.Lock()
+	buf := q.takeLocked()
+	q.mu.Unlock()
+	n, held := q.c.raw.tryWrite(buf)
+	q.mu.Lock()
+	q.held -= n
+	if n == len(buf) && (len(q.out) == 0 || q.closed) {
+		q.stopLocked()
+		q.mu.Unlock()
+		putBuf(buf)
+		return
+	}
+	rest := buf
+	if n < len(buf) {
+		rest = append(getBuf(), buf[n:]...)
+	}
+	q.mu.Unlock()
+	if n < len(buf) {
+		putBuf(buf)
+	} else {
+		putBuf(rest)
+		rest = nil
+	}
+	go q.flush(rest, held)
+}
+
+// flush writes rest (what writeNow left, with the connection's lock if
+// held), then what is queued, and what is queued meanwhile; then it ends.
+func (q *replyQueue) flush(rest []byte, held bool) {
 	opt := &q.c.srv.opt
+	deadline := func(n int) (time.Time, time.Duration) {
+		wait := max(minWriteWait, time.Duration(float64(n)/float64(opt.MinReplyReadRate)*float64(time.Second)))
+		return time.Now().Add(wait), wait
+	}
+	if rest != nil {
+		dl, wait := deadline(len(rest))
+		var err error
+		if held {
+			err = q.c.raw.writeHeld(rest, dl)
+		} else {
+			err = q.c.raw.writeBatch(rest, dl)
+		}
+		q.mu.Lock()
+		q.held -= len(rest)
+		q.mu.Unlock()
+		putBuf(rest)
+		if err != nil {
+			q.writeFailed(err, len(rest), wait)
+			return
+		}
+	}
 	for {
 		q.mu.Lock()
 		if len(q.out) == 0 || q.closed {
@@ -192,14 +256,11 @@ func (q *replyQueue) flush() {
 			q.mu.Unlock()
 			return
 		}
-		buf := q.out
-		q.out = nil
-		q.inflight -= q.outReplies // their replies are on their way
-		q.outReplies = 0
+		buf := q.takeLocked()
 		q.mu.Unlock()
 
-		wait := max(minWriteWait, time.Duration(float64(len(buf))/float64(opt.MinReplyReadRate)*float64(time.Second)))
-		err := q.c.raw.writeBatch(buf, time.Now().Add(wait))
+		dl, wait := deadline(len(buf))
+		err := q.c.raw.writeBatch(buf, dl)
 		q.mu.Lock()
 		q.held -= len(buf)
 		q.mu.Unlock()

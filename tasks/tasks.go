@@ -50,6 +50,9 @@ const (
 	MaxCPUN = 4_000_000_000
 )
 
+// SleepDone is a sleep's result, as the Python lab answered it.
+const SleepDone = "Request done"
+
 // checkEvery is how many loop iterations pass between looks at the context.
 const checkEvery = 1 << 16
 
@@ -85,7 +88,7 @@ func (r Runner) Run(ctx context.Context, t taskproto.Task) (string, error) {
 		if err := Sleep(ctx, time.Duration(t.N)*time.Millisecond); err != nil {
 			return "", err
 		}
-		return "Request done", nil
+		return SleepDone, nil
 	case taskproto.KindNoop:
 		return "", nil
 	}

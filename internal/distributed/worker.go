@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -66,6 +67,7 @@ func WorkerMain(args []string) int {
 	if *withParent {
 		go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 	}
+	defer profile.Start("worker")()
 	w := &natsWorker{
 		id: id, log: log, runner: tasks.Runner{DataDir: *dataDir, LargeFileName: *fileName},
 		concurrency: max(*concurrency, 1),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -79,6 +80,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		return 1
 	}
 	defer pool.Close()
+	defer profile.Start("worker-" + *id)()
 	var exec taskproto.Executor = pool
 	if wrap != nil {
 		exec = wrap(exec)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,13 +90,61 @@ func NewInproc(cfg taskproto.Config) *Inproc {
 	return s
 }
 
-// Submit starts t at once, or once a core is free for it.
+// Submit starts t at once, or once a core is free for it. A noop is done
+// in the caller's goroutine and a sleep is a timer: a wait holds no
+// goroutine.
 func (s *Inproc) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	if tasks.UsesCPU(t.Kind) {
+	switch {
+	case tasks.UsesCPU(t.Kind):
 		s.cpu.submit(&job{ctx: ctx, task: t, done: done, enqueued: time.Now()})
+	case t.Kind == taskproto.KindSleep:
+		s.sleep(ctx, time.Duration(t.N)*time.Millisecond, done)
+	default:
+		s.run(ctx, s.runner, t, "inproc", 0, done)
+	}
+}
+
+// sleep answers after d, or when ctx ends, whichever comes first.
+func (s *Inproc) sleep(ctx context.Context, d time.Duration, done taskproto.Done) {
+	start := time.Now()
+	s.running.Add(1)
+	var once sync.Once
+	answer := func(err error) {
+		once.Do(func() {
+			s.running.Add(-1)
+			res := taskproto.Result{Worker: "inproc", Run: time.Since(start)}
+			if err != nil {
+				s.failed.Add(1)
+				done(res, err)
+				return
+			}
+			s.completed.Add(1)
+			res.Value = tasks.SleepDone
+			done(res, nil)
+		})
+	}
+	if err := ctx.Err(); err != nil {
+		answer(err)
 		return
 	}
-	go s.run(ctx, s.runner, t, "inproc", 0, done)
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	stopWatch := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		t := timer
+		mu.Unlock()
+		if t == nil || t.Stop() {
+			answer(ctx.Err())
+		}
+	})
+	mu.Lock()
+	timer = time.AfterFunc(d, func() {
+		stopWatch()
+		answer(nil)
+	})
+	mu.Unlock()
 }
 
 func (s *Inproc) Info() taskproto.StrategyInfo {

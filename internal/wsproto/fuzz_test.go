@@ -192,3 +192,72 @@ func sameJSONValue(a, b []byte) bool {
 	}
 	return x == y
 }
+
+// FuzzParseFast: wherever the fast JSON path answers, it answers as the
+// full parser does.
+func FuzzParseFast(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"c7-3","task":"fib","n":90}`, `{"id":7,"task":"cpu","n":1e6}`, `{"task":"noop"}`,
+		`{ "id" : -1.5e3 , "task" : "sleep" , "n" : null , "x" : [1] }`, `{"id":"a\"b","task":"io","n":0.5}`,
+		`{"task":"fib","n":1e999999999}`, `{"task":"fib","n":-0}`, `{"id":1,"id":2,"task":"noop"}`,
+		`{"task":"noop","other":{"a":1}}`, `{"task":"noop"} `, `{"task":"noop"}x`, `{}`, `{"task":"\u0066ib"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if !utf8.Valid(frame) || !looksJSON(frame) {
+			return
+		}
+		fast, ferr, ok := parseJSONFast(frame, testDefaults)
+		if !ok {
+			return
+		}
+		slow, serr := parseJSON(frame, testDefaults)
+		if fast.JSON != slow.JSON || !bytes.Equal(fast.ID, slow.ID) || fast.Task != slow.Task {
+			t.Fatalf("%q: fast %+v, full %+v", frame, fast, slow)
+		}
+		if (ferr == nil) != (serr == nil) || (ferr != nil && *ferr != *serr) {
+			t.Fatalf("%q: fast error %v, full %v", frame, ferr, serr)
+		}
+	})
+}
+
+// referenceEncode is what encoding/json writes for a reply: the shape
+// AppendResult and AppendError must reproduce byte for byte.
+func referenceEncode(r Reply) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		panic(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// FuzzAppendMatchesEncodingJSON: the hand-written encoder writes what
+// encoding/json writes, whatever the strings hold.
+func FuzzAppendMatchesEncodingJSON(f *testing.F) {
+	f.Add("12586269025", "pool", "g1", "out_of_range", "fib n must be between 0 and 100000", `"c7-3"`, "fib", int64(12), int64(9))
+	f.Add("a\"b\\c\x00\x1f\u2028\u2029\xff<>&", "x\ty", "\u00e9", "bad_request", "\n\r\b\f", "7", "", int64(-1), int64(1<<40))
+	f.Fuzz(func(t *testing.T, value, strategy, worker, code, message, id, kind string, q, r int64) {
+		req := Request{JSON: true, Task: taskproto.Task{Kind: kind}}
+		if json.Valid([]byte(id)) && len(id) > 0 && (id[0] == '"' || id[0] == '-' || (id[0] >= '0' && id[0] <= '9')) {
+			req.ID = json.RawMessage(id)
+		}
+		res := taskproto.Result{Value: value, Worker: worker, Queue: time.Duration(q) * time.Microsecond, Run: time.Duration(r) * time.Microsecond}
+		qu, ru := res.Queue.Microseconds(), res.Run.Microseconds()
+		idv := req.ID
+		if idv == nil {
+			idv = json.RawMessage("null")
+		}
+		want := referenceEncode(Reply{ID: idv, Task: kind, OK: true, Result: &value, Strategy: &strategy, Worker: &worker, QueueUS: &qu, RunUS: &ru})
+		if got := AppendResult(nil, req, strategy, res); !bytes.Equal(got, want) {
+			t.Fatalf("AppendResult\n got %s\nwant %s", got, want)
+		}
+		e := &taskproto.Error{Code: taskproto.Code(code), Message: message}
+		want = referenceEncode(Reply{ID: idv, Task: kind, Error: &ReplyError{Code: e.Code, Message: e.Message}})
+		if got := AppendError(nil, req, e); !bytes.Equal(got, want) {
+			t.Fatalf("AppendError\n got %s\nwant %s", got, want)
+		}
+	})
+}

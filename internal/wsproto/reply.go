@@ -1,13 +1,15 @@
 package wsproto
 
 import (
-	"bytes"
 	"encoding/json"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/wslab/wslab/taskproto"
 )
 
-// Reply is a JSON reply frame. The stress client decodes it too.
+// Reply is a JSON reply frame, as encoding/json would encode it: the
+// shape AppendResult and AppendError write, which the tests check against.
 type Reply struct {
 	ID       json.RawMessage `json:"id"`
 	Task     string          `json:"task,omitempty"`
@@ -26,44 +28,122 @@ type ReplyError struct {
 	Message string         `json:"message"`
 }
 
-var null = json.RawMessage("null")
-
 // EncodeResult is the reply frame for a task that succeeded.
 func EncodeResult(req Request, strategy string, res taskproto.Result) []byte {
-	if !req.JSON {
-		return []byte(res.Value)
-	}
-	q, r := res.Queue.Microseconds(), res.Run.Microseconds()
-	return mustMarshal(Reply{
-		ID: idOrNull(req.ID), Task: req.Task.Kind, OK: true, Result: &res.Value,
-		Strategy: &strategy, Worker: &res.Worker, QueueUS: &q, RunUS: &r,
-	})
+	return AppendResult(nil, req, strategy, res)
 }
 
 // EncodeError is the reply frame for a request that failed.
 func EncodeError(req Request, e *taskproto.Error) []byte {
+	return AppendError(nil, req, e)
+}
+
+// AppendResult appends the reply frame for a task that succeeded. It
+// writes what encoding/json would write for a Reply, without reflection
+// or allocation (TestAppendMatchesEncodingJSON).
+func AppendResult(dst []byte, req Request, strategy string, res taskproto.Result) []byte {
 	if !req.JSON {
-		return []byte("error: " + string(e.Code) + ": " + e.Message)
+		return append(dst, res.Value...)
 	}
-	return mustMarshal(Reply{ID: idOrNull(req.ID), Task: req.Task.Kind, Error: &ReplyError{Code: e.Code, Message: e.Message}})
+	dst = appendHead(dst, req)
+	dst = append(dst, `,"ok":true,"result":`...)
+	dst = appendString(dst, res.Value)
+	dst = append(dst, `,"strategy":`...)
+	dst = appendString(dst, strategy)
+	dst = append(dst, `,"worker":`...)
+	dst = appendString(dst, res.Worker)
+	dst = append(dst, `,"queue_us":`...)
+	dst = strconv.AppendInt(dst, res.Queue.Microseconds(), 10)
+	dst = append(dst, `,"run_us":`...)
+	dst = strconv.AppendInt(dst, res.Run.Microseconds(), 10)
+	return append(dst, '}')
 }
 
-func idOrNull(id json.RawMessage) json.RawMessage {
-	if id == nil {
-		return null
+// AppendError appends the reply frame for a request that failed.
+func AppendError(dst []byte, req Request, e *taskproto.Error) []byte {
+	if !req.JSON {
+		dst = append(dst, "error: "...)
+		dst = append(dst, e.Code...)
+		dst = append(dst, ": "...)
+		return append(dst, e.Message...)
 	}
-	return id
+	dst = appendHead(dst, req)
+	dst = append(dst, `,"ok":false,"error":{"code":`...)
+	dst = appendString(dst, string(e.Code))
+	dst = append(dst, `,"message":`...)
+	dst = appendString(dst, e.Message)
+	return append(dst, "}}"...)
 }
 
-func mustMarshal(r Reply) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false) // ids are echoed byte for byte, "<" included
-	if err := enc.Encode(r); err != nil {
-		// Unreachable: every field is a plain value or JSON Parse validated.
-		return []byte(`{"id":null,"ok":false,"error":{"code":"internal","message":"cannot encode reply"}}`)
+// appendHead writes {"id":...,"task":"..." (the task only when known).
+func appendHead(dst []byte, req Request) []byte {
+	dst = append(dst, `{"id":`...)
+	if req.ID == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, req.ID...) // echoed byte for byte, "<" included: Parse validated it
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if req.Task.Kind != "" {
+		dst = append(dst, `,"task":`...)
+		dst = appendString(dst, req.Task.Kind)
+	}
+	return dst
+}
+
+const hex = "0123456789abcdef"
+
+// appendString quotes s as encoding/json does with HTML escaping off:
+// quotes, backslashes and control bytes escaped, invalid UTF-8 as U+FFFD,
+// U+2028 and U+2029 escaped.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // replyOverhead bounds what a reply holds besides its id, result and

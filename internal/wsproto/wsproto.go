@@ -40,6 +40,9 @@ func Parse(frame []byte, d Defaults) (Request, *taskproto.Error) {
 		return Request{JSON: looksJSON(frame)}, taskproto.Errorf(taskproto.CodeBadRequest, "frame is not valid UTF-8")
 	}
 	if looksJSON(frame) {
+		if req, perr, ok := parseJSONFast(frame, d); ok {
+			return req, perr
+		}
 		return parseJSON(frame, d)
 	}
 	return parsePlain(frame, d)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
@@ -43,7 +44,8 @@ func Serve(name string, factory Factory) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ExitWithParent(ctx, log, 250*time.Millisecond)
-	srv := &controlServer{factory: factory, log: log, data: data, exit: os.Exit}
+	stopProfile := profile.Start(name)
+	srv := &controlServer{factory: factory, log: log, data: data, exit: func(code int) { stopProfile(); os.Exit(code) }}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
@@ -51,6 +53,7 @@ func Serve(name string, factory Factory) {
 		Logger:           log,
 	})
 	srv.close()
+	stopProfile()
 }
 
 // ExitWithParent exits the process once its parent is gone (the process is
