@@ -253,13 +253,14 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		MaxQueued:            cfg.Limits.MaxQueued,
 		MaxPendingReplyBytes: cfg.Limits.MaxPendingReplyBytes,
 		MinReplyReadRate:     cfg.Limits.MinReplyReadRate,
-		Window:               WindowFor(info.Concurrency, int(cfg.Limits.StrategyPrefetch), int(cfg.Limits.MaxRunning)),
-		MaxConnections:       int(cfg.Limits.MaxConnections),
-		AllowedOrigins:       cfg.Server.AllowedOrigins,
-		ListenHost:           cfg.Server.Host,
-		AllowedHosts:         cfg.Server.AllowedHosts,
-		AuthToken:            cfg.Server.AuthToken,
-		TLS:                  tlsConfig,
+		Window: NewWindow(info.Concurrency, int(cfg.Limits.StrategyPrefetch), int(cfg.Limits.MaxRunning),
+			time.Duration(cfg.Limits.StrategyQueueMS)*time.Millisecond),
+		MaxConnections: int(cfg.Limits.MaxConnections),
+		AllowedOrigins: cfg.Server.AllowedOrigins,
+		ListenHost:     cfg.Server.Host,
+		AllowedHosts:   cfg.Server.AllowedHosts,
+		AuthToken:      cfg.Server.AuthToken,
+		TLS:            tlsConfig,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -268,7 +269,7 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		scheme = "wss"
 	}
 	url := scheme + "://" + ln.Addr().String() + "/ws"
-	log.Info("serving", "url", url, "strategy", name, "window", srv.opt.Window, "data_dir", cfg.Server.DataDir)
+	log.Info("serving", "url", url, "strategy", name, "window", srv.opt.Window.Limit(), "data_dir", cfg.Server.DataDir)
 	fmt.Fprintf(stdout, "listening %s\n", url)
 
 	select {

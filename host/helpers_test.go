@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wslab/wslab/internal/limit"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
@@ -168,8 +169,8 @@ func startServer(t *testing.T, opt Options) *testServer {
 	if opt.MinReplyReadRate == 0 {
 		opt.MinReplyReadRate = 64 << 10
 	}
-	if opt.Window == 0 {
-		opt.Window = 4096
+	if opt.Window == nil {
+		opt.Window = limit.New(4096, 4096, 4096, time.Second)
 	}
 	if opt.Limits == (taskproto.Limits{}) {
 		opt.Limits = taskproto.Limits{MaxFibN: 100000, MaxCPUN: 10_000_000, MaxIOBytes: 10_000_000, MaxSleep: time.Hour}
@@ -222,7 +223,7 @@ func (ts *testServer) connCount() int {
 
 // outstanding counts the tasks accepted and not yet answered.
 func (ts *testServer) outstanding() int {
-	_, _, n := ts.sched.Counts()
+	_, _, n, _ := ts.sched.Counts()
 	return n
 }
 

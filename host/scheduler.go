@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/limit"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -20,10 +21,14 @@ const answerGrace = time.Second
 // Scheduler is the host's admission: it holds the tasks the host has
 // accepted and not yet handed to the strategy, and hands them over fairly.
 //
-// The policy. A strategy is handed at most window tasks at once: its own
-// concurrency plus [limits] strategy_prefetch when it declares one (so it
-// never idles for a round trip), [limits] max_running when it does not.
-// The rest wait here, each connection's in its own FIFO queue, and are
+// The policy. A strategy is handed at most a window of tasks at once. The
+// window adapts (internal/limit): it starts at the strategy's concurrency
+// plus [limits] strategy_prefetch ([limits] max_running for a strategy
+// that declares no bound), grows while the window is full and tasks wait
+// inside the strategy less than [limits] strategy_queue_ms, and shrinks
+// when they wait longer, between the strategy's concurrency and
+// max_running: enough tasks to keep the strategy busy across its hop, and
+// no queue inside it that a newcomer would wait behind. The rest wait here, each connection's in its own FIFO queue, and are
 // handed over round-robin, one task per connection per turn, with
 // connections that had nothing waiting served first (the new-flow
 // priority of fq_codel, RFC 8290): a client that sends one request at a
@@ -34,7 +39,7 @@ const answerGrace = time.Second
 // connections cannot lock the others out.
 type Scheduler struct {
 	exec      taskproto.Executor
-	window    int
+	window    *limit.AIMD
 	maxQueued int
 	log       hclog.Logger
 	// reply passes a task's outcome on; the server's sends it to the
@@ -53,22 +58,24 @@ type Scheduler struct {
 	idle        chan struct{} // closed when nothing is outstanding, once closed
 }
 
-// NewScheduler hands tasks to exec, at most window at once; maxQueued
-// bounds the tasks accepted and not yet answered; reply receives each
-// task's outcome, once.
-func NewScheduler(exec taskproto.Executor, window, maxQueued int, reply func(*task, taskproto.Result, error), log hclog.Logger) *Scheduler {
+// NewScheduler hands tasks to exec, at most window's limit at once;
+// maxQueued bounds the tasks accepted and not yet answered; reply receives
+// each task's outcome, once.
+func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, reply func(*task, taskproto.Result, error), log hclog.Logger) *Scheduler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Scheduler{exec: exec, window: max(window, 1), maxQueued: max(maxQueued, 1), reply: reply, log: log}
+	return &Scheduler{exec: exec, window: window, maxQueued: max(maxQueued, 1), reply: reply, log: log}
 }
 
-// WindowFor is the window for a strategy of the given concurrency.
-func WindowFor(concurrency, prefetch, maxRunning int) int {
+// NewWindow is the adaptive window for a strategy of the given
+// concurrency (0: no bound of its own).
+func NewWindow(concurrency, prefetch, maxRunning int, target time.Duration) *limit.AIMD {
+	initial := maxRunning
 	if concurrency > 0 {
-		return concurrency + prefetch
+		initial = concurrency + prefetch
 	}
-	return maxRunning
+	return limit.New(max(concurrency, 1), initial, max(initial, maxRunning), target)
 }
 
 // taskState is where a task is in its life; guarded by Scheduler.mu.
@@ -186,7 +193,7 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 // nextLocked takes the task to hand over next, nil when the window is
 // full or nothing waits.
 func (s *Scheduler) nextLocked() *task {
-	if s.inStrategy >= s.window {
+	if s.inStrategy >= s.window.Limit() {
 		return nil
 	}
 	var f *flow
@@ -246,6 +253,7 @@ func (s *Scheduler) pump() {
 // connection, unless the host has answered t already.
 func (s *Scheduler) finish(t *task, res taskproto.Result, err error) {
 	s.mu.Lock()
+	s.window.Observe(res.Queue, s.inStrategy >= s.window.Limit())
 	s.inStrategy--
 	if t.state == stateAnswered { // answered by overdue: the slot is all that was left
 		s.mu.Unlock()
@@ -334,11 +342,11 @@ func (s *Scheduler) Drop(f *flow) {
 }
 
 // Counts says how many tasks wait here, are with the strategy, and are
-// accepted and unanswered.
-func (s *Scheduler) Counts() (queued, inStrategy, outstanding int) {
+// accepted and unanswered, and what the window is.
+func (s *Scheduler) Counts() (queued, inStrategy, outstanding, window int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.queued, s.inStrategy, s.outstanding
+	return s.queued, s.inStrategy, s.outstanding, s.window.Limit()
 }
 
 // Close refuses new tasks and returns a channel closed once every accepted

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/internal/limit"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -73,7 +74,7 @@ func (r *replies) of(name string) []error {
 
 func newSched(window, maxQueued int) (*Scheduler, *heldExecutor, *replies) {
 	h, r := newHeld(), &replies{}
-	return NewScheduler(h, window, maxQueued, r.reply, nil), h, r
+	return NewScheduler(h, limit.New(window, window, window, time.Second), maxQueued, r.reply, nil), h, r
 }
 
 // admit admits a task named flowName/i for flow f.
@@ -106,7 +107,7 @@ func TestSchedulerWindow(t *testing.T) {
 	wantOrder(t, h, "a1", "a2")
 	h.answer(t, "a1")
 	wantOrder(t, h, "a1", "a2", "a3")
-	if q, in, out := s.Counts(); q != 1 || in != 2 || out != 3 {
+	if q, in, out, _ := s.Counts(); q != 1 || in != 2 || out != 3 {
 		t.Errorf("counts %d queued, %d with the strategy, %d outstanding; want 1, 2, 3", q, in, out)
 	}
 	if errs := r.of("a1"); len(errs) != 1 || errs[0] != nil {
@@ -154,7 +155,7 @@ func TestSchedulerShare(t *testing.T) {
 			admitted++
 		}
 	}
-	if _, _, out := s.Counts(); out > 8 || admitted != 2 {
+	if _, _, out, _ := s.Counts(); out > 8 || admitted != 2 {
 		t.Errorf("%d outstanding, %d of 8 new connections admitted; want at most 8 outstanding (twice max_queued), 2 admitted", out, admitted)
 	}
 }
@@ -216,7 +217,7 @@ func TestSchedulerDrop(t *testing.T) {
 	if len(r.of("a2")) != 0 || len(r.of("a3")) != 0 {
 		t.Errorf("dropped tasks answered: %v %v", r.of("a2"), r.of("a3"))
 	}
-	if _, _, out := s.Counts(); out != 1 {
+	if _, _, out, _ := s.Counts(); out != 1 {
 		t.Errorf("%d outstanding, want 1 (b1)", out)
 	}
 }
@@ -240,5 +241,47 @@ func TestSchedulerClose(t *testing.T) {
 	case <-idle:
 	case <-time.After(guard):
 		t.Fatal("not idle after the last answer")
+	}
+}
+
+// The window grows while the strategy's tasks wait little and the window is
+// full, and shrinks when they wait long: it keeps a busy strategy fed
+// without building a queue inside it.
+func TestSchedulerWindowAdapts(t *testing.T) {
+	h, r := newHeld(), &replies{}
+	s := NewScheduler(h, NewWindow(2, 2, 64, time.Millisecond), 1000, r.reply, nil)
+	var a flow
+	for i := range 200 {
+		mustAdmit(t, s, &a, fmt.Sprint("a", i))
+	}
+	answered := 0
+	answerAll := func(wait time.Duration) {
+		got := h.got()
+		for _, name := range got[answered:] {
+			h.mu.Lock()
+			done := h.held[name]
+			delete(h.held, name)
+			h.mu.Unlock()
+			if done != nil {
+				done(taskproto.Result{Queue: wait}, nil)
+			}
+		}
+		answered = len(got)
+	}
+	for range 5 {
+		answerAll(0)
+	}
+	if _, _, _, w := s.Counts(); w <= 4 {
+		t.Fatalf("window %d after quick answers, want grown beyond 4", w)
+	}
+	_, _, _, grown := s.Counts()
+	for i := range 200 {
+		mustAdmit(t, s, &a, fmt.Sprint("b", i))
+	}
+	for range 30 {
+		answerAll(10 * time.Millisecond)
+	}
+	if _, _, _, w := s.Counts(); w >= grown {
+		t.Errorf("window %d after slow answers, want below %d", w, grown)
 	}
 }

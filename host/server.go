@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/limit"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 )
@@ -47,8 +48,9 @@ type Options struct {
 	// slowest, in bytes per second, a client may read them.
 	MaxPendingReplyBytes int64
 	MinReplyReadRate     int64
-	// Window is how many tasks the strategy is handed at once (WindowFor).
-	Window         int
+	// Window bounds how many tasks the strategy is handed at once
+	// (NewWindow); nil: the strategy's concurrency plus 16, up to 256.
+	Window         *limit.AIMD
 	MaxConnections int
 	AllowedOrigins []string
 	// ListenHost and AllowedHosts are the names the Host header may carry,
@@ -92,6 +94,9 @@ const readBufferSize = 1024
 func NewServer(opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()
+	}
+	if opt.Window == nil {
+		opt.Window = NewWindow(opt.Strategy.Info().Concurrency, 16, 256, 2*time.Millisecond)
 	}
 	s := &Server{
 		opt:      opt,
@@ -177,8 +182,8 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	}
 	info := s.opt.Strategy.Info()
 	st := HostStats{Strategy: info.Name, Description: info.Description, Draining: s.draining.Load(),
-		Window: s.opt.Window, Goroutines: runtime.NumGoroutine()}
-	st.Queued, st.InStrategy, st.Outstanding = s.sched.Counts()
+		Goroutines: runtime.NumGoroutine()}
+	st.Queued, st.InStrategy, st.Outstanding, st.Window = s.sched.Counts()
 	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
 		status := sup.Status()
 		if status.Up {

@@ -112,9 +112,13 @@ type Limits struct {
 	// bounded strategy is handed, so that it never idles for a round trip
 	// (strategy_prefetch = 16).
 	StrategyPrefetch int64
-	MaxFibN          int64 // max_fib_n = 100000
-	MaxCPUN          int64 // max_cpu_n = 1000000000
-	MaxIOBytes       int64 // max_io_bytes = 100000000
+	// StrategyQueueMS is the wait inside a strategy the window aims for:
+	// it grows while tasks wait less, shrinks when they wait more
+	// (strategy_queue_ms = 2).
+	StrategyQueueMS int64
+	MaxFibN         int64 // max_fib_n = 100000
+	MaxCPUN         int64 // max_cpu_n = 1000000000
+	MaxIOBytes      int64 // max_io_bytes = 100000000
 }
 
 // Lab is the [lab] section: what `lab` runs.

@@ -65,7 +65,7 @@ func TestDefaultsWhenKeysAbsent(t *testing.T) {
 		d.Other.AsynSemaphore != 5 || d.Other.MultiprocessingProcesses != 4 ||
 		d.Pool != (Pool{Workers: 0, QueueSize: 1024}) ||
 		d.Limits != (Limits{MaxFrameBytes: 65536, MaxInflightPerConn: 256, MaxQueued: 10000, MaxConnections: 10000,
-			MaxPendingReplyBytes: 1 << 20, MinReplyReadRate: 64 << 10, MaxRunning: 256, StrategyPrefetch: 16,
+			MaxPendingReplyBytes: 1 << 20, MinReplyReadRate: 64 << 10, MaxRunning: 256, StrategyPrefetch: 16, StrategyQueueMS: 2,
 			MaxFibN: 100000, MaxCPUN: 1000000000, MaxIOBytes: 100000000}) ||
 		d.Raw == nil || len(d.Raw) != 0 {
 		t.Errorf("Default() = %+v", d)

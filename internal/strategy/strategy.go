@@ -148,7 +148,8 @@ func (s *Inproc) sleep(ctx context.Context, d time.Duration, done taskproto.Done
 }
 
 func (s *Inproc) Info() taskproto.StrategyInfo {
-	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process, one goroutine each", PID: os.Getpid()}
+	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process: waits at once, CPU work one per core",
+		Concurrency: int(s.cpu.limit), PID: os.Getpid()}
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) {
