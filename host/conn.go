@@ -64,6 +64,7 @@ type task struct {
 	state      taskState
 	prev, next *task
 	stop       func() bool // unregisters the scheduler's watch on ctx
+	submitting bool        // inside the strategy's Submit
 }
 
 func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn) *wsConn {
@@ -197,7 +198,7 @@ func (c *wsConn) handle(mt int, data []byte) {
 	}
 	if perr != nil {
 		frame := wsproto.AppendError(getBuf(), req, perr)
-		c.replies.add(frame, seq, 0, false)
+		c.replies.add(frame, seq, 0, false, true)
 		putBuf(frame)
 	}
 }
@@ -228,7 +229,8 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
 }
 
 // answer queues t's reply; the scheduler calls it once per admitted task.
-func (c *wsConn) answer(t *task, res taskproto.Result, err error) {
+// inline says this goroutine may write it (see replyQueue.add).
+func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	frame := getBuf()
 	if err != nil {
 		frame = wsproto.AppendError(frame, t.req, taskproto.AsError(t.ctx, err)) // before cancel: the cause names the code
@@ -236,6 +238,6 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error) {
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
 	t.cancel()
-	c.replies.add(frame, t.plainSeq, t.reserved, true)
+	c.replies.add(frame, t.plainSeq, t.reserved, true, inline)
 	putBuf(frame)
 }

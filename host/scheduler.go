@@ -44,7 +44,7 @@ type Scheduler struct {
 	log       hclog.Logger
 	// reply passes a task's outcome on; the server's sends it to the
 	// task's connection.
-	reply func(t *task, res taskproto.Result, err error)
+	reply func(t *task, res taskproto.Result, err error, inline bool)
 
 	mu          sync.Mutex
 	queued      int // waiting here
@@ -61,7 +61,7 @@ type Scheduler struct {
 // NewScheduler hands tasks to exec, at most window's limit at once;
 // maxQueued bounds the tasks accepted and not yet answered; reply receives
 // each task's outcome, once.
-func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, reply func(*task, taskproto.Result, error), log hclog.Logger) *Scheduler {
+func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, reply func(*task, taskproto.Result, error, bool), log hclog.Logger) *Scheduler {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -241,9 +241,11 @@ func (s *Scheduler) pump() {
 			s.repump = false
 			continue
 		}
+		t.submitting = true
 		s.mu.Unlock()
 		s.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
+		t.submitting = false
 	}
 	s.pumping = false
 	s.mu.Unlock()
@@ -261,17 +263,26 @@ func (s *Scheduler) finish(t *task, res taskproto.Result, err error) {
 		return
 	}
 	t.state = stateAnswered
+	// Answered inside Submit: this goroutine handed the task over (the
+	// connection's reader, most often) and may write the reply itself.
+	inline := t.submitting
 	s.mu.Unlock()
 	t.stop()
 	s.pump()
-	s.answer(t, res, err)
+	s.answerFrom(t, res, err, inline)
 }
 
 // answer passes t's outcome to its connection, and only then counts t as
 // answered: Shutdown, waiting for every task to be answered, closes the
 // connections after their replies are queued.
 func (s *Scheduler) answer(t *task, res taskproto.Result, err error) {
-	s.reply(t, res, err)
+	s.answerFrom(t, res, err, false)
+}
+
+// answerFrom is answer; inline says the reply may be written by this
+// goroutine rather than by a writer goroutine of the connection's.
+func (s *Scheduler) answerFrom(t *task, res taskproto.Result, err error, inline bool) {
+	s.reply(t, res, err, inline)
 	s.mu.Lock()
 	s.releaseLocked(t)
 	s.mu.Unlock()

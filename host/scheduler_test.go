@@ -57,7 +57,7 @@ type replies struct {
 	got map[string][]error
 }
 
-func (r *replies) reply(t *task, res taskproto.Result, err error) {
+func (r *replies) reply(t *task, res taskproto.Result, err error, _ bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.got == nil {

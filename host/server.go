@@ -104,7 +104,7 @@ func NewServer(opt Options) *Server {
 		strategy: opt.Strategy.Info().Name,
 		conns:    make(map[*wsConn]struct{}),
 		sched: NewScheduler(opt.Strategy, opt.Window, int(opt.MaxQueued),
-			func(t *task, res taskproto.Result, err error) { t.conn.answer(t, res, err) }, opt.Logger),
+			func(t *task, res taskproto.Result, err error, inline bool) { t.conn.answer(t, res, err, inline) }, opt.Logger),
 	}
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
