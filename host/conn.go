@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -34,6 +35,7 @@ type wsConn struct {
 	srv *Server
 	ws  *websocket.Conn
 	raw *lockedConn
+	br  *bufio.Reader // gorilla's read buffer, when it is the host's (nil otherwise)
 
 	// ctx is the parent of the connection's tasks: cancelled when the
 	// connection ends, and by the server's shutdown.
@@ -67,8 +69,8 @@ type task struct {
 	submitting bool        // inside the strategy's Submit
 }
 
-func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn) *wsConn {
-	c := &wsConn{srv: s, ws: ws, raw: raw}
+func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn, br *bufio.Reader) *wsConn {
+	c := &wsConn{srv: s, ws: ws, raw: raw, br: br}
 	c.ctx, c.cancel = context.WithCancelCause(s.taskCtx)
 	c.replies.init(c)
 	return c
@@ -103,8 +105,18 @@ func (c *wsConn) serve() {
 	c.ping = time.AfterFunc(c.pingEvery(), c.sendPing)
 	c.replies.mu.Unlock()
 	for {
-		mt, r, err := c.ws.NextReader()
-		var data []byte
+		var (
+			mt   int
+			r    io.Reader
+			data []byte
+			err  error
+		)
+		if c.br != nil && c.br.Buffered() == 0 {
+			err = c.raw.waitReadable() // idle here, on a small stack
+		}
+		if err == nil {
+			mt, r, err = c.ws.NextReader()
+		}
 		if err == nil {
 			data, err = readAll(r)
 		}

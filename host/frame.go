@@ -62,7 +62,7 @@ type lockedConn struct {
 
 func newLockedConn(c net.Conn) *lockedConn {
 	lc := &lockedConn{Conn: c}
-	if sc, ok := c.(syscall.Conn); ok {
+	if sc, ok := c.(syscall.Conn); ok && rawSockets {
 		lc.raw, _ = sc.SyscallConn()
 	}
 	return lc
@@ -80,7 +80,7 @@ func (c *lockedConn) tryWrite(p []byte) (n int, held bool) {
 	}
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), p)
+		n, werr = writeNonBlocking(fd, p)
 		return true // never wait: the writer goroutine does
 	})
 	if err != nil || werr != nil || n < 0 {
@@ -126,11 +126,27 @@ func (c *lockedConn) writeBatch(p []byte, deadline time.Time) error {
 	return err
 }
 
+// waitReadable blocks until the socket has something to read (or its read
+// deadline passes), from a shallow stack: an idle connection's reader waits
+// here rather than deep inside gorilla, so that its goroutine keeps the
+// smallest stack. On a connection with no socket of its own it returns at
+// once.
+func (c *lockedConn) waitReadable() error {
+	if c.raw == nil {
+		return nil
+	}
+	// Anything there (or the end, or an error) is gorilla's to read; only
+	// "nothing yet" waits for the poller.
+	return c.raw.Read(func(fd uintptr) bool { return !nothingToRead(fd) })
+}
+
 // hijacker hands gorilla's upgrader a lockedConn instead of the raw
-// connection it hijacks.
+// connection it hijacks, and a read buffer of the host's size that the host
+// can look into (br).
 type hijacker struct {
 	http.ResponseWriter
 	conn *lockedConn
+	br   *bufio.Reader
 }
 
 var errNotHijackable = errors.New("response writer does not support hijacking")
@@ -145,7 +161,11 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = newLockedConn(c)
-	return h.conn, brw, nil
+	if brw.Reader.Buffered() > 0 {
+		return h.conn, brw, nil // data before the handshake: gorilla refuses it
+	}
+	h.br = bufio.NewReaderSize(h.conn, readBufferSize)
+	return h.conn, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
 // bufPool holds reply batches and request buffers between uses, so that an

@@ -88,7 +88,7 @@ type Server struct {
 // readBufferSize is each connection's read buffer: small, because an idle
 // connection keeps it (larger frames are read straight into a pooled
 // buffer), and large enough for a burst of small pipelined requests.
-const readBufferSize = 1024
+const readBufferSize = 512
 
 // NewServer builds a server around opt.Strategy.
 func NewServer(opt Options) *Server {
@@ -109,7 +109,8 @@ func NewServer(opt Options) *Server {
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize: readBufferSize,
+		// 0: gorilla reads through the hijacked reader, which is the
+		// host's own (hijacker).
 		// The host writes its own frames (see frame.go); gorilla writes
 		// only the odd close frame, from a pooled buffer.
 		WriteBufferPool: &sync.Pool{},
@@ -154,6 +155,20 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// HostMemory is what the host's runtime holds, in MiB.
+type HostMemory struct {
+	Heap   float64 `json:"heap_mb"`   // live and unswept heap spans
+	Stacks float64 `json:"stacks_mb"` // goroutine stacks
+	Sys    float64 `json:"sys_mb"`    // everything the runtime has from the system
+}
+
+func hostMemory() HostMemory {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	const mib = 1 << 20
+	return HostMemory{Heap: float64(m.HeapInuse) / mib, Stacks: float64(m.StackInuse) / mib, Sys: float64(m.Sys) / mib}
+}
+
 // HostStats is what GET /stats answers.
 type HostStats struct {
 	Strategy    string `json:"strategy"`
@@ -165,14 +180,16 @@ type HostStats struct {
 	Connections    int   `json:"connections"`
 	// Queued tasks wait in the host's fair queue, InStrategy are with the
 	// strategy, Outstanding are accepted and not yet answered.
-	Queued      int             `json:"queued"`
-	InStrategy  int             `json:"in_strategy"`
-	Outstanding int             `json:"outstanding"`
-	Window      int             `json:"window"`
-	Goroutines  int             `json:"goroutines"`
-	Draining    bool            `json:"draining"`
-	Executor    taskproto.Stats `json:"executor"`
-	Error       string          `json:"error,omitempty"`
+	Queued      int `json:"queued"`
+	InStrategy  int `json:"in_strategy"`
+	Outstanding int `json:"outstanding"`
+	Window      int `json:"window"`
+	Goroutines  int `json:"goroutines"`
+	// Memory is the host process's own, from the Go runtime, in MiB.
+	Memory   HostMemory      `json:"memory"`
+	Draining bool            `json:"draining"`
+	Executor taskproto.Stats `json:"executor"`
+	Error    string          `json:"error,omitempty"`
 }
 
 func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +199,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	}
 	info := s.opt.Strategy.Info()
 	st := HostStats{Strategy: info.Name, Description: info.Description, Draining: s.draining.Load(),
-		Goroutines: runtime.NumGoroutine()}
+		Goroutines: runtime.NumGoroutine(), Memory: hostMemory()}
 	st.Queued, st.InStrategy, st.Outstanding, st.Window = s.sched.Counts()
 	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
 		status := sup.Status()
@@ -229,7 +246,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.upgrading--
 	var c *wsConn
 	if err == nil {
-		c = newWSConn(s, ws, hj.conn)
+		c = newWSConn(s, ws, hj.conn, hj.br)
 		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
