@@ -84,7 +84,7 @@ func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error
 	if err != nil {
 		return nil, wrap("JetStream", err)
 	}
-	if err := ensureStream(ctx, d.js, opt.Replicas, opt.TaskTimeout); err != nil {
+	if err := ensureStream(ctx, d.js, opt.Replicas, d.storage(), opt.TaskTimeout); err != nil {
 		return nil, err
 	}
 	if d.embed != nil {
@@ -153,14 +153,14 @@ func (d *Dispatcher) startEmbedded() error {
 }
 
 // ensureStream creates or updates the work-queue stream and its consumer.
-func ensureStream(ctx context.Context, js jetstream.JetStream, replicas int, taskTimeout time.Duration) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, replicas int, storage jetstream.StorageType, taskTimeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       StreamName,
 		Subjects:   []string{TaskSubject},
 		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
+		Storage:    storage,
 		Replicas:   max(replicas, 1),
 		Duplicates: 2 * time.Minute,
 	})
@@ -175,6 +175,15 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, replicas int, tas
 		MaxAckPending: 100000,
 	})
 	return wrap("create consumer "+ConsumerName, err)
+}
+
+// storage is the task stream's storage (see Options.Storage).
+func (d *Dispatcher) storage() jetstream.StorageType {
+	switch {
+	case d.opt.Storage == "file", d.opt.Storage == "" && d.embed == nil:
+		return jetstream.FileStorage
+	}
+	return jetstream.MemoryStorage
 }
 
 func purge(ctx context.Context, js jetstream.JetStream) error {
@@ -420,6 +429,10 @@ func Main() {
 		if err != nil {
 			return nil, fmt.Errorf("find own binary: %w", err)
 		}
-		return New(context.Background(), OptionsFrom(cfg, exe), log)
+		opt, err := OptionsFrom(cfg, exe)
+		if err != nil {
+			return nil, err
+		}
+		return New(context.Background(), opt, log)
 	})
 }

@@ -86,7 +86,12 @@ type Options struct {
 	MaxOutstanding int
 	// LostAfter is how long tasks wait for a lost NATS connection to
 	// return before they fail with executor_failed.
-	LostAfter     time.Duration
+	LostAfter time.Duration
+	// Storage is the task stream's: memory or file. Empty: memory for the
+	// embedded server (it lives and dies with the plugin, which purges it
+	// on start anyway, so a disk adds only latency), file on a cluster
+	// (where the stream outlives a node).
+	Storage       string
 	TaskTimeout   time.Duration
 	Exe           string // this binary, run as `Exe worker ...`
 	DataDir       string
@@ -94,9 +99,14 @@ type Options struct {
 }
 
 // OptionsFrom reads [distributed] from the host's configuration.
-func OptionsFrom(cfg taskproto.Config, exe string) Options {
+func OptionsFrom(cfg taskproto.Config, exe string) (Options, error) {
 	s := func(key string) string { return strings.TrimSpace(cfg.Settings["distributed."+key]) }
+	storage := strings.ToLower(s("storage"))
+	if storage != "" && storage != "memory" && storage != "file" {
+		return Options{}, fmt.Errorf("[distributed] storage: %q must be memory or file", storage)
+	}
 	return Options{
+		Storage: storage,
 		Conn: Conn{
 			URLs: s("nats_url"), Token: s("token"), User: s("user"), Password: s("password"),
 			Creds: s("creds"), TLSCA: s("tls_ca"),
@@ -111,7 +121,7 @@ func OptionsFrom(cfg taskproto.Config, exe string) Options {
 		Exe:            exe,
 		DataDir:        cfg.DataDir,
 		LargeFileName:  cfg.LargeFileName,
-	}
+	}, nil
 }
 
 func cmpOr(a, b string) string {

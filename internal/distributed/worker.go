@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +74,8 @@ func WorkerMain(args []string) int {
 		concurrency: max(*concurrency, 1),
 		running:     map[taskKey]context.CancelFunc{},
 		cancelled:   map[taskKey]time.Time{},
+		held:        map[jetstream.Msg]struct{}{},
+		confirming:  map[uint64]confirmation{},
 	}
 	if err := w.run(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)
@@ -97,9 +100,14 @@ type natsWorker struct {
 	// runner is free.
 	concurrency int
 
-	mu        sync.Mutex
-	running   map[taskKey]context.CancelFunc
-	cancelled map[taskKey]time.Time // until when to remember the cancel
+	inbox string // confirmations of results come to inbox.<n>
+
+	mu         sync.Mutex
+	running    map[taskKey]context.CancelFunc
+	cancelled  map[taskKey]time.Time // until when to remember the cancel
+	held       map[jetstream.Msg]struct{}
+	confirming map[uint64]confirmation
+	confirmSeq uint64
 }
 
 func (w *natsWorker) run(ctx context.Context, c Conn) error {
@@ -115,6 +123,10 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 	w.nc = nc
 	if _, err := nc.Subscribe(cancelPrefix+"*", w.onCancel); err != nil {
 		return wrap("subscribe to cancels", err)
+	}
+	w.inbox = nats.NewInbox()
+	if _, err := nc.Subscribe(w.inbox+".*", w.onConfirm); err != nil {
+		return wrap("subscribe to confirmations", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -133,32 +145,136 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	// Each runner pulls one task when it is free, never ahead: a task does
-	// not wait behind a long one here while another worker is idle.
-	w.log.Info("worker ready", "id", w.id, "nats", nc.ConnectedUrl(), "concurrency", w.concurrency)
+	// The consumer keeps a pull of as many tasks as there are runners
+	// outstanding, so a task is on its way before a runner is free; the
+	// runners take them in order.
+	jobs := make(chan jetstream.Msg)
 	for range w.concurrency {
-		w.wg.Add(1)
-		go w.pull(ctx, cons)
+		w.wg.Go(func() {
+			for m := range jobs {
+				w.execute(m)
+			}
+		})
 	}
+	w.wg.Go(func() { w.heartbeat(ctx) })
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		w.hold(m)
+		select {
+		case jobs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(w.concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		w.log.Debug("consume tasks", "error", err)
+	}))
+	if err != nil {
+		close(jobs)
+		w.wg.Wait()
+		return wrap("consume tasks", err)
+	}
+	w.log.Info("worker ready", "id", w.id, "nats", nc.ConnectedUrl(), "concurrency", w.concurrency)
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	close(jobs)
 	w.wg.Wait()
 	return ctx.Err()
 }
 
-func (w *natsWorker) pull(ctx context.Context, cons jetstream.Consumer) {
-	defer w.wg.Done()
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			w.log.Debug("fetch task", "error", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
-			continue
+// hold counts m as the worker's until it is acknowledged (or given back),
+// so that heartbeat keeps it from being redelivered meanwhile.
+func (w *natsWorker) hold(m jetstream.Msg) {
+	w.mu.Lock()
+	w.held[m] = struct{}{}
+	w.mu.Unlock()
+}
+
+// release acknowledges m (ack), or gives it back to be redelivered.
+func (w *natsWorker) release(m jetstream.Msg, ack bool) {
+	w.mu.Lock()
+	delete(w.held, m)
+	w.mu.Unlock()
+	if ack {
+		m.Ack()
+	} else {
+		m.Nak()
+	}
+}
+
+// heartbeat tells JetStream, once a second, that every task the worker
+// holds (running, waiting for a runner, or waiting for its result to be
+// confirmed) is alive: only a dead or cut-off worker's tasks are
+// redelivered.
+func (w *natsWorker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		for m := range batch.Messages() {
-			w.execute(m)
+		w.mu.Lock()
+		held := make([]jetstream.Msg, 0, len(w.held))
+		for m := range w.held {
+			held = append(held, m)
 		}
+		w.mu.Unlock()
+		for _, m := range held {
+			m.InProgress()
+		}
+	}
+}
+
+// onConfirm acknowledges the task whose result the dispatcher confirmed.
+func (w *natsWorker) onConfirm(msg *nats.Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(msg.Subject, w.inbox+"."), 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	c, ok := w.confirming[id]
+	delete(w.confirming, id)
+	w.mu.Unlock()
+	if ok { // the timer, if it fires now, finds it gone
+		c.timer.Stop()
+		w.release(c.msg, true)
+	}
+}
+
+// confirmWait bounds the wait for the dispatcher to confirm a result;
+// unconfirmed, the task goes back to the stream and runs again, and the
+// dispatcher keeps the first result it gets.
+const confirmWait = 5 * time.Second
+
+// confirmation is a result published and not yet confirmed.
+type confirmation struct {
+	msg   jetstream.Msg
+	timer *time.Timer
+}
+
+// sendResult publishes a task's result to its dispatcher, asking for a
+// confirmation: a plain publish is lost if the dispatcher is reconnecting
+// just then. The runner does not wait for it: the task is acknowledged
+// when it comes, or given back after confirmWait.
+func (w *natsWorker) sendResult(m jetstream.Msg, reply string, data []byte) {
+	w.mu.Lock()
+	w.confirmSeq++
+	id := w.confirmSeq
+	c := confirmation{msg: m}
+	c.timer = time.AfterFunc(confirmWait, func() {
+		w.mu.Lock()
+		_, still := w.confirming[id]
+		delete(w.confirming, id)
+		w.mu.Unlock()
+		if still {
+			w.log.Warn("result not confirmed; the task will be redelivered")
+			w.release(m, false)
+		}
+	})
+	w.confirming[id] = c
+	w.mu.Unlock()
+	if err := w.nc.PublishRequest(reply, w.inbox+"."+strconv.FormatUint(id, 10), data); err != nil {
+		w.log.Debug("publish result", "error", err) // the timer gives the task back
 	}
 }
 
@@ -211,6 +327,9 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	var t pb.Task
 	if err := proto.Unmarshal(m.Data(), &t); err != nil {
 		w.log.Error("undecodable task, dropping it", "error", err)
+		w.mu.Lock()
+		delete(w.held, m)
+		w.mu.Unlock()
 		m.Term()
 		return
 	}
@@ -227,7 +346,7 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 		dl = time.Now().Add(24 * time.Hour)
 	}
 	if time.Now().After(dl) {
-		m.Ack()
+		w.release(m, true)
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl)
@@ -242,27 +361,10 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	}
 	defer cancel()
 	if !w.begin(key, cancel) {
-		m.Ack() // its requester is gone: not run, and no result wanted
+		w.release(m, true) // its requester is gone: not run, and no result wanted
 		return
 	}
 	defer w.end(key)
-
-	// Tell JetStream the task is alive, so only a dead worker's task is
-	// redelivered.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				m.InProgress()
-			}
-		}
-	}()
 
 	start := time.Now()
 	res := taskproto.Result{Worker: w.id}
@@ -270,14 +372,5 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(&t))
 	res.Run = time.Since(start)
 	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err))
-	// A request, not a publish: the dispatcher confirms it has the result
-	// (a plain publish is lost if the dispatcher is reconnecting just then).
-	// Unconfirmed, the task goes back to the stream and runs again; the
-	// dispatcher keeps the first result only.
-	if _, err := w.nc.Request(reply, data, 5*time.Second); err != nil {
-		w.log.Warn("result not confirmed; the task will be redelivered", "error", err)
-		m.Nak()
-		return
-	}
-	m.Ack()
+	w.sendResult(m, reply, data)
 }
