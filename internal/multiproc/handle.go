@@ -109,22 +109,28 @@ func (w *workerHandle) up(p *workerProcess) {
 	w.e.mu.Lock()
 	w.proc, w.ready = p, !w.e.closed
 	w.e.fillLocked()
-	w.e.mu.Unlock()
+	w.e.unlockAndFlush(nil)
 }
 
-// sendLocked appends a request to the current process's socket; its
-// writer goroutine writes it. A write error means the worker is dying: its
-// reader then reports it lost, which retries its tasks.
+// sendLocked appends a request to the current process's socket, to be
+// written by flushSent once Executor.mu is released. A write error means
+// the worker is dying: its reader then reports it lost, which retries its
+// tasks.
 func (w *workerHandle) sendLocked(req *pb.ExecuteRequest) {
 	p := w.proc
 	if p == nil {
 		return
 	}
 	if flush, _ := p.out.Append(req); flush {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		w.e.toFlush = append(w.e.toFlush, p)
+	}
+}
+
+// kick has p's writer goroutine write what is appended.
+func (p *workerProcess) kickWriter() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -150,7 +156,7 @@ func (w *workerHandle) readFrom(p *workerProcess) {
 		if err := in.Read(&resp); err != nil {
 			return
 		}
-		w.e.result(w, &resp)
+		w.e.result(w, p, &resp)
 	}
 }
 

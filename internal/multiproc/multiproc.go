@@ -83,7 +83,8 @@ type Executor struct {
 	workers []*workerHandle
 
 	mu                         sync.Mutex
-	pending                    list.List // of *call, waiting for a free worker
+	pending                    list.List        // of *call, waiting for a free worker
+	toFlush                    []*workerProcess // appended to under mu, written after it
 	closed                     bool
 	seq                        uint64
 	running, completed, failed int64
@@ -150,7 +151,7 @@ func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.
 		// abandon comes after it.
 		c.stop = context.AfterFunc(ctx, func() { e.abandon(c) })
 	}
-	e.mu.Unlock()
+	e.unlockAndFlush(nil)
 	out.deliver()
 }
 
@@ -181,6 +182,23 @@ func (e *Executor) fillLocked() {
 			return
 		}
 		e.pending.Remove(front)
+	}
+}
+
+// unlockAndFlush releases mu and writes what was appended to workers'
+// sockets meanwhile: a worker's own reader (self) writes its socket itself,
+// the others' writer goroutines write theirs. Nothing that reads the host's
+// data channel ever writes a worker's socket.
+func (e *Executor) unlockAndFlush(self *workerProcess) {
+	procs := e.toFlush
+	e.toFlush = nil
+	e.mu.Unlock()
+	for _, p := range procs {
+		if p == self {
+			p.out.Flush()
+		} else {
+			p.kickWriter()
+		}
 	}
 }
 
@@ -233,7 +251,7 @@ func (e *Executor) abandon(c *call) {
 			time.AfterFunc(OverrunGrace, func() { w.overran(seq, c) })
 		}
 	}
-	e.mu.Unlock()
+	e.unlockAndFlush(nil)
 	out.deliver()
 }
 
@@ -251,8 +269,9 @@ func queued(c *call) time.Duration {
 	return c.sent.Sub(c.enqueued)
 }
 
-// result answers the call a worker replied for, and frees its slot.
-func (e *Executor) result(w *workerHandle, resp *pb.ExecuteResponse) {
+// result answers the call a worker (process p) replied for, and frees its
+// slot; it runs on p's reader.
+func (e *Executor) result(w *workerHandle, p *workerProcess, resp *pb.ExecuteResponse) {
 	var out answers
 	e.mu.Lock()
 	if c := w.inflight[resp.GetSeq()]; c != nil {
@@ -265,7 +284,7 @@ func (e *Executor) result(w *workerHandle, resp *pb.ExecuteResponse) {
 		e.answerLocked(&out, c, res, err)
 	}
 	e.fillLocked()
-	e.mu.Unlock()
+	e.unlockAndFlush(p)
 	out.deliver()
 }
 
@@ -299,7 +318,7 @@ func (e *Executor) lost(w *workerHandle, pid int, why error) {
 		retry[i].place = e.pending.PushFront(retry[i])
 	}
 	e.fillLocked()
-	e.mu.Unlock()
+	e.unlockAndFlush(nil)
 	out.deliver()
 }
 
