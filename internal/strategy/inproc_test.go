@@ -47,8 +47,8 @@ func TestInprocKinds(t *testing.T) {
 	}
 
 	info := s.Info()
-	if info.Name != "inproc" || info.Concurrency != 0 {
-		t.Errorf("Info %+v: want name inproc, concurrency 0 (unbounded)", info)
+	if info.Name != "inproc" || info.Concurrency != runtime.NumCPU() {
+		t.Errorf("Info %+v: want name inproc, concurrency one per core (its CPU work)", info)
 	}
 	if st := statsOf(t, s); st.Capacity != 0 {
 		t.Errorf("Capacity %d, want 0", st.Capacity)

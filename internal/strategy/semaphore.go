@@ -40,32 +40,18 @@ func (s *slots) submit(j *job) {
 	q.mu.Unlock()
 }
 
-// runHolding runs j in a slot it holds, then passes the slot on.
+// runHolding runs j in a slot it holds, then the jobs waiting, one after
+// another in the same goroutine, and frees the slot when none is left: a
+// busy slot costs no goroutine per job.
 func (s *slots) runHolding(j *job) {
-	s.run(j)
-	s.waiting.mu.Lock()
-	s.free++
-	s.waiting.mu.Unlock()
-	s.grant()
-}
-
-// grant hands free slots to the first in line.
-func (s *slots) grant() {
 	q := &s.waiting
-	for {
+	for j != nil {
+		s.run(j)
 		q.mu.Lock()
-		if s.free == 0 {
-			q.mu.Unlock()
-			return
+		if j = q.popLocked(); j == nil {
+			s.free++
 		}
-		j := q.popLocked()
-		if j == nil {
-			q.mu.Unlock()
-			return
-		}
-		s.free--
 		q.mu.Unlock()
-		go s.runHolding(j)
 	}
 }
 
