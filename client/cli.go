@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"math"
 	"os"
@@ -61,7 +60,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // MainContext is Main with the run bound to ctx instead of to signals.
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fset, f := newFlagSet(stderr)
+	fset, f, flags := newFlagSet(stderr)
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -81,10 +80,9 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return usage("%v", err)
 	}
 
-	cfg, err := loadConfig(f.config, f.set["config"])
+	cfg, err := flags.Load()
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitUsage
+		return usage("%v", err)
 	}
 	if !f.set["url"] && cfg.Server.Port == 0 {
 		return usage("%s: [server] port is 0 (any free port): give the host's address with --url", cfg.Path)
@@ -132,9 +130,8 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 type cliFlags struct {
 	set map[string]bool // the flags given on the command line
 
-	config, url, tasks, protocol, token, json   string
-	tlsCA                                       string
-	clients, pipeline                           int
+	url, protocol, json                         string
+	pipeline                                    int
 	duration, rampUp, replyTimeout, dialTimeout time.Duration
 	rate                                        float64
 	n                                           nFlag
@@ -146,7 +143,7 @@ type cliFlags struct {
 	maxErrors int64
 }
 
-func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags) {
+func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags, *config.Flags) {
 	fset := flag.NewFlagSet("client", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
@@ -160,17 +157,17 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags) {
 		fset.PrintDefaults()
 	}
 	f := &cliFlags{n: nFlag{}}
-	fset.StringVar(&f.config, "config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
+	flags := config.NewFlags(fset)
 	fset.StringVar(&f.url, "url", "", "host `URL` (default ws://[server] host:[server] port/ws)")
-	fset.IntVar(&f.clients, "clients", 0, "concurrent connections (default [client] num_client)")
-	fset.StringVar(&f.tasks, "tasks", "", "comma-separated task `sequence`: fib, cpu, io, sleep, noop or N (sleep N s) (default [client] tasks)")
+	flags.Int("clients", "client", "num_client", "concurrent connections", func(c *config.Config) *int { return &c.Client.NumClient })
+	flags.List("tasks", "client", "tasks", "comma-separated task `sequence`: fib, cpu, io, sleep, noop or N (sleep N s)", func(c *config.Config) *[]string { return &c.Client.Tasks })
 	fset.StringVar(&f.protocol, "protocol", "plain", "plain (the Python lab's) or json (ids, pipelining, queue/run times)")
 	fset.IntVar(&f.pipeline, "pipeline", 1, "requests in flight per connection (json only)")
 	fset.DurationVar(&f.duration, "duration", 0, "repeat the sequence for this `long` (0: send it once)")
 	fset.Float64Var(&f.rate, "rate", 0, "open loop: requests per second across all connections (json, needs --duration)")
 	fset.DurationVar(&f.rampUp, "ramp-up", 0, "open the connections evenly over this `time`")
-	fset.StringVar(&f.token, "token", "", "bearer `token` for the host's auth_token (default [server] auth_token)")
-	fset.StringVar(&f.tlsCA, "tls-ca", "", "PEM `file` of CAs to trust for wss:// besides the system's (default [client] tls_ca)")
+	flags.String("token", "server", "auth_token", "bearer `token` for the host", func(c *config.Config) *string { return &c.Server.AuthToken })
+	flags.String("tls-ca", "client", "tls_ca", "PEM `file` of CAs to trust for wss:// besides the system's", func(c *config.Config) *string { return &c.Client.TLSCA })
 	fset.Var(f.n, "n", "task argument in JSON requests, `kind=value`, repeatable (e.g. --n cpu=100000)")
 	fset.DurationVar(&f.replyTimeout, "reply-timeout", 0, "wait this long for a reply before counting it missing (default [server] timeout_sec + 5s)")
 	fset.DurationVar(&f.dialTimeout, "dial-timeout", DefaultDialTimeout, "bound on each connection's dial and upgrade")
@@ -180,7 +177,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags) {
 	fset.DurationVar(&f.maxP99, "max-p99", 0, "exit 99 when p99 latency over all tasks is above this `duration`")
 	fset.Float64Var(&f.minRate, "min-rate", 0, "exit 99 when throughput (right results per second) is below this `rate`")
 	fset.Int64Var(&f.maxErrors, "max-errors", 0, "error replies allowed before exiting 1")
-	return fset, f
+	return fset, f, flags
 }
 
 // check catches the flag values that options would otherwise mistake for
@@ -193,8 +190,6 @@ func (f *cliFlags) check() error {
 		return fmt.Errorf("--min-rate must not be negative, got %v", f.minRate)
 	case f.maxErrors < 0:
 		return fmt.Errorf("--max-errors must not be negative, got %d", f.maxErrors)
-	case f.set["clients"] && f.clients < 1:
-		return fmt.Errorf("--clients must be at least 1, got %d", f.clients)
 	case f.set["reply-timeout"] && f.replyTimeout <= 0:
 		return fmt.Errorf("--reply-timeout must be positive, got %v", f.replyTimeout)
 	case f.dialTimeout <= 0:
@@ -208,21 +203,6 @@ func (f *cliFlags) options(cfg *config.Config) Options {
 	opt := OptionsFromConfig(cfg)
 	if f.set["url"] {
 		opt.URL = f.url
-	}
-	if f.set["clients"] {
-		opt.Clients = f.clients
-	}
-	if f.set["tasks"] {
-		opt.Tasks = nil
-		for _, t := range strings.Split(f.tasks, ",") {
-			opt.Tasks = append(opt.Tasks, strings.TrimSpace(t))
-		}
-	}
-	if f.set["token"] {
-		opt.Token = f.token
-	}
-	if f.set["tls-ca"] {
-		opt.TLSCA = f.tlsCA
 	}
 	if f.set["reply-timeout"] {
 		opt.ReplyTimeout = f.replyTimeout
@@ -275,15 +255,4 @@ func judge(sum *Summary, th Thresholds, report, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "client: exit %d: not every reply arrived and was right\n", code)
 	}
 	return code
-}
-
-// loadConfig reads path; the default path may be absent (defaults apply),
-// a path given with --config may not.
-func loadConfig(path string, explicit bool) (*config.Config, error) {
-	if !explicit {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return config.Default(), nil
-		}
-	}
-	return config.Load(path)
 }

@@ -49,53 +49,23 @@ const spareProcs = 2
 func Main(args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("host", flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
+	flags := config.NewFlags(fset)
 	pluginName := fset.String("plugin", Inproc, "strategy to serve: inproc or a plugin in the plugin directory")
 	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded and exit")
-	bindHost := fset.String("host", "", "address to listen on (overrides [server] host)")
-	port := fset.Int("port", 0, "port to listen on, 0 for any free port (overrides [server] port)")
-	pluginDir := fset.String("plugin-dir", "", "directory of plugin binaries (overrides [server] plugin_dir)")
-	dataDir := fset.String("data-dir", "", "directory io tasks write in (overrides [server] data_dir)")
-	logLevel := fset.String("log-level", "", "trace, debug, info, warn or error (overrides [server] log_level)")
+	flags.String("host", "server", "host", "address to listen on", func(c *config.Config) *string { return &c.Server.Host })
+	flags.Int("port", "server", "port", "port to listen on, 0 for any free port", func(c *config.Config) *int { return &c.Server.Port })
+	flags.String("plugin-dir", "server", "plugin_dir", "directory of plugin binaries", func(c *config.Config) *string { return &c.Server.PluginDir })
+	flags.String("data-dir", "server", "data_dir", "directory io tasks write in", func(c *config.Config) *string { return &c.Server.DataDir })
+	flags.String("log-level", "server", "log_level", "trace, debug, info, warn or error", func(c *config.Config) *string { return &c.Server.LogLevel })
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
 		return ExitUsage
 	}
-	set := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["port"] && (*port < 0 || *port > 65535) {
-		fmt.Fprintf(stderr, "host: --port: must be a whole number between 0 and 65535, got %d\n", *port)
-		return ExitUsage
-	}
-	if set["log-level"] && !slices.Contains(config.LogLevels, *logLevel) {
-		fmt.Fprintf(stderr, "host: --log-level: must be one of %v, got %q\n", config.LogLevels, *logLevel)
-		return ExitUsage
-	}
-
-	cfg, err := config.LoadOrDefault(*configPath, set["config"])
+	cfg, err := flags.Load()
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitUsage
-	}
-	if set["host"] {
-		cfg.Server.Host = *bindHost
-	}
-	if set["port"] {
-		cfg.Server.Port = *port
-	}
-	if set["plugin-dir"] {
-		cfg.Server.PluginDir = *pluginDir
-	}
-	if set["data-dir"] {
-		cfg.Server.DataDir = *dataDir
-	}
-	if set["log-level"] {
-		cfg.Server.LogLevel = *logLevel
-	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "host: %v\n", err)
 		return ExitUsage
 	}
 	if cfg.Server.PluginDir == "" {

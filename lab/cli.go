@@ -29,44 +29,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	configPath := fset.String("config", "config.ini", "configuration `file`; defaults apply when the default file is absent")
-	out := fset.String("out", "", "report `directory` (overrides [lab] out)")
+	flags := config.NewFlags(fset)
 	binDir := fset.String("bin-dir", "", "directory holding host and plugins/ (default: beside the lab binary)")
-	strategies := fset.String("strategies", "", "comma-separated strategies (overrides [lab] strategies)")
-	scenarios := fset.String("scenarios", "", "comma-separated scenarios (overrides [lab] scenarios)")
-	duration := fset.Duration("duration", 0, "length of the timed scenarios (overrides [lab] duration_sec)")
+	flags.String("out", "lab", "out", "report `directory`", func(c *config.Config) *string { return &c.Lab.Out })
+	flags.List("strategies", "lab", "strategies", "comma-separated strategies", func(c *config.Config) *[]string { return &c.Lab.Strategies })
+	flags.List("scenarios", "lab", "scenarios", "comma-separated scenarios", func(c *config.Config) *[]string { return &c.Lab.Scenarios })
+	flags.Duration("duration", "lab", "duration_sec", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
 		return ExitUsage
 	}
-	set := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { set[f.Name] = true })
-
-	cfg, err := config.LoadOrDefault(*configPath, set["config"])
+	cfg, err := flags.Load()
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitUsage
-	}
-	if set["out"] {
-		cfg.Lab.Out = *out
-	}
-	if set["strategies"] {
-		cfg.Lab.Strategies = config.SplitList(*strategies)
-	}
-	if set["scenarios"] {
-		cfg.Lab.Scenarios = config.SplitList(*scenarios)
-	}
-	if set["duration"] {
-		cfg.Lab.Duration = *duration
-	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, err)
-		return ExitUsage
-	}
-	if cfg.Lab.Duration <= 0 {
-		fmt.Fprintln(stderr, "lab: --duration: must be positive")
+		fmt.Fprintf(stderr, "lab: %v\n", err)
 		return ExitUsage
 	}
 	dir, err := resolveBinDir(*binDir)

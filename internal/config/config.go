@@ -89,7 +89,7 @@ type Distributed struct {
 	LostAfterSec   int64 // lost_after_sec = 10: how long tasks wait for a lost NATS to return
 }
 
-// Limits is the [limits] section (SPEC 4).
+// Limits is the [limits] section: the bounds on what clients can make the host hold.
 type Limits struct {
 	MaxFrameBytes      int64 // max_frame_bytes = 65536
 	MaxInflightPerConn int64 // max_inflight_per_conn = 256

@@ -101,10 +101,7 @@ func TestEncodeResultJSONZeroFields(t *testing.T) {
 	}
 }
 
-// Known gap (reported, not enforced): with an empty strategy or worker name
-// the omitempty tags drop "strategy" and "worker", which SPEC 3.2 requires on
-// every successful reply. The host always passes a strategy; workers may be
-// unnamed for inproc.
+// Every successful reply carries "strategy" and "worker", even empty.
 func TestEncodeResultJSONEmptyNames(t *testing.T) {
 	req := Request{JSON: true, Task: taskproto.Task{Kind: taskproto.KindNoop}}
 	m := decodeObject(t, EncodeResult(req, "", taskproto.Result{}))

@@ -1,4 +1,4 @@
-// Package wsproto is the WebSocket protocol of SPEC section 3: the Python
+// Package wsproto is the WebSocket protocol: the Python
 // lab's plain-text frames and the pipelined JSON requests, parsed into tasks,
 // and the replies encoded back. The host serves it; the stress client speaks it.
 package wsproto
