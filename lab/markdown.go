@@ -1,0 +1,88 @@
+package lab
+
+// report.md.
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Markdown is report.md: a title, then per scenario its load and a table
+// with one row per strategy.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n%s\n\n%s\n", r.title(), r.about(), columnsNote)
+	for _, sc := range r.Scenarios {
+		fmt.Fprintf(&b, "\n## %s\n\n", sc.Name)
+		if sc.Description != "" {
+			fmt.Fprintf(&b, "%s\n\n", sc.Description)
+		}
+		if sc.Load != "" {
+			fmt.Fprintf(&b, "Load: %s\n\n", sc.Load)
+		}
+		mdTable(&b, tableHeader, r.rows(sc.Name))
+		if kt := r.kinds(sc.Name); kt != nil {
+			b.WriteString("\nLatency per task kind, p50 / p99 ms:\n\n")
+			mdTable(&b, append([]string{"strategy"}, kt.Kinds...), kt.Rows)
+		}
+	}
+	if fs := r.failures(); len(fs) > 0 {
+		b.WriteString("\n## Failures\n\n")
+		for _, f := range fs {
+			fmt.Fprintf(&b, "- %s under %s: %s\n", f.Strategy, f.Scenario, mdCode(f.Reason))
+		}
+	}
+	return b.String()
+}
+
+func mdTable(b *strings.Builder, header []string, rows []tableRow) {
+	mdRow(b, header)
+	align := make([]string, len(header))
+	for i := range align {
+		align[i] = "---:"
+	}
+	align[0] = "---"
+	mdRow(b, align)
+	for _, row := range rows {
+		cells := append([]string{row.Strategy}, row.Cells...)
+		switch {
+		case row.Failed != "":
+			cells = append(cells, "failed: "+mdCode(row.Failed))
+		case row.Note != "":
+			cells = append(cells, row.Note)
+		}
+		for len(cells) < len(header) {
+			cells = append(cells, "")
+		}
+		mdRow(b, cells)
+	}
+}
+
+// mdCode quotes s, on one line, as a code span: error text may hold
+// markup ("<nil>", "*", "_").
+func mdCode(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	fence, run := 1, 0
+	for _, c := range s {
+		if c != '`' {
+			run = 0
+			continue
+		}
+		run++
+		fence = max(fence, run+1)
+	}
+	tick := strings.Repeat("`", fence)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return tick + s + tick
+}
+
+func mdRow(b *strings.Builder, cells []string) {
+	b.WriteString("|")
+	for _, c := range cells {
+		c = strings.ReplaceAll(strings.Join(strings.Fields(c), " "), "|", `\|`)
+		b.WriteString(" " + c + " |")
+	}
+	b.WriteString("\n")
+}
