@@ -14,7 +14,6 @@ import (
 	"github.com/wslab/wslab/client"
 )
 
-
 // tableHeader names the columns of a scenario's table.
 var tableHeader = []string{"strategy", "tasks/s", "×inproc", "p50 ms", "p90 ms", "p99 ms", "max ms",
 	"errors", "CPU s", "peak RSS MB", "processes"}

@@ -105,6 +105,11 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			if after.PluginRestarts < 1 || after.PluginPID == before.PluginPID || after.PluginPID == 0 {
 				t.Errorf("after the kill: restarts %d, pid %d (was %d)", after.PluginRestarts, after.PluginPID, before.PluginPID)
 			}
+			// The plugin's restart is counted once, as the host's; the new
+			// plugin's own workers have not restarted.
+			if after.Executor.Restarts != 0 {
+				t.Errorf("after the kill the executor counts %d restarts of its own, want 0 (the plugin's are plugin_restarts)", after.Executor.Restarts)
+			}
 			if !waitGone(before.PluginPID, 5*time.Second) {
 				t.Errorf("killed plugin %d still alive", before.PluginPID)
 			}

@@ -102,3 +102,28 @@ func TestOverrunWorkerReplaced(t *testing.T) {
 		t.Errorf("fib 10 after the replacement: %+v, %v", o.res, o.err)
 	}
 }
+
+// TestWorkerQueueHoldsPrefetch: a worker's queue holds everything the
+// plugin may send it (worker_inflight + worker_prefetch, here beyond the
+// 1024 its queue once held), so its reader never blocks and still reads a
+// cancel that comes after a thousand queued tasks.
+func TestWorkerQueueHoldsPrefetch(t *testing.T) {
+	const prefetch = 1100
+	e := newExecutor(t, func(o *Options) { o.Processes, o.Prefetch, o.QueueSize = 1, prefetch, 8 })
+	ctx, cancel := context.WithCancel(context.Background())
+	long := submit(e, ctx, taskproto.Task{Kind: taskproto.KindSleep, N: 60_000})
+	var short []func() (taskproto.Result, error)
+	for range prefetch {
+		short = append(short, submit(e, context.Background(), taskproto.Task{Kind: taskproto.KindNoop}))
+	}
+	waitStats(t, e, prompt, "every task with the worker", func(st taskproto.Stats) bool { return st.Running == prefetch+1 })
+	cancel()
+	if o := await(t, long, prompt); !errors.Is(o.err, context.Canceled) {
+		t.Fatalf("long task: %v", o.err)
+	}
+	for i, w := range short {
+		if o := await(t, w, hangMax); o.err != nil {
+			t.Fatalf("queued task %d: %v", i, o.err)
+		}
+	}
+}
