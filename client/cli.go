@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,11 +60,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // MainContext is Main with the run bound to ctx instead of to signals.
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fset, f, flags := newFlagSet(stderr)
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
+	cfg, err := flags.Parse(args)
+	if err != nil {
+		return config.UsageStatus(stderr, "client", err)
 	}
 	usage := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "client: "+format+"\n", args...)
@@ -77,11 +74,6 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	f.set = map[string]bool{}
 	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	if err := f.check(); err != nil {
-		return usage("%v", err)
-	}
-
-	cfg, err := flags.Load()
-	if err != nil {
 		return usage("%v", err)
 	}
 	if !f.set["url"] && cfg.Server.Port == 0 {

@@ -6,6 +6,8 @@ package client
 import (
 	"io"
 	"time"
+
+	"github.com/wslab/wslab/internal/config"
 )
 
 // Options describe one run.
@@ -115,11 +117,11 @@ type Summary struct {
 
 // Exit codes of the client command, for scripts (documented in the README).
 const (
-	ExitOK = 0
+	ExitOK = config.ExitOK
 	// ExitIncorrect: a reply was wrong or missing, a request went unsent, a
 	// connection failed, error replies exceeded --max-errors, or the run was
 	// interrupted.
 	ExitIncorrect = 1
-	ExitUsage     = 2  // bad flag or configuration value
+	ExitUsage     = config.ExitUsage
 	ExitThreshold = 99 // only --max-p99 or --min-rate was crossed (as k6 does)
 )

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,9 +28,9 @@ import (
 
 // Exit statuses of the host command.
 const (
-	ExitOK     = 0
+	ExitOK     = config.ExitOK
 	ExitFailed = 1 // could not serve: port taken, plugin would not start
-	ExitUsage  = 2 // bad flag or configuration value
+	ExitUsage  = config.ExitUsage
 )
 
 // Inproc is the name of the built-in strategy.
@@ -57,16 +56,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.String("plugin-dir", "server", "plugin_dir", "directory of plugin binaries", func(c *config.Config) *string { return &c.Server.PluginDir })
 	flags.String("data-dir", "server", "data_dir", "directory io tasks write in", func(c *config.Config) *string { return &c.Server.DataDir })
 	flags.String("log-level", "server", "log_level", "trace, debug, info, warn or error", func(c *config.Config) *string { return &c.Server.LogLevel })
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	cfg, err := flags.Load()
+	cfg, err := flags.Parse(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "host: %v\n", err)
-		return ExitUsage
+		return config.UsageStatus(stderr, "host", err)
 	}
 	if cfg.Server.PluginDir == "" {
 		cfg.Server.PluginDir = defaultPluginDir()

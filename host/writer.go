@@ -235,50 +235,44 @@ func (q *replyQueue) writeNow() {
 
 // flush writes rest (what writeNow left, with the connection's lock if
 // held), then what is queued, and what is queued meanwhile; then it ends.
-func (q *replyQueue) flush(rest []byte, held bool) {
-	opt := &q.c.srv.opt
-	deadline := func(n int) (time.Time, time.Duration) {
-		wait := max(minWriteWait, time.Duration(float64(n)/float64(opt.MinReplyReadRate)*float64(time.Second)))
-		return time.Now().Add(wait), wait
-	}
-	if rest != nil {
-		dl, wait := deadline(len(rest))
-		var err error
-		if held {
-			err = q.c.raw.writeHeld(rest, dl)
-		} else {
-			err = q.c.raw.writeBatch(rest, dl)
-		}
-		q.mu.Lock()
-		q.held -= len(rest)
-		q.mu.Unlock()
-		putBuf(rest)
-		if err != nil {
-			q.writeFailed(err, len(rest), wait)
+func (q *replyQueue) flush(buf []byte, held bool) {
+	for {
+		if buf != nil && !q.writeOut(buf, held) {
 			return
 		}
-	}
-	for {
+		held = false
 		q.mu.Lock()
 		if len(q.out) == 0 || q.closed {
 			q.stopLocked()
 			q.mu.Unlock()
 			return
 		}
-		buf := q.takeLocked()
+		buf = q.takeLocked()
 		q.mu.Unlock()
-
-		dl, wait := deadline(len(buf))
-		err := q.c.raw.writeBatch(buf, dl)
-		q.mu.Lock()
-		q.held -= len(buf)
-		q.mu.Unlock()
-		putBuf(buf)
-		if err != nil {
-			q.writeFailed(err, len(buf), wait)
-			return
-		}
 	}
+}
+
+// writeOut writes one batch under a deadline its size sets, and reports
+// whether the connection is still good.
+func (q *replyQueue) writeOut(buf []byte, held bool) bool {
+	n := len(buf)
+	wait := max(minWriteWait, time.Duration(float64(n)/float64(q.c.srv.opt.MinReplyReadRate)*float64(time.Second)))
+	dl := time.Now().Add(wait)
+	var err error
+	if held {
+		err = q.c.raw.writeHeld(buf, dl)
+	} else {
+		err = q.c.raw.writeBatch(buf, dl)
+	}
+	q.mu.Lock()
+	q.held -= n
+	q.mu.Unlock()
+	putBuf(buf)
+	if err != nil {
+		q.writeFailed(err, n, wait)
+		return false
+	}
+	return true
 }
 
 // stopLocked ends the writer.

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,9 +16,9 @@ import (
 
 // Exit statuses of the lab command.
 const (
-	ExitOK     = 0
+	ExitOK     = config.ExitOK
 	ExitFailed = 1 // the report is written, but a strategy failed or the run was interrupted
-	ExitUsage  = 2 // bad flag or configuration value
+	ExitUsage  = config.ExitUsage
 )
 
 // Main is the lab command: `lab --config FILE --out DIR`, or `lab bench`.
@@ -35,16 +34,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.List("strategies", "lab", "strategies", "comma-separated strategies", func(c *config.Config) *[]string { return &c.Lab.Strategies })
 	flags.List("scenarios", "lab", "scenarios", "comma-separated scenarios", func(c *config.Config) *[]string { return &c.Lab.Scenarios })
 	flags.Duration("duration", "lab", "duration_sec", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	cfg, err := flags.Load()
+	cfg, err := flags.Parse(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "lab: %v\n", err)
-		return ExitUsage
+		return config.UsageStatus(stderr, "lab", err)
 	}
 	dir, err := resolveBinDir(*binDir)
 	if err != nil {

@@ -2,10 +2,13 @@ package lab
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/wslab/wslab/internal/tick"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
@@ -94,7 +97,7 @@ type treeMeter struct {
 	last    map[procKey]uint64 // CPU ticks at the latest sight
 	peakRSS int64
 
-	stop chan struct{}
+	stop context.CancelFunc
 	done chan struct{}
 }
 
@@ -107,7 +110,7 @@ func newTreeMeter(root int, every time.Duration) *treeMeter {
 	return &treeMeter{
 		root: root, every: every,
 		base: map[procKey]uint64{}, last: map[procKey]uint64{},
-		stop: make(chan struct{}), done: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 }
 
@@ -121,18 +124,11 @@ func (m *treeMeter) Start() {
 	m.peakRSS = 0
 	m.mu.Unlock()
 	m.poll()
+	ctx, stop := context.WithCancel(context.Background())
+	m.stop = stop
 	go func() {
 		defer close(m.done)
-		t := time.NewTicker(m.every)
-		defer t.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-				m.poll()
-			}
-		}
+		tick.Every(ctx, m.every, m.poll)
 	}()
 }
 
@@ -151,7 +147,7 @@ func (m *treeMeter) poll() {
 // Stop polls once more and returns the CPU seconds used since Start, the
 // peak resident memory in bytes and how many processes were seen.
 func (m *treeMeter) Stop() (cpuSeconds float64, peakRSS int64, processes int) {
-	close(m.stop)
+	m.stop()
 	<-m.done
 	m.poll()
 	m.mu.Lock()

@@ -4,8 +4,19 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 )
+
+// Exit statuses shared by every command that parses flags.
+const (
+	ExitOK    = 0
+	ExitUsage = 2 // bad flag or configuration value
+)
+
+// errFlagsReported stands for a command line the FlagSet has already
+// explained on its output, so that it is not reported twice.
+var errFlagsReported = errors.New("bad command line")
 
 // Flags binds command-line flags to configuration keys, for every command
 // that reads config.ini: a flag given on the command line overrides the
@@ -65,6 +76,32 @@ func (f *Flags) Given(name string) bool {
 	given := false
 	f.fset.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
 	return given
+}
+
+// Parse parses args and loads the configuration they name. It returns
+// flag.ErrHelp for -h; a bad flag the FlagSet has already explained comes
+// back as an error UsageStatus does not print again.
+func (f *Flags) Parse(args []string) (*Config, error) {
+	if err := f.fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", errFlagsReported, err)
+	}
+	return f.Load()
+}
+
+// UsageStatus reports a failed Parse or Load on w, prefixed by the
+// command's name, and returns the exit status: ExitOK for -h, ExitUsage
+// otherwise.
+func UsageStatus(w io.Writer, command string, err error) int {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case !errors.Is(err, errFlagsReported):
+		fmt.Fprintf(w, "%s: %v\n", command, err)
+	}
+	return ExitUsage
 }
 
 // Load reads the file --config names (or the defaults, when the default

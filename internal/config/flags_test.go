@@ -63,3 +63,30 @@ func TestFlagsNameTheirErrors(t *testing.T) {
 		t.Error("a --config file that does not exist loaded")
 	}
 }
+
+// Each failure is reported once: the FlagSet explains a bad flag itself,
+// UsageStatus explains a bad value, and -h is not a failure.
+func TestUsageStatusReportsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+		said   string // what UsageStatus itself prints
+	}{
+		{[]string{"-h"}, ExitOK, ""},
+		{[]string{"--nope"}, ExitUsage, ""},
+		{[]string{"--port", "70000"}, ExitUsage, "cmd: --port: "},
+	} {
+		_, f := newTestFlags()
+		_, err := f.Parse(tc.args)
+		if err == nil {
+			t.Fatalf("%v parsed", tc.args)
+		}
+		var out strings.Builder
+		if got := UsageStatus(&out, "cmd", err); got != tc.status {
+			t.Errorf("%v: status %d, want %d", tc.args, got, tc.status)
+		}
+		if s := out.String(); (tc.said == "") != (s == "") || !strings.HasPrefix(s, tc.said) || strings.Count(s, "\n") > 1 {
+			t.Errorf("%v: printed %q, want one line starting %q", tc.args, s, tc.said)
+		}
+	}
+}

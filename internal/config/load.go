@@ -255,38 +255,30 @@ func Load(path string) (*Config, error) {
 			}
 		}
 	}
-	for _, s := range []struct {
+	str := func(p *string) func(string) { return func(v string) { *p = v } }
+	list := func(p *[]string) func(string) { return func(v string) { *p = SplitList(v) } }
+	for _, k := range []struct {
 		section, key string
-		ptr          *string
+		set          func(string)
 	}{
-		{"server", "host", &c.Server.Host},
-		{"server", "plugin_dir", &c.Server.PluginDir},
-		{"server", "data_dir", &c.Server.DataDir},
-		{"server", "auth_token", &c.Server.AuthToken},
-		{"server", "log_level", &c.Server.LogLevel},
-		{"server", "tls_cert", &c.Server.TLSCert},
-		{"server", "tls_key", &c.Server.TLSKey},
-		{"client", "tls_ca", &c.Client.TLSCA},
-		{"task_setting", "large_file_name", &c.TaskSetting.LargeFileName},
-		{"lab", "out", &c.Lab.Out},
+		{"server", "host", str(&c.Server.Host)},
+		{"server", "plugin_dir", str(&c.Server.PluginDir)},
+		{"server", "data_dir", str(&c.Server.DataDir)},
+		{"server", "auth_token", str(&c.Server.AuthToken)},
+		{"server", "log_level", func(v string) { c.Server.LogLevel = strings.ToLower(strings.TrimSpace(v)) }},
+		{"server", "tls_cert", str(&c.Server.TLSCert)},
+		{"server", "tls_key", str(&c.Server.TLSKey)},
+		{"server", "allowed_origins", list(&c.Server.AllowedOrigins)},
+		{"server", "allowed_hosts", list(&c.Server.AllowedHosts)},
+		{"client", "tls_ca", str(&c.Client.TLSCA)},
+		{"client", "tasks", list(&c.Client.Tasks)},
+		{"task_setting", "large_file_name", str(&c.TaskSetting.LargeFileName)},
+		{"lab", "out", str(&c.Lab.Out)},
+		{"lab", "strategies", list(&c.Lab.Strategies)},
+		{"lab", "scenarios", list(&c.Lab.Scenarios)},
 	} {
-		if v, ok := lookup(s.section, s.key); ok {
-			*s.ptr = v
-		}
-	}
-	c.Server.LogLevel = strings.ToLower(strings.TrimSpace(c.Server.LogLevel))
-	for _, l := range []struct {
-		section, key string
-		ptr          *[]string
-	}{
-		{"server", "allowed_origins", &c.Server.AllowedOrigins},
-		{"server", "allowed_hosts", &c.Server.AllowedHosts},
-		{"client", "tasks", &c.Client.Tasks},
-		{"lab", "strategies", &c.Lab.Strategies},
-		{"lab", "scenarios", &c.Lab.Scenarios},
-	} {
-		if v, ok := lookup(l.section, l.key); ok {
-			*l.ptr = SplitList(v)
+		if v, ok := lookup(k.section, k.key); ok {
+			k.set(v)
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wslab/wslab/internal/profile"
+	"github.com/wslab/wslab/internal/tick"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -205,14 +206,7 @@ func (w *natsWorker) release(m jetstream.Msg, ack bool) {
 // confirmed) is alive: only a dead or cut-off worker's tasks are
 // redelivered.
 func (w *natsWorker) heartbeat(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, time.Second, func() {
 		w.mu.Lock()
 		held := make([]jetstream.Msg, 0, len(w.held))
 		for m := range w.held {
@@ -222,7 +216,7 @@ func (w *natsWorker) heartbeat(ctx context.Context) {
 		for _, m := range held {
 			m.InProgress()
 		}
-	}
+	})
 }
 
 // onConfirm acknowledges the task whose result the dispatcher confirmed.

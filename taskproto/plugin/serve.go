@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wslab/wslab/internal/profile"
+	"github.com/wslab/wslab/internal/tick"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
@@ -61,19 +62,12 @@ func Serve(name string, factory Factory) {
 // Pdeathsig alone depends on which host thread started the child.
 func ExitWithParent(ctx context.Context, log hclog.Logger, every time.Duration) {
 	parent := os.Getppid()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if os.Getppid() != parent {
-				log.Error("parent process exited, exiting", "parent", parent)
-				os.Exit(3)
-			}
+	tick.Every(ctx, every, func() {
+		if os.Getppid() != parent {
+			log.Error("parent process exited, exiting", "parent", parent)
+			os.Exit(3)
 		}
-	}
+	})
 }
 
 // controlServer is the plugin's side of the control service.
