@@ -495,15 +495,6 @@ func treeRSS(pid int) int64 {
 	return rss
 }
 
-// raiseFileLimit lets this process and its children hold many sockets.
-func raiseFileLimit() {
-	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-}
-
 // WriteTable prints the bench's table.
 func (b *Bench) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
