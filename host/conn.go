@@ -67,6 +67,7 @@ type task struct {
 	prev, next *task
 	stop       func() bool // unregisters the scheduler's watch on ctx
 	submitting bool        // inside the strategy's Submit
+	unbounded  bool        // a kind the window does not hold back
 }
 
 func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn, br *bufio.Reader) *wsConn {

@@ -41,7 +41,11 @@ type Scheduler struct {
 	exec      taskproto.Executor
 	window    *limit.AIMD
 	maxQueued int
-	log       hclog.Logger
+	// bounded are the kinds the window holds back (the strategy's
+	// BoundedKinds); nil: every kind. The others go to the strategy at
+	// once: it runs them without a slot, so they would wait nowhere.
+	bounded map[string]bool
+	log     hclog.Logger
 	// reply passes a task's outcome on; the server's sends it to the
 	// task's connection.
 	reply func(t *task, res taskproto.Result, err error, inline bool)
@@ -65,7 +69,14 @@ func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, re
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Scheduler{exec: exec, window: window, maxQueued: max(maxQueued, 1), reply: reply, log: log}
+	s := &Scheduler{exec: exec, window: window, maxQueued: max(maxQueued, 1), reply: reply, log: log}
+	if kinds := exec.Info().BoundedKinds; len(kinds) > 0 {
+		s.bounded = map[string]bool{}
+		for _, k := range kinds {
+			s.bounded[k] = true
+		}
+	}
+	return s
 }
 
 // NewWindow is the adaptive window for a strategy of the given
@@ -175,16 +186,25 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 	}
 	f.outstanding++
 	s.outstanding++
+	t.done = func(res taskproto.Result, err error) { s.finish(t, res, err) }
+	// Runs in a goroutine of its own once ctx ends, after s.mu is released.
+	t.stop = context.AfterFunc(t.ctx, func() { s.expire(t) })
+	if s.bounded != nil && !s.bounded[t.task.Kind] {
+		t.state, t.unbounded, t.submitting = stateRunning, true, true
+		s.mu.Unlock()
+		s.exec.Submit(t.ctx, t.task, t.done)
+		s.mu.Lock()
+		t.submitting = false
+		s.mu.Unlock()
+		return nil
+	}
 	s.queued++
 	t.state = stateQueued
-	t.done = func(res taskproto.Result, err error) { s.finish(t, res, err) }
 	f.pushTask(t)
 	if !f.listed {
 		f.listed = true
 		s.fresh.push(f)
 	}
-	// Runs in a goroutine of its own once ctx ends, after s.mu is released.
-	t.stop = context.AfterFunc(t.ctx, func() { s.expire(t) })
 	s.mu.Unlock()
 	s.pump()
 	return nil
@@ -255,8 +275,10 @@ func (s *Scheduler) pump() {
 // connection, unless the host has answered t already.
 func (s *Scheduler) finish(t *task, res taskproto.Result, err error) {
 	s.mu.Lock()
-	s.window.Observe(res.Queue, s.inStrategy >= s.window.Limit())
-	s.inStrategy--
+	if !t.unbounded {
+		s.window.Observe(res.Queue, s.inStrategy >= s.window.Limit())
+		s.inStrategy--
+	}
 	if t.state == stateAnswered { // answered by overdue: the slot is all that was left
 		s.mu.Unlock()
 		s.pump()

@@ -15,7 +15,8 @@ import (
 // heldExecutor holds every task it is given until the test answers it,
 // and records the order tasks reached it.
 type heldExecutor struct {
-	mu    sync.Mutex
+	bounded []string // the kinds its Info says its concurrency bounds
+	mu      sync.Mutex
 	order []string // task kinds as "flow/n"
 	held  map[string]taskproto.Done
 }
@@ -29,7 +30,9 @@ func (h *heldExecutor) Submit(_ context.Context, t taskproto.Task, done taskprot
 	h.held[t.Kind] = done
 }
 
-func (h *heldExecutor) Info() taskproto.StrategyInfo                   { return taskproto.StrategyInfo{Name: "held"} }
+func (h *heldExecutor) Info() taskproto.StrategyInfo {
+	return taskproto.StrategyInfo{Name: "held", BoundedKinds: h.bounded}
+}
 func (h *heldExecutor) Stats(context.Context) (taskproto.Stats, error) { return taskproto.Stats{}, nil }
 
 // answer answers the held task named, as the strategy would.
@@ -112,6 +115,32 @@ func TestSchedulerWindow(t *testing.T) {
 	}
 	if errs := r.of("a1"); len(errs) != 1 || errs[0] != nil {
 		t.Errorf("a1 answered %v", errs)
+	}
+}
+
+// Kinds the strategy runs without a slot (inproc's sleeps) reach it at
+// once, past a full window, and do not count in it: a window shrunk by
+// CPU work must not turn 15 sleeps into waves.
+func TestSchedulerUnboundedKinds(t *testing.T) {
+	h, r := &heldExecutor{held: map[string]taskproto.Done{}, bounded: []string{"c1", "c2"}}, &replies{}
+	s := NewScheduler(h, limit.New(1, 1, 1, time.Second), 100, r.reply, nil)
+	var a flow
+	mustAdmit(t, s, &a, "c1", "c2", "s1", "s2")
+	wantOrder(t, h, "c1", "s1", "s2")
+	if q, in, out, _ := s.Counts(); q != 1 || in != 1 || out != 4 {
+		t.Errorf("counts %d queued, %d in the window, %d outstanding; want 1, 1, 4", q, in, out)
+	}
+	h.answer(t, "s1")
+	wantOrder(t, h, "c1", "s1", "s2")
+	h.answer(t, "c1")
+	wantOrder(t, h, "c1", "s1", "s2", "c2")
+	h.answer(t, "s2")
+	h.answer(t, "c2")
+	if q, in, out, _ := s.Counts(); q != 0 || in != 0 || out != 0 {
+		t.Errorf("after every answer: %d queued, %d in the window, %d outstanding", q, in, out)
+	}
+	if len(r.of("s1")) != 1 || len(r.of("c2")) != 1 {
+		t.Errorf("replies %v", r.got)
 	}
 }
 

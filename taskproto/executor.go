@@ -48,7 +48,12 @@ type StrategyInfo struct {
 	// sets no bound of its own. The host hands a strategy no more than this
 	// many tasks, plus a few to keep it busy, and queues the rest fairly.
 	Concurrency int
-	PID         int // process that executes or dispatches tasks
+	// BoundedKinds are the task kinds Concurrency bounds; empty: every
+	// kind. A strategy that runs some kinds without taking one of its
+	// slots (inproc sleeps on a timer and answers noop at once) lists the
+	// others, and the host hands it the unlisted kinds as they come.
+	BoundedKinds []string
+	PID          int // process that executes or dispatches tasks
 }
 
 // WorkerStats describes one worker of a strategy that has workers.

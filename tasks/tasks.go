@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -169,13 +170,10 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// UsesCPU reports whether a task of kind keeps a core busy while it runs
-// (fib, cpu, and io, which copies and compares what it writes), as opposed
-// to waiting (sleep) or doing nothing (noop).
-func UsesCPU(kind string) bool {
-	switch kind {
-	case taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO:
-		return true
-	}
-	return false
-}
+// CPUKinds are the kinds that keep a core busy while they run (fib, cpu,
+// and io, which copies and compares what it writes), as opposed to waiting
+// (sleep) or doing nothing (noop).
+var CPUKinds = []string{taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO}
+
+// UsesCPU reports whether kind is among CPUKinds.
+func UsesCPU(kind string) bool { return slices.Contains(CPUKinds, kind) }

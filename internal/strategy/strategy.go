@@ -149,7 +149,7 @@ func (s *Inproc) sleep(ctx context.Context, d time.Duration, done taskproto.Done
 
 func (s *Inproc) Info() taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{Name: "inproc", Description: "tasks run in the host process: waits at once, CPU work one per core",
-		Concurrency: int(s.cpu.limit), PID: os.Getpid()}
+		Concurrency: int(s.cpu.limit), BoundedKinds: tasks.CPUKinds, PID: os.Getpid()}
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) {

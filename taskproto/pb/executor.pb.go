@@ -317,11 +317,13 @@ func (x *ConfigureResponse) GetInfo() *StrategyInfo {
 }
 
 type StrategyInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
-	Concurrency   int64                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
-	Pid           int64                  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Concurrency int64                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Pid         int64                  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	// The kinds concurrency bounds; empty: every kind.
+	BoundedKinds  []string `protobuf:"bytes,5,rep,name=bounded_kinds,json=boundedKinds,proto3" json:"bounded_kinds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,6 +384,13 @@ func (x *StrategyInfo) GetPid() int64 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *StrategyInfo) GetBoundedKinds() []string {
+	if x != nil {
+		return x.BoundedKinds
+	}
+	return nil
 }
 
 type Task struct {
@@ -908,12 +917,13 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.wslab.taskproto.v2.ConfigR\x06config\"I\n" +
 	"\x11ConfigureResponse\x124\n" +
-	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v2.StrategyInfoR\x04info\"x\n" +
+	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v2.StrategyInfoR\x04info\"\x9d\x01\n" +
 	"\fStrategyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12 \n" +
 	"\vconcurrency\x18\x03 \x01(\x03R\vconcurrency\x12\x10\n" +
-	"\x03pid\x18\x04 \x01(\x03R\x03pid\"Y\n" +
+	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12#\n" +
+	"\rbounded_kinds\x18\x05 \x03(\tR\fboundedKinds\"Y\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\f\n" +

@@ -73,7 +73,7 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 		Limits:         taskproto.Limits{MaxFibN: 90, MaxCPUN: 10_000_000, MaxIOBytes: 64 << 20, MaxSleep: 30 * time.Second},
 		Settings:       map[string]string{"server.port": "8080", "pool.workers": "5", "empty.value": ""},
 	}
-	info := taskproto.StrategyInfo{Name: "pool", Description: "a pool of workers", Concurrency: 5, PID: 4242}
+	info := taskproto.StrategyInfo{Name: "pool", Description: "a pool of workers", Concurrency: 5, BoundedKinds: []string{"fib", "cpu"}, PID: 4242}
 	var (
 		mu  sync.Mutex
 		got []taskproto.Config
@@ -92,7 +92,7 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
-	if gotInfo != info {
+	if !reflect.DeepEqual(gotInfo, info) {
 		t.Errorf("info %+v, want %+v", gotInfo, info)
 	}
 	mu.Lock()
