@@ -17,8 +17,8 @@ import (
 type heldExecutor struct {
 	bounded []string // the kinds its Info says its concurrency bounds
 	mu      sync.Mutex
-	order []string // task kinds as "flow/n"
-	held  map[string]taskproto.Done
+	order   []string // task kinds as "flow/n"
+	held    map[string]taskproto.Done
 }
 
 func newHeld() *heldExecutor { return &heldExecutor{held: map[string]taskproto.Done{}} }
