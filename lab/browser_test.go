@@ -100,20 +100,29 @@ func TestReportInBrowser(t *testing.T) {
 	if title != r.title() {
 		t.Errorf("title %q, want %q", title, r.title())
 	}
-	boxes, err := chromedp.Run(ctx, chromedp.Evaluate[[][2]float64](`Array.from(document.querySelectorAll('figure.chart svg')).map(e => {const r=e.getBoundingClientRect(); return [r.width, r.height]})`))
+	// Every chart takes room, has drawn shapes, and no NaN or empty figure
+	// in its text.
+	type chartBox struct {
+		ID     string  `json:"id"`
+		Width  float64 `json:"w"`
+		Height float64 `json:"h"`
+		Shapes int     `json:"shapes"`
+		Text   string  `json:"text"`
+	}
+	boxes, err := chromedp.Run(ctx, chromedp.Evaluate[[]chartBox](`Array.from(document.querySelectorAll('figure.chart')).map(f => {
+		const s = f.querySelector('svg'); const r = s ? s.getBoundingClientRect() : {width: 0, height: 0};
+		return {id: f.dataset.chart, w: r.width, h: r.height, shapes: s ? s.querySelectorAll('path, rect, circle').length : 0, text: s ? s.textContent : ''};
+	})`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	charts, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('figure.chart').length`))
-	if err != nil {
-		t.Fatal(err)
+	want := len(figureRE.FindAllString(readFile(t, filepath.Join(dir, "report.html")), -1))
+	if want == 0 || len(boxes) != want {
+		t.Errorf("%d charts in the browser, %d in the file", len(boxes), want)
 	}
-	if want := 4 * len(r.Scenarios); charts != want || len(boxes) != want {
-		t.Errorf("%d figure.chart and %d svg in them, want %d of each", charts, len(boxes), want)
-	}
-	for i, b := range boxes {
-		if b[0] <= 0 || b[1] <= 0 {
-			t.Errorf("chart %d's svg is %v×%v", i, b[0], b[1])
+	for _, b := range boxes {
+		if b.Width <= 0 || b.Height <= 0 || b.Shapes < 3 || strings.Contains(b.Text, "NaN") || strings.TrimSpace(b.Text) == "" {
+			t.Errorf("chart %s: %v×%v px, %d shapes, text %q", b.ID, b.Width, b.Height, b.Shapes, firstLine(b.Text, 80))
 		}
 	}
 	// The charts' text is drawn in the embedded font, which go-chart measured.

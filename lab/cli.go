@@ -21,10 +21,16 @@ const (
 	ExitUsage  = config.ExitUsage
 )
 
-// Main is the lab command: `lab --config FILE --out DIR`, or `lab bench`.
+// Main is the lab command: `lab --config FILE --out DIR`, `lab bench`, or
+// `lab compare OLD NEW`.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "bench" {
-		return BenchMain(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "bench":
+			return BenchMain(args[1:], stdout, stderr)
+		case "compare":
+			return CompareMain(args[1:], stdout, stderr)
+		}
 	}
 	fset := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fset.SetOutput(stderr)
@@ -34,6 +40,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.List("strategies", "lab", "strategies", "comma-separated strategies", func(c *config.Config) *[]string { return &c.Lab.Strategies })
 	flags.List("scenarios", "lab", "scenarios", "comma-separated scenarios", func(c *config.Config) *[]string { return &c.Lab.Scenarios })
 	flags.Duration("duration", "lab", "duration_sec", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
+	flags.Int64("rounds", "lab", "rounds", "rounds of every strategy under every scenario", func(c *config.Config) *int64 { return &c.Lab.Rounds })
 	cfg, err := flags.Parse(args)
 	if err != nil {
 		return config.UsageStatus(stderr, "lab", err)
@@ -52,7 +59,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	scs := Scenarios(cfg)
-	fmt.Fprintf(stderr, "lab: %d strategies × %d scenarios, report in %s\n", len(names), len(scs), cfg.Lab.Out)
+	fmt.Fprintf(stderr, "lab: %d strategies × %d scenarios × %d rounds, report in %s\n", len(names), len(scs), cfg.Lab.Rounds, cfg.Lab.Out)
 	report := Run(ctx, Options{
 		Config:   cfg,
 		BinDir:   *binDir,
@@ -66,10 +73,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprint(stdout, report.Markdown())
 	fmt.Fprintf(stderr, "lab: done in %s; report in %s (report.md, report.json, report.html)\n",
 		time.Duration(report.Seconds*float64(time.Second)).Round(time.Second), cfg.Lab.Out)
-	for _, res := range report.Results {
-		if res.Failed != "" {
-			return ExitFailed
-		}
+	if len(report.failures()) > 0 {
+		return ExitFailed
 	}
 	return ExitOK
 }

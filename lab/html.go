@@ -23,17 +23,25 @@ import (
 //go:embed assets/report.html.tmpl
 var pageSource string
 
+// pageStyle is the style sheet report.html and compare.html share.
+//
+//go:embed assets/report.css
+var pageStyle string
+
 var pageTemplate = template.Must(template.New("report.html").Parse(pageSource))
 
 // page is what assets/report.html.tmpl draws.
 type page struct {
 	Title, About, Note string
+	Verdict            []verdictLine
 	Strategies         []swatch
 	FontFace           template.CSS
+	Style              template.CSS
 	Failures           []failure
 	Header             []string
 	Span               int // columns after the strategy
 	Scenarios          []scenarioPage
+	Contenders         []Contender
 }
 
 // swatch is a strategy's name and the colour of its bars.
@@ -46,8 +54,11 @@ type scenarioPage struct {
 	Scenario
 	ID     string
 	Charts []figure
-	Rows   []tableRow
-	Kinds  *kindTable
+	Rows   []tableRow // the main table; none for capacity
+	// Extra is the scenario's own table before the main one: the
+	// isolation costs of rtt, the rates of capacity.
+	Extra *table
+	Kinds *table
 }
 
 // figure is one chart: data-chart="ID" on its <figure class="chart">.
@@ -60,26 +71,47 @@ type figure struct {
 // HTML is report.html.
 func (r *Report) HTML() ([]byte, error) {
 	p := page{
-		Title:    r.title(),
-		About:    r.about(),
-		Note:     columnsNote,
-		FontFace: fontFace(),
-		Failures: r.failures(),
-		Header:   tableHeader,
-		Span:     len(tableHeader) - 1,
+		Title:      r.title(),
+		About:      r.about(),
+		Note:       r.columnsNote(),
+		Verdict:    r.verdict(),
+		FontFace:   fontFace(),
+		Style:      template.CSS(pageStyle),
+		Failures:   r.failures(),
+		Header:     tableHeader,
+		Span:       len(tableHeader) - 1,
+		Contenders: r.Contenders,
 	}
 	for i, n := range r.strategyNames() {
 		p.Strategies = append(p.Strategies, swatch{n, template.CSS(strategyColor(i).String())})
 	}
 	for _, sc := range r.Scenarios {
+		sp := scenarioPage{Scenario: sc, ID: slug(sc.Name)}
+		var extra func() (*figure, error)
+		switch sc.Name {
+		case scenarioCapacity:
+			sp.Extra, extra = r.capacityTable(), r.capacityChart
+		case scenarioRTT:
+			sp.Extra, extra = r.isolationTable(), r.isolationChart
+		}
+		if extra != nil {
+			fig, err := extra()
+			if err != nil {
+				return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+			}
+			if fig != nil {
+				sp.Charts = append(sp.Charts, *fig)
+			}
+		}
 		charts, err := r.charts(sc.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
-		p.Scenarios = append(p.Scenarios, scenarioPage{
-			Scenario: sc, ID: slug(sc.Name), Charts: charts,
-			Rows: r.rows(sc.Name), Kinds: r.kinds(sc.Name),
-		})
+		sp.Charts = append(sp.Charts, charts...)
+		if sc.Name != scenarioCapacity {
+			sp.Rows, sp.Kinds = r.rows(sc.Name), r.kinds(sc.Name)
+		}
+		p.Scenarios = append(p.Scenarios, sp)
 	}
 	var b bytes.Buffer
 	if err := pageTemplate.Execute(&b, p); err != nil {

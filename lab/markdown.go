@@ -7,11 +7,17 @@ import (
 	"strings"
 )
 
-// Markdown is report.md: a title, then per scenario its load and a table
-// with one row per strategy.
+// Markdown is report.md: a title, the verdict, then per scenario its load
+// and a table with one row per strategy, the isolation costs and the
+// capacity table.
 func (r *Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s\n\n%s\n\n%s\n", r.title(), r.about(), columnsNote)
+	fmt.Fprintf(&b, "# %s\n\n%s\n\n", r.title(), r.about())
+	b.WriteString("## Verdict\n\n")
+	for _, v := range r.verdict() {
+		fmt.Fprintf(&b, "- **%s**: %s\n", v.Topic, v.Text)
+	}
+	fmt.Fprintf(&b, "\n%s\n", r.columnsNote())
 	for _, sc := range r.Scenarios {
 		fmt.Fprintf(&b, "\n## %s\n\n", sc.Name)
 		if sc.Description != "" {
@@ -20,16 +26,35 @@ func (r *Report) Markdown() string {
 		if sc.Load != "" {
 			fmt.Fprintf(&b, "Load: %s\n\n", sc.Load)
 		}
+		switch sc.Name {
+		case scenarioCapacity:
+			if t := r.capacityTable(); t != nil {
+				b.WriteString("Median p99 at each offered rate, (rounds that sustained it / rounds):\n\n")
+				mdTable(&b, t.Header, t.Rows)
+			}
+			continue
+		case scenarioRTT:
+			if t := r.isolationTable(); t != nil {
+				mdTable(&b, t.Header, t.Rows)
+				b.WriteString("\n")
+			}
+		}
 		mdTable(&b, tableHeader, r.rows(sc.Name))
 		if kt := r.kinds(sc.Name); kt != nil {
-			b.WriteString("\nLatency per task kind, p50 / p99 ms:\n\n")
-			mdTable(&b, append([]string{"strategy"}, kt.Kinds...), kt.Rows)
+			b.WriteString("\nLatency per task kind, p50 / p99 ms (medians over the rounds):\n\n")
+			mdTable(&b, kt.Header, kt.Rows)
 		}
 	}
 	if fs := r.failures(); len(fs) > 0 {
 		b.WriteString("\n## Failures\n\n")
 		for _, f := range fs {
 			fmt.Fprintf(&b, "- %s under %s: %s\n", f.Strategy, f.Scenario, mdCode(f.Reason))
+		}
+	}
+	if len(r.Contenders) > 0 {
+		b.WriteString("\n## Contenders\n\n")
+		for _, c := range r.Contenders {
+			fmt.Fprintf(&b, "- %s: %s\n", c.Name, mdCode(c.Command))
 		}
 	}
 	return b.String()

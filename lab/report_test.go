@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,55 +11,96 @@ import (
 	"github.com/wslab/wslab/client"
 )
 
-// sampleReport is a lab run made up by hand: three strategies, two
-// scenarios, and pool failing under the second.
+// sampleReport is a lab run made up by hand: three strategies, four
+// scenarios, six rounds; semaphore is clearly slower under mixed, pool
+// does not differ from inproc under cpu in a significant way, and pool
+// fails under cpu in one round and sustains only the lowest capacity rate.
 func sampleReport() *Report {
-	lat := func(p50, p90, p99, max float64) client.Percentiles {
-		return client.Percentiles{Count: 1000, Min: p50 / 4, Mean: p50 * 1.2, P50: p50, P90: p90, P99: p99, P999: max * 0.9, Max: max}
+	lat := func(p50, p99, max float64) client.Percentiles {
+		return client.Percentiles{Count: 1000, Min: p50 / 4, Mean: p50 * 1.2, P50: p50, P90: (p50 + p99) / 2, P99: p99, P999: max * 0.9, Max: max}
 	}
-	summary := func(tput float64, all client.Percentiles, kinds map[string]client.Percentiles) *client.Summary {
-		l := map[string]client.Percentiles{"all": all}
+	// wobble spreads a figure over the rounds: ±3 % in a fixed pattern.
+	wobble := func(v float64, round int) float64 { return v * (1 + 0.01*float64([]int{0, 3, -2, 1, -3, 2}[round-1])) }
+	trial := func(round int, tput, p50, p99 float64, kinds map[string]client.Percentiles, json bool) Trial {
+		l := map[string]client.Percentiles{"all": lat(wobble(p50, round), wobble(p99, round), p99*3)}
 		for k, v := range kinds {
 			l[k] = v
 		}
-		return &client.Summary{
-			URL: "ws://127.0.0.1:8765/ws", Protocol: "json", Mode: "duration", Clients: 200, Pipeline: 4,
-			WallSeconds: 4.01, Sent: int64(tput * 4), Replies: int64(tput * 4), OK: int64(tput * 4),
-			Errors: map[string]int64{}, Throughput: tput, Latency: l,
+		s := &client.Summary{
+			URL: "ws://127.0.0.1:8765/ws", Protocol: "plain", Mode: "duration", Clients: 200, Pipeline: 4,
+			WallSeconds: 1, Sent: int64(tput), Replies: int64(tput), OK: int64(tput),
+			Errors: map[string]int64{}, Throughput: wobble(tput, round), Latency: l,
 		}
+		if json {
+			s.Protocol = "json"
+			s.Queue = map[string]client.Percentiles{"all": lat(p50*0.2, p99*0.2, p99)}
+			s.Run = map[string]client.Percentiles{"all": lat(p50*0.5, p99*0.5, p99)}
+		}
+		return Trial{Round: round, Summary: s, CPUSeconds: wobble(tput*0.0004, round), PeakRSSMB: wobble(40, round), Processes: 2}
 	}
-	semMixed := summary(8120.5, lat(3.2, 9.8, 41, 120), map[string]client.Percentiles{
-		"fib": lat(1.1, 3, 8, 20), "cpu": lat(9.5, 20, 60, 120), "io": lat(2.2, 6, 18, 44)})
-	semMixed.Errors = map[string]int64{"overloaded": 3}
-	semMixed.Missing = 2
-	return &Report{
-		Started:    time.Date(2026, 3, 1, 14, 5, 6, 0, time.UTC),
-		Seconds:    83.4,
-		Machine:    Machine{CPUs: 8, GoVersion: "go1.26.0", OS: "linux/amd64", Kernel: "6.1.0"},
-		ConfigPath: "config.ini",
-		Strategies: []string{"inproc", "semaphore", "pool"},
+	kinds := map[string]client.Percentiles{"fib": lat(0.4, 3, 9), "cpu": lat(4.1, 25, 80), "io": lat(0.9, 7, 30)}
+	r := &Report{
+		Started:       time.Date(2026, 3, 1, 14, 5, 6, 0, time.UTC),
+		Seconds:       83.4,
+		Machine:       Machine{CPUs: 8, GoVersion: "go1.26.0", OS: "linux/amd64", Kernel: "6.1.0", CPUModel: "Test CPU"},
+		ConfigPath:    "config.ini",
+		Rounds:        6,
+		SLOP99MS:      50,
+		CapacityTasks: []string{"fib", "cpu", "io"},
+		Strategies:    []string{"inproc", "semaphore", "pool"},
 		Scenarios: []Scenario{
 			{Name: "mixed", Description: "Every connection sends fib, cpu and io, as the Python lab did.",
 				Load: "200 clients × fib, cpu, io"},
 			{Name: "cpu", Description: "CPU-bound tasks only: sums of integers.", Load: "4 clients × cpu (n=2000000), 4 s"},
-		},
-		Results: []Result{
-			{Strategy: "inproc", Scenario: "mixed", Summary: summary(15230, lat(1.21, 4.5, 19.7, 80),
-				map[string]client.Percentiles{"fib": lat(0.4, 1, 3, 9), "cpu": lat(4.1, 9, 25, 80), "io": lat(0.9, 2, 7, 30)}),
-				CPUSeconds: 21.7, PeakRSSMB: 48.2, Processes: 1, RelThroughput: 1, RelP50: 1},
-			{Strategy: "semaphore", Scenario: "mixed", Summary: semMixed,
-				CPUSeconds: 19.3, PeakRSSMB: 61.9, Processes: 2, RelThroughput: 0.533, RelP50: 2.64},
-			{Strategy: "pool", Scenario: "mixed", Summary: summary(12944, lat(1.9, 6.1, 25, 95),
-				map[string]client.Percentiles{"fib": lat(0.6, 2, 4, 12), "cpu": lat(5.2, 11, 30, 95), "io": lat(1.3, 3, 9, 33)}),
-				CPUSeconds: 24.8, PeakRSSMB: 73.4, Processes: 2, RelThroughput: 0.85, RelP50: 1.57},
-			{Strategy: "inproc", Scenario: "cpu", Summary: summary(612.4, lat(6.5, 7.9, 12.2, 30), nil),
-				CPUSeconds: 15.9, PeakRSSMB: 22.5, Processes: 1, RelThroughput: 1, RelP50: 1},
-			{Strategy: "semaphore", Scenario: "cpu", Summary: summary(598.1, lat(6.7, 8.3, 13.1, 33), nil),
-				CPUSeconds: 16.2, PeakRSSMB: 30.1, Processes: 2, RelThroughput: 0.977, RelP50: 1.03},
-			{Strategy: "pool", Scenario: "cpu",
-				Failed: "plugin did not start: exec: bin/plugins/pool: <no such file> | see logs\nsecond line"},
+			{Name: "rtt", Description: "One noop at a time.", Load: "1 clients × 300 noop, json, sequence once"},
+			{Name: "capacity", Description: "Open loop.", Load: "16 clients × fib, cpu, io, json, at 100, 200, 400 tasks/s"},
 		},
 	}
+	add := func(strategy, scenario string, mk func(round int) Trial) {
+		res := Result{Strategy: strategy, Scenario: scenario}
+		for round := 1; round <= 6; round++ {
+			res.Trials = append(res.Trials, mk(round))
+		}
+		r.Results = append(r.Results, res)
+	}
+	add("inproc", "mixed", func(n int) Trial { return trial(n, 15230, 1.21, 19.7, kinds, false) })
+	add("semaphore", "mixed", func(n int) Trial {
+		t := trial(n, 8120.5, 3.2, 41, kinds, false)
+		if n == 2 {
+			t.Summary.Errors = map[string]int64{"overloaded": 3}
+			t.Summary.Missing = 2
+		}
+		return t
+	})
+	add("pool", "mixed", func(n int) Trial { return trial(n, 12944, 1.9, 25, kinds, false) })
+	add("inproc", "cpu", func(n int) Trial { return trial(n, 612.4, 6.5, 12.2, nil, true) })
+	add("semaphore", "cpu", func(n int) Trial { return trial(n, 598.1, 6.7, 13.1, nil, true) })
+	add("pool", "cpu", func(n int) Trial {
+		if n == 4 {
+			return Trial{Round: n, Failed: "plugin did not start: exec: bin/plugins/pool: <no such file> | see logs\nsecond line"}
+		}
+		return trial(n, 605, 6.6, 12.5, nil, true)
+	})
+	add("inproc", "rtt", func(n int) Trial { return trial(n, 9000, 0.066, 0.2, nil, true) })
+	add("semaphore", "rtt", func(n int) Trial { return trial(n, 5000, 0.119, 0.4, nil, true) })
+	add("pool", "rtt", func(n int) Trial { return trial(n, 6000, 0.102, 0.3, nil, true) })
+	for _, st := range r.Strategies {
+		c := Capacity{Strategy: st}
+		for i, rate := range []float64{100, 200, 400} {
+			pt := CapacityPoint{Rate: rate}
+			for round := 1; round <= 6; round++ {
+				p99 := wobble(5*float64(i+1), round)
+				if st == "pool" && i > 0 || i == 2 {
+					p99 = wobble(80*float64(i), round)
+				}
+				pt.Trials = append(pt.Trials, CapacityTrial{Round: round, P50: p99 / 4, P99: p99, Throughput: rate, Sustained: p99 <= 50})
+			}
+			c.Points = append(c.Points, pt)
+		}
+		r.Capacity = append(r.Capacity, c)
+	}
+	r.aggregate()
+	return r
 }
 
 func writeSample(t *testing.T) (string, *Report) {
@@ -87,40 +127,42 @@ func readFile(t *testing.T, path string) string {
 
 func TestWriteReportsJSON(t *testing.T) {
 	dir, want := writeSample(t)
-	var got Report
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "report.json"))), &got); err != nil {
+	got, err := ReadReport(filepath.Join(dir, "report.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !got.Started.Equal(want.Started) || got.Seconds != want.Seconds || got.Machine != want.Machine ||
-		got.ConfigPath != want.ConfigPath || strings.Join(got.Strategies, ",") != strings.Join(want.Strategies, ",") {
+		got.ConfigPath != want.ConfigPath || got.Rounds != 6 || strings.Join(got.Strategies, ",") != strings.Join(want.Strategies, ",") {
 		t.Errorf("header: got %+v", got)
 	}
-	if len(got.Scenarios) != len(want.Scenarios) {
-		t.Fatalf("got %d scenarios, want %d", len(got.Scenarios), len(want.Scenarios))
-	}
-	for i, sc := range got.Scenarios {
-		if w := want.Scenarios[i]; sc.Name != w.Name || sc.Description != w.Description || sc.Load != w.Load {
-			t.Errorf("scenario %d: got %+v, want %+v", i, sc, w)
-		}
-	}
-	if len(got.Results) != len(want.Results) {
-		t.Fatalf("got %d results, want %d", len(got.Results), len(want.Results))
+	if len(got.Scenarios) != len(want.Scenarios) || len(got.Results) != len(want.Results) || len(got.Capacity) != 3 {
+		t.Fatalf("got %d scenarios, %d results, %d capacity curves", len(got.Scenarios), len(got.Results), len(got.Capacity))
 	}
 	for i, g := range got.Results {
 		w := want.Results[i]
-		if g.Strategy != w.Strategy || g.Scenario != w.Scenario || g.Failed != w.Failed ||
-			g.CPUSeconds != w.CPUSeconds || g.PeakRSSMB != w.PeakRSSMB || g.Processes != w.Processes ||
-			g.RelThroughput != w.RelThroughput || g.RelP50 != w.RelP50 || (g.Summary == nil) != (w.Summary == nil) {
+		if g.Strategy != w.Strategy || g.Scenario != w.Scenario || g.Failed != w.Failed || len(g.Trials) != 6 ||
+			g.Throughput.Median != w.Throughput.Median || g.P99.Lo != w.P99.Lo || g.Errors != w.Errors {
 			t.Errorf("result %d: got %+v, want %+v", i, g, w)
-			continue
 		}
-		if w.Summary == nil {
-			continue
+	}
+	// What the estimates say of the sample.
+	sem := got.result("semaphore", "mixed")
+	if sem.Errors != 5 || !sem.VsInproc.Throughput.Significant || sem.VsInproc.Throughput.Ratio > 0.6 || !sem.Throughput.Bounded {
+		t.Errorf("semaphore under mixed: %+v", sem)
+	}
+	if pool := got.result("pool", "cpu"); pool.Throughput.N() != 5 || !strings.HasPrefix(pool.Failed, "round 4: plugin did not start") {
+		t.Errorf("pool under cpu: %d trials measured, failed %q", pool.Throughput.N(), pool.Failed)
+	}
+	if iso := got.result("pool", "rtt").IsolationUS; iso == nil || iso.Median < 30 || iso.Median > 40 {
+		t.Errorf("pool's isolation cost %+v, want about 36 µs", iso)
+	}
+	for _, c := range got.Capacity {
+		want := 200.0
+		if c.Strategy == "pool" {
+			want = 100
 		}
-		if g.Summary.Throughput != w.Summary.Throughput || g.Summary.Missing != w.Summary.Missing ||
-			g.Summary.Latency["all"] != w.Summary.Latency["all"] || len(g.Summary.Latency) != len(w.Summary.Latency) ||
-			len(g.Summary.Errors) != len(w.Summary.Errors) {
-			t.Errorf("result %d summary: got %+v, want %+v", i, g.Summary, w.Summary)
+		if c.Sustained != want {
+			t.Errorf("%s's capacity %v, want %v", c.Strategy, c.Sustained, want)
 		}
 	}
 }
@@ -131,11 +173,14 @@ func TestWriteReportsMarkdown(t *testing.T) {
 	if md != r.Markdown() {
 		t.Error("report.md differs from Markdown()")
 	}
-	for _, s := range append(append([]string{"failed", "2026-03-01", "8 CPUs", "1m23s", "| strategy |"}, r.Strategies...),
-		"## mixed", "## cpu", "200 clients × fib, cpu, io") {
+	for _, s := range append(append([]string{"failed", "2026-03-01", "8 CPUs (Test CPU)", "1m23s", "| strategy |", "6 rounds"}, r.Strategies...),
+		"## Verdict", "## mixed", "## cpu", "## capacity", "200 clients × fib, cpu, io", "isolation µs over inproc") {
 		if !strings.Contains(md, s) {
 			t.Errorf("report.md lacks %q", s)
 		}
+	}
+	if strings.Index(md, "## Verdict") > strings.Index(md, "## mixed") {
+		t.Error("the verdict does not come first")
 	}
 	lines := strings.Split(md, "\n")
 	row := func(prefix string) string {
@@ -147,14 +192,26 @@ func TestWriteReportsMarkdown(t *testing.T) {
 		t.Errorf("report.md has no line starting %q", prefix)
 		return ""
 	}
-	// The first semaphore row is under mixed: 8120.5 tasks/s, 3 error replies + 2 missing.
-	if got, want := row("| semaphore |"), "| semaphore | 8120 | 0.533 | 3.2 | 9.8 | 41 | 120 | 5 | 19.3 | 61.9 | 2 |"; got != want {
+	// The first semaphore row is under mixed: a median of 8161 tasks/s
+	// (8120.5 + 0.5 %) between the extremes (−3.5 %), 3 error replies + 2
+	// missing, no queue time in plain text.
+	if got, want := row("| semaphore |"), "| semaphore | 8161 ±3% | −46.7% | 3.22 ±3% | 41.2 ±3% | +108% | 5 | 402 ±3% | – | – | 40.2 ±3% | 2 |"; got != want {
 		t.Errorf("semaphore row:\n got %s\nwant %s", got, want)
 	}
-	// The failed row keeps the table shape, its reason's first line with the pipe escaped.
-	failed := row("| pool | failed:")
-	if !strings.Contains(failed, "failed: `plugin did not start: exec: bin/plugins/pool: <no such file> \\| see logs…`") || strings.Count(failed, " |") != len(tableHeader) {
-		t.Errorf("failed row: %s", failed)
+	if !strings.Contains(row("- **mixed**"), "inproc is best at 15306 tasks/s, 1.18× ahead of the next, pool (p = 0.002)") {
+		t.Errorf("mixed verdict: %s", row("- **mixed**"))
+	}
+	if v := row("- **cpu**"); !strings.Contains(v, "no significant difference between inproc") {
+		t.Errorf("cpu verdict: %s", v)
+	}
+	if v := row("- **capacity**"); !strings.Contains(v, "inproc 200 tasks/s") || !strings.Contains(v, "pool 100 tasks/s") {
+		t.Errorf("capacity verdict: %s", v)
+	}
+	if v := row("- **isolation**"); !strings.Contains(v, "semaphore +53") {
+		t.Errorf("isolation verdict: %s", v)
+	}
+	if !strings.Contains(md, "- pool under cpu: `round 4: plugin did not start: exec: bin/plugins/pool: <no such file> | see logs second line`") {
+		t.Error("the failure is not listed")
 	}
 	if !strings.Contains(md, "Latency per task kind") {
 		t.Error("report.md lacks the per-kind table of mixed")
@@ -165,7 +222,7 @@ var (
 	externalRef = regexp.MustCompile(`(?i)\b(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:https?:)?//`)
 	cssURL      = regexp.MustCompile(`(?i)(?:url\(\s*["']?\s*(?:https?:)?//|@import)`)
 	scriptTag   = regexp.MustCompile(`(?i)<script`)
-	figureRE    = regexp.MustCompile(`(?s)<figure class="chart" data-chart="([a-z0-9-]+)">(.*?)</figure>`)
+	figureRE    = regexp.MustCompile(`(?s)<figure class="chart(?: wide)?" data-chart="([a-z0-9-]+)">(.*?)</figure>`)
 )
 
 func TestWriteReportsHTML(t *testing.T) {
@@ -180,26 +237,22 @@ func TestWriteReportsHTML(t *testing.T) {
 	if scriptTag.MatchString(page) {
 		t.Error("report.html has a script; the charts need none")
 	}
-	figs := figureRE.FindAllStringSubmatch(page, -1)
-	if want := 4 * len(r.Scenarios); len(figs) != want {
-		t.Fatalf("got %d chart figures, want %d", len(figs), want)
-	}
-	seen := map[string]bool{}
-	for _, f := range figs {
-		if seen[f[1]] {
-			t.Errorf("data-chart %q twice", f[1])
-		}
-		seen[f[1]] = true
-		if !strings.Contains(f[2], "<svg") {
-			t.Errorf("chart %s has no <svg", f[1])
+	var ids []string
+	for _, f := range figureRE.FindAllStringSubmatch(page, -1) {
+		ids = append(ids, f[1])
+		if !strings.Contains(f[2], "<svg") || strings.Contains(f[2], "NaN") {
+			t.Errorf("chart %s has no <svg or a NaN in it", f[1])
 		}
 	}
-	for _, id := range []string{"throughput-mixed", "latency-mixed", "cpu-mixed", "memory-cpu"} {
-		if !seen[id] {
-			t.Errorf("no chart %q", id)
-		}
+	// Plain text (mixed) carries no queue time; rtt adds the isolation
+	// costs; capacity has its curves alone.
+	want := "throughput-mixed latency-mixed cpu-mixed memory-mixed " +
+		"throughput-cpu latency-cpu time-cpu cpu-cpu memory-cpu " +
+		"isolation throughput-rtt latency-rtt time-rtt cpu-rtt memory-rtt capacity"
+	if got := strings.Join(ids, " "); got != want {
+		t.Errorf("charts:\n got %s\nwant %s", got, want)
 	}
-	for _, s := range append([]string{"failed: plugin did not start", "Failures", "8120", "<table"}, r.Strategies...) {
+	for _, s := range append([]string{"round 4: plugin did not start", "Failures", "8161", "<table", "Verdict"}, r.Strategies...) {
 		if !strings.Contains(page, s) {
 			t.Errorf("report.html lacks %q", s)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/wslab/wslab/client"
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/hostproc"
+	"github.com/wslab/wslab/taskproto"
 )
 
 // Options configure a lab run.
@@ -21,11 +23,22 @@ type Options struct {
 	Config *config.Config
 	// BinDir holds host and plugins/, as `make build` lays them out.
 	BinDir string
-	// LogDir receives each host's log, one file per strategy and scenario.
+	// LogDir receives each host's log, one file per strategy and round.
 	LogDir string
-	// Progress receives a line per run as the lab goes; nil for none.
+	// Progress receives a line per strategy and round as the lab goes;
+	// nil for none.
 	Progress io.Writer
 }
+
+// The scenarios' names, as [lab] scenarios lists them.
+const (
+	scenarioMixed    = "mixed"
+	scenarioCPU      = "cpu"
+	scenarioSleep    = "sleep"
+	scenarioNoop     = "noop"
+	scenarioRTT      = "rtt"
+	scenarioCapacity = "capacity"
+)
 
 // Scenarios builds the scenarios named in cfg's [lab] section.
 func Scenarios(cfg *config.Config) []Scenario {
@@ -36,48 +49,100 @@ func Scenarios(cfg *config.Config) []Scenario {
 		opt := base
 		var sc Scenario
 		switch name {
-		case "mixed":
+		case scenarioMixed:
 			sc = Scenario{Name: name, Description: "the Python lab's run: each client sends its task sequence in plain text and waits for each reply"}
-		case "cpu":
+		case scenarioCPU:
 			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.Pipeline), l.Duration
-			opt.Clients, opt.Tasks = int(l.CPUClients), []string{"cpu"}
-			opt.N = map[string]int64{"cpu": l.CPUN}
+			opt.Clients, opt.Tasks = int(l.CPUClients), []string{taskproto.KindCPU}
+			opt.N = map[string]int64{taskproto.KindCPU: l.CPUN}
 			sc = Scenario{Name: name, Description: "CPU-bound throughput: pipelined cpu tasks for a fixed time"}
-		case "sleep":
-			opt.Clients, opt.Tasks = int(l.SleepClients), []string{strconv.FormatInt(l.SleepSec, 10)}
+		case scenarioSleep:
+			opt.Clients = int(l.SleepClients)
+			if l.SleepMS%1000 == 0 {
+				// Whole seconds go as the Python lab sent them, so that its
+				// servers can run this scenario too.
+				opt.Tasks = []string{strconv.FormatInt(l.SleepMS/1000, 10)}
+			} else {
+				opt.Protocol, opt.Tasks = "json", []string{taskproto.KindSleep}
+				opt.N = map[string]int64{taskproto.KindSleep: l.SleepMS}
+			}
 			sc = Scenario{Name: name, Description: "the semaphore test: one sleep per client, all at once; a bounded strategy runs them in waves"}
-		case "noop":
+		case scenarioNoop:
 			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.Pipeline), l.Duration
-			opt.Clients, opt.Tasks = int(l.NoopClients), []string{"noop"}
-			sc = Scenario{Name: name, Description: "the cost of isolation: pipelined noop tasks, nothing but the hop to where tasks run"}
+			opt.Clients, opt.Tasks = int(l.NoopClients), []string{taskproto.KindNoop}
+			sc = Scenario{Name: name, Description: "the hop to where tasks run, pipelined: noop tasks for a fixed time"}
+		case scenarioRTT:
+			opt.Protocol, opt.Clients = "json", 1
+			opt.Tasks = slices.Repeat([]string{taskproto.KindNoop}, int(l.RTTCount))
+			sc = Scenario{Name: name, Description: "the cost of isolation: one noop at a time on one connection; the round trip minus inproc's is what the strategy's isolation costs per task"}
+		case scenarioCapacity:
+			opt.Protocol, opt.Clients, opt.Pipeline = "json", int(l.CapacityClients), capacityPipeline
+			opt.Tasks = slices.Clone(l.CapacityTasks)
+			opt.N = map[string]int64{taskproto.KindCPU: l.CPUN}
+			opt.Duration = time.Duration(l.CapacityStepMS) * time.Millisecond
+			// A reply this late fails the rate anyway; waiting longer for
+			// it would only stretch the run.
+			opt.ReplyTimeout = max(2*time.Second, 20*time.Duration(l.SLOP99MS)*time.Millisecond)
+			sc = Scenario{Name: name, Description: fmt.Sprintf(
+				"open loop: the mix at a constant rate, each rate for %s, latency from the intended send time; a strategy sustains a rate while p99 stays within %d ms with no error",
+				opt.Duration, l.SLOP99MS)}
 		}
 		sc.Client = opt
-		sc.Load = describeLoad(opt)
+		sc.Load = describeLoad(sc)
+		if name == scenarioCapacity {
+			sc.Load += ", at " + joinRates(l.CapacityRates) + " tasks/s"
+		}
 		out = append(out, sc)
 	}
 	return out
 }
 
-func describeLoad(o client.Options) string {
-	s := fmt.Sprintf("%d clients × %s, %s", o.Clients, strings.Join(o.Tasks, ", "), o.Protocol)
-	if o.Pipeline > 1 {
+// capacityPipeline lets a capacity connection hold this many requests, so
+// that the rate, not the client, decides what the host receives.
+const capacityPipeline = 256
+
+func describeLoad(sc Scenario) string {
+	o := sc.Client
+	tasks := strings.Join(o.Tasks, ", ")
+	if sc.Name == scenarioRTT {
+		tasks = fmt.Sprintf("%d noop", len(o.Tasks))
+	}
+	s := fmt.Sprintf("%d clients × %s, %s", o.Clients, tasks, o.Protocol)
+	if o.Pipeline > 1 && sc.Name != scenarioCapacity {
 		s += fmt.Sprintf(", %d in flight each", o.Pipeline)
 	}
-	if o.Duration > 0 {
+	switch {
+	case sc.Name == scenarioCapacity:
+	case o.Duration > 0:
 		s += fmt.Sprintf(", for %s", o.Duration)
-	} else {
+	default:
 		s += ", sequence once"
 	}
 	return s
 }
 
-// Strategies lists what the lab compares: inproc first, then every plugin in
-// binDir/plugins, or those cfg names.
-func Strategies(cfg *config.Config, binDir string) ([]string, error) {
-	if len(cfg.Lab.Strategies) > 0 {
-		return cfg.Lab.Strategies, nil
+func joinRates(rates []float64) string {
+	parts := make([]string, len(rates))
+	for i, r := range rates {
+		parts[i] = num(r)
 	}
-	return pluginNames(binDir)
+	return strings.Join(parts, ", ")
+}
+
+// Strategies lists what the lab compares: inproc first, then every plugin in
+// binDir/plugins (or those cfg names), then cfg's outside contenders.
+func Strategies(cfg *config.Config, binDir string) ([]string, error) {
+	names := slices.Clone(cfg.Lab.Strategies)
+	var err error
+	if len(names) == 0 {
+		names, err = pluginNames(binDir)
+	}
+	for _, e := range cfg.Lab.External {
+		if !slices.Contains(names, e.Name) {
+			names = append(names, e.Name)
+		}
+	}
+	return names, err
 }
 
 // pluginNames is inproc followed by every plugin in binDir/plugins.
@@ -95,38 +160,226 @@ func pluginNames(binDir string) ([]string, error) {
 	return names, nil
 }
 
-// Run runs every scenario against every strategy, each on a fresh host.
+// Run runs every scenario against every strategy in [lab] rounds rounds.
+// Each round starts a fresh host per strategy, warms it up, and runs the
+// scenarios on it; the strategies' order rotates from round to round so
+// that the machine's drift falls on each alike.
 func Run(ctx context.Context, opt Options, strategies []string, scenarios []Scenario) *Report {
+	l := opt.Config.Lab
 	r := &Report{
-		Started:    time.Now(),
-		Machine:    machine(),
-		ConfigPath: opt.Config.Path,
-		Strategies: strategies,
-		Scenarios:  scenarios,
+		Started:       time.Now(),
+		Machine:       machine(),
+		ConfigPath:    opt.Config.Path,
+		Rounds:        int(l.Rounds),
+		SLOP99MS:      float64(l.SLOP99MS),
+		Strategies:    strategies,
+		CapacityTasks: l.CapacityTasks,
+		Scenarios:     scenarios,
 	}
-	total, i := len(strategies)*len(scenarios), 0
+	run := &labRun{opt: opt, report: r, results: map[string]*Result{}, capacity: map[string]*Capacity{}}
+	for _, e := range l.External {
+		if slices.Contains(strategies, e.Name) {
+			r.Contenders = append(r.Contenders, Contender{Name: e.Name, Command: e.Command})
+		}
+	}
 	for _, st := range strategies {
 		for _, sc := range scenarios {
-			i++
-			if ctx.Err() != nil {
-				r.Results = append(r.Results, Result{Strategy: st, Scenario: sc.Name, Failed: "lab interrupted"})
+			if sc.Name == scenarioCapacity {
+				c := &Capacity{Strategy: st}
+				for _, rate := range l.CapacityRates {
+					c.Points = append(c.Points, CapacityPoint{Rate: rate})
+				}
+				run.capacity[st] = c
 				continue
 			}
-			progress(opt.Progress, "[%d/%d] %s × %s (%s) ...", i, total, st, sc.Name, sc.Load)
-			res := runOne(ctx, opt, st, sc)
-			r.Results = append(r.Results, res)
-			if res.Failed != "" {
-				progress(opt.Progress, "        failed: %s", res.Failed)
-			} else {
-				s := res.Summary
-				progress(opt.Progress, "        %.0f tasks/s, p50 %.2f ms, p99 %.2f ms, %d errors, %.2f CPU s, %.0f MB peak",
-					s.Throughput, s.Latency["all"].P50, s.Latency["all"].P99, errorCount(s), res.CPUSeconds, res.PeakRSSMB)
+			r.Results = append(r.Results, Result{Strategy: st, Scenario: sc.Name})
+		}
+	}
+	for i := range r.Results {
+		res := &r.Results[i]
+		run.results[res.Strategy+"\x00"+res.Scenario] = res
+	}
+	for _, st := range strategies {
+		if c := run.capacity[st]; c != nil {
+			r.Capacity = append(r.Capacity, *c)
+			run.capacity[st] = &r.Capacity[len(r.Capacity)-1]
+		}
+	}
+
+	for round := 1; round <= r.Rounds; round++ {
+		for i, st := range rotate(strategies, round-1) {
+			if ctx.Err() != nil {
+				run.failSession(st, round, "lab interrupted")
+				continue
+			}
+			progress(opt.Progress, "[round %d/%d, %d/%d] %s", round, r.Rounds, i+1, len(strategies), st)
+			run.session(ctx, st, round)
+		}
+	}
+	r.aggregate()
+	r.Seconds = time.Since(r.Started).Seconds()
+	return r
+}
+
+// rotate is names shifted left by k places.
+func rotate(names []string, k int) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	k %= len(names)
+	return append(slices.Clone(names[k:]), names[:k]...)
+}
+
+// labRun is the state of one Run.
+type labRun struct {
+	opt      Options
+	report   *Report
+	results  map[string]*Result // by strategy + "\x00" + scenario
+	capacity map[string]*Capacity
+}
+
+func (l *labRun) result(strategy, scenario string) *Result {
+	return l.results[strategy+"\x00"+scenario]
+}
+
+// failSession records why a strategy's round measured nothing.
+func (l *labRun) failSession(strategy string, round int, why string) {
+	for _, sc := range l.report.Scenarios {
+		if sc.Name == scenarioCapacity {
+			if c := l.capacity[strategy]; c != nil && len(c.Points) > 0 {
+				c.Points[0].Trials = append(c.Points[0].Trials, CapacityTrial{Round: round, Failed: why})
+			}
+			continue
+		}
+		res := l.result(strategy, sc.Name)
+		res.Trials = append(res.Trials, Trial{Round: round, Failed: why})
+	}
+}
+
+// session is one strategy's round: a fresh host, a warm-up, then every
+// scenario on it.
+func (l *labRun) session(ctx context.Context, strategy string, round int) {
+	h, logPath, err := l.startHost(ctx, strategy, round)
+	if err != nil {
+		l.failSession(strategy, round, err.Error())
+		progress(l.opt.Progress, "        failed: %s", firstLine(err.Error(), 200))
+		return
+	}
+	defer h.Stop(hostStopGrace)
+	l.warmUp(ctx, h)
+
+	var said []string
+	var trials []*Trial
+	for _, sc := range l.report.Scenarios {
+		if sc.Name == scenarioCapacity {
+			c := l.capacity[strategy]
+			sustained := l.capacityRamp(ctx, h, sc, c, round)
+			said = append(said, fmt.Sprintf("capacity %s/s", num(sustained)))
+			continue
+		}
+		res := l.result(strategy, sc.Name)
+		res.Trials = append(res.Trials, measure(ctx, h, sc.Client, round))
+		t := &res.Trials[len(res.Trials)-1]
+		trials = append(trials, t)
+		said = append(said, sc.Name+" "+trialFigure(sc.Name, t))
+	}
+	progress(l.opt.Progress, "        %s", strings.Join(said, " · "))
+	code := h.Stop(hostStopGrace)
+	if code != 0 && !l.isContender(strategy) {
+		// The figures stand, but a host that cannot stop cleanly is a
+		// defect the report must show.
+		for _, t := range trials {
+			if t.Failed == "" {
+				t.Failed = fmt.Sprintf("host exited with status %d on SIGTERM; see %s", code, logPath)
 			}
 		}
 	}
-	r.relate()
-	r.Seconds = time.Since(r.Started).Seconds()
-	return r
+}
+
+// trialFigure is a trial's headline for the progress lines.
+func trialFigure(scenario string, t *Trial) string {
+	switch {
+	case t.Failed != "":
+		return "failed"
+	case scenario == scenarioRTT:
+		if p, ok := t.Summary.Latency["all"]; ok {
+			return num(p.P50*1000) + " µs"
+		}
+		return dash
+	}
+	s := num(t.Summary.Throughput) + "/s"
+	if n := errorCount(t.Summary); n > 0 {
+		s += fmt.Sprintf(" (%d errors)", n)
+	}
+	return s
+}
+
+func (l *labRun) isContender(name string) bool {
+	return slices.ContainsFunc(l.report.Contenders, func(c Contender) bool { return c.Name == name })
+}
+
+// warmUp runs [client] tasks in plain text (which every contender speaks)
+// for [lab] warmup_ms and forgets the figures: the first requests a fresh
+// host serves pay for starting workers, filling pools and growing heaps.
+func (l *labRun) warmUp(ctx context.Context, h *hostproc.Host) {
+	ms := l.opt.Config.Lab.WarmupMS
+	if ms <= 0 {
+		return
+	}
+	opt := client.OptionsFromConfig(l.opt.Config)
+	opt.URL = h.URL
+	opt.Clients = int(l.opt.Config.Lab.CPUClients)
+	opt.Duration = time.Duration(ms) * time.Millisecond
+	client.Run(ctx, opt)
+}
+
+// capacityRamp offers the scenario's rates in rising order until one is
+// not sustained, and returns the highest sustained one (0 for none).
+func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario, c *Capacity, round int) float64 {
+	slo := l.report.SLOP99MS
+	sustained := 0.0
+	for i := range c.Points {
+		pt := &c.Points[i]
+		opt := sc.Client
+		opt.Rate = pt.Rate
+		t := measure(ctx, h, opt, round)
+		ct := CapacityTrial{Round: round, Failed: t.Failed}
+		if t.Failed == "" {
+			s := t.Summary
+			ct.Throughput = s.Throughput
+			ct.Errors = errorCount(s) + s.Unsent
+			if p, ok := s.Latency["all"]; ok && p.Count > 0 {
+				ct.P50, ct.P99 = p.P50, p.P99
+				ct.Sustained = ct.Errors == 0 && p.P99 <= slo
+			}
+		}
+		pt.Trials = append(pt.Trials, ct)
+		if !ct.Sustained {
+			break
+		}
+		sustained = pt.Rate
+	}
+	return sustained
+}
+
+// measure applies one load to the host while metering its process tree.
+func measure(ctx context.Context, h *hostproc.Host, copt client.Options, round int) Trial {
+	t := Trial{Round: round}
+	meter := newTreeMeter(h.PID(), 50*time.Millisecond)
+	meter.Start()
+	copt.URL = h.URL
+	sum, err := client.Run(ctx, copt)
+	cpu, rss, procs := meter.Stop()
+	if err != nil {
+		t.Failed = fmt.Sprintf("client: %v", err)
+		return t
+	}
+	if sum.Interrupted {
+		t.Failed = "lab interrupted"
+	}
+	t.Summary = sum
+	t.CPUSeconds, t.PeakRSSMB, t.Processes = cpu, float64(rss)/(1<<20), procs
+	return t
 }
 
 func progress(w io.Writer, format string, args ...any) {
@@ -135,88 +388,50 @@ func progress(w io.Writer, format string, args ...any) {
 	}
 }
 
-// relate fills in each result's figures relative to inproc's.
-func (r *Report) relate() {
-	base := map[string]*client.Summary{}
-	for _, res := range r.Results {
-		if res.Strategy == "inproc" && res.Summary != nil {
-			base[res.Scenario] = res.Summary
-		}
-	}
-	for i := range r.Results {
-		res := &r.Results[i]
-		b := base[res.Scenario]
-		if b == nil || res.Summary == nil {
-			continue
-		}
-		if b.Throughput > 0 {
-			res.RelThroughput = res.Summary.Throughput / b.Throughput
-		}
-		if p := b.Latency["all"].P50; p > 0 {
-			res.RelP50 = res.Summary.Latency["all"].P50 / p
-		}
-	}
-}
-
 func machine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.Join(strings.Fields(v), " ")
+				break
+			}
+		}
+	}
 	return m
-}
-
-// runOne starts a host with the strategy, applies the scenario's load while
-// metering the host's process tree, and stops the host.
-func runOne(ctx context.Context, opt Options, strategy string, sc Scenario) Result {
-	res := Result{Strategy: strategy, Scenario: sc.Name}
-	h, logPath, err := startHost(ctx, opt, strategy, sc.Name)
-	if err != nil {
-		res.Failed = err.Error()
-		return res
-	}
-	defer h.Stop(hostStopGrace)
-
-	meter := newTreeMeter(h.PID(), 50*time.Millisecond)
-	meter.Start()
-	copt := sc.Client
-	copt.URL = h.URL
-	sum, err := client.Run(ctx, copt)
-	cpu, rss, procs := meter.Stop()
-	if err != nil {
-		res.Failed = fmt.Sprintf("client: %v", err)
-		return res
-	}
-	res.Summary = sum
-	res.CPUSeconds, res.PeakRSSMB, res.Processes = cpu, float64(rss)/(1<<20), procs
-	if code := h.Stop(hostStopGrace); code != 0 {
-		res.Failed = fmt.Sprintf("host exited with status %d on SIGTERM; see %s", code, logPath)
-	}
-	return res
 }
 
 // hostStopGrace is how long a host has to exit after SIGTERM.
 const hostStopGrace = 15 * time.Second
 
-// startHost starts a host for one run, logging to a file of its own.
-func startHost(ctx context.Context, opt Options, strategy, scenario string) (*hostproc.Host, string, error) {
-	if err := os.MkdirAll(opt.LogDir, 0o755); err != nil {
+// startHost starts a host with the strategy (or the contender's command)
+// for one round, logging to a file of its own.
+func (l *labRun) startHost(ctx context.Context, strategy string, round int) (*hostproc.Host, string, error) {
+	cfg := l.opt.Config
+	if err := os.MkdirAll(l.opt.LogDir, 0o755); err != nil {
 		return nil, "", fmt.Errorf("create log directory: %w", err)
 	}
-	logPath := filepath.Join(opt.LogDir, fmt.Sprintf("host-%s-%s.log", strategy, scenario))
+	logPath := filepath.Join(l.opt.LogDir, fmt.Sprintf("host-%s-r%d.log", strategy, round))
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, "", fmt.Errorf("create host log: %w", err)
 	}
-	cmd := []string{filepath.Join(opt.BinDir, "host"), "--plugin", strategy, "--host", "127.0.0.1"}
-	if opt.Config.Path != "" {
-		cmd = append(cmd, "--config", opt.Config.Path)
-	}
-	hopt := hostproc.Options{Command: cmd, Log: log}
-	if ca := opt.Config.Client.TLSCA; ca != "" {
-		if hopt.TLS, err = client.TLSConfig(ca); err != nil {
-			log.Close()
-			return nil, logPath, fmt.Errorf("[client] tls_ca: %w", err)
+	hopt := hostproc.Options{Log: log}
+	if i := slices.IndexFunc(l.report.Contenders, func(c Contender) bool { return c.Name == strategy }); i >= 0 {
+		hopt.Shell = l.report.Contenders[i].Command
+	} else {
+		hopt.Command = []string{filepath.Join(l.opt.BinDir, "host"), "--plugin", strategy, "--host", "127.0.0.1"}
+		if cfg.Path != "" {
+			hopt.Command = append(hopt.Command, "--config", cfg.Path)
+		}
+		if ca := cfg.Client.TLSCA; ca != "" {
+			if hopt.TLS, err = client.TLSConfig(ca); err != nil {
+				log.Close()
+				return nil, logPath, fmt.Errorf("[client] tls_ca: %w", err)
+			}
 		}
 	}
 	h, err := hostproc.Start(ctx, hopt)

@@ -11,16 +11,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wslab/wslab/client"
+	"github.com/wslab/wslab/lab/stats"
 )
 
 // tableHeader names the columns of a scenario's table.
-var tableHeader = []string{"strategy", "tasks/s", "×inproc", "p50 ms", "p90 ms", "p99 ms", "max ms",
-	"errors", "CPU s", "peak RSS MB", "processes"}
+var tableHeader = []string{"strategy", "tasks/s", "vs inproc", "p50 ms", "p99 ms", "p99 vs inproc",
+	"errors", "CPU µs/task", "queue µs", "run µs", "peak RSS MB", "processes"}
 
-// tableRow is one strategy's line in a scenario's table: Cells (one per
-// tableHeader column after the strategy), or why there are none: Failed
-// (the first line of Result.Failed) or a Note ("no result").
+// tableRow is one strategy's line in a table: Cells (one per column after
+// the strategy), or why there are none: Failed (the first line of
+// Result.Failed) or a Note ("no result").
 type tableRow struct {
 	Strategy string
 	Cells    []string
@@ -28,11 +28,14 @@ type tableRow struct {
 	Note     string
 }
 
-// kindTable is a scenario's latency per task kind: "p50 / p99" ms cells.
-type kindTable struct {
-	Kinds []string
-	Rows  []tableRow
+// table is a header and its rows.
+type table struct {
+	Header []string
+	Rows   []tableRow
 }
+
+// Span is how many columns follow the strategy's.
+func (t *table) Span() int { return len(t.Header) - 1 }
 
 // failure is a strategy that failed under a scenario, and why.
 type failure struct {
@@ -40,17 +43,17 @@ type failure struct {
 }
 
 // strategyNames is r.Strategies followed by any strategy that only appears
-// in r.Results.
+// in r.Results or r.Capacity.
 func (r *Report) strategyNames() []string {
 	names := slices.Clone(r.Strategies)
-	seen := map[string]bool{}
-	for _, n := range names {
-		seen[n] = true
-	}
 	for _, res := range r.Results {
-		if !seen[res.Strategy] {
-			seen[res.Strategy] = true
+		if !slices.Contains(names, res.Strategy) {
 			names = append(names, res.Strategy)
+		}
+	}
+	for _, c := range r.Capacity {
+		if !slices.Contains(names, c.Strategy) {
+			names = append(names, c.Strategy)
 		}
 	}
 	return names
@@ -62,13 +65,19 @@ func (r *Report) scenarioResults(scenario string) (names []string, results []*Re
 	names = r.strategyNames()
 	results = make([]*Result, len(names))
 	for i, n := range names {
-		for j := range r.Results {
-			if res := &r.Results[j]; res.Strategy == n && res.Scenario == scenario {
-				results[i] = res
-			}
-		}
+		results[i] = r.result(n, scenario)
 	}
 	return names, results
+}
+
+// capacityOf is the strategy's capacity curve, nil when there is none.
+func (r *Report) capacityOf(strategy string) *Capacity {
+	for i := range r.Capacity {
+		if r.Capacity[i].Strategy == strategy {
+			return &r.Capacity[i]
+		}
+	}
+	return nil
 }
 
 // failures lists every failed result, in report order.
@@ -79,33 +88,17 @@ func (r *Report) failures() []failure {
 			out = append(out, failure{res.Strategy, res.Scenario, res.Failed})
 		}
 	}
+	for _, c := range r.Capacity {
+		if c.Failed != "" {
+			out = append(out, failure{c.Strategy, scenarioCapacity, c.Failed})
+		}
+	}
 	return out
 }
 
 // measured says whether res has figures worth showing.
 func measured(res *Result) bool {
-	return res != nil && res.Failed == "" && res.Summary != nil
-}
-
-// overall is res's latency over all task kinds.
-func overall(res *Result) (client.Percentiles, bool) {
-	if !measured(res) {
-		return client.Percentiles{}, false
-	}
-	if p, ok := res.Summary.Latency["all"]; ok {
-		return p, true
-	}
-	if len(res.Summary.Latency) == 1 {
-		for _, p := range res.Summary.Latency {
-			return p, true
-		}
-	}
-	return client.Percentiles{}, false
-}
-
-// errorCount is every reply that was not right, plus failed connections.
-func errorCount(s *client.Summary) int64 {
-	return s.TotalErrors() + s.Wrong + s.Missing + s.ConnFailures
+	return res != nil && res.Throughput.N() > 0
 }
 
 func (r *Report) rows(scenario string) []tableRow {
@@ -116,33 +109,36 @@ func (r *Report) rows(scenario string) []tableRow {
 		switch {
 		case res == nil:
 			row.Note = "no result"
-		case res.Failed != "":
+		case !measured(res) && res.Failed != "":
 			row.Failed = firstLine(res.Failed, 120)
-		case res.Summary == nil:
+		case !measured(res):
 			row.Note = "no measurements"
 		default:
-			s := res.Summary
-			lat := []string{dash, dash, dash, dash}
-			if p, ok := overall(res); ok {
-				lat = []string{num(p.P50), num(p.P90), num(p.P99), num(p.Max)}
+			var tputVs, p99Vs string
+			if v := res.VsInproc; v != nil {
+				tputVs, p99Vs = delta(v.Throughput), delta(v.P99)
 			}
-			row.Cells = append(append([]string{num(s.Throughput), ratio(res.RelThroughput)}, lat...),
-				strconv.FormatInt(errorCount(s), 10), num(res.CPUSeconds), num(res.PeakRSSMB),
-				strconv.Itoa(res.Processes))
+			row.Cells = []string{
+				estimate(res.Throughput), tputVs, estimate(res.P50), estimate(res.P99), p99Vs,
+				strconv.FormatInt(res.Errors, 10), estimate(res.CPUPerTask),
+				estimate(res.QueueUS), estimate(res.RunUS), estimate(res.PeakRSSMB),
+				strconv.Itoa(res.Processes),
+			}
 		}
 		rows = append(rows, row)
 	}
 	return rows
 }
 
-// kinds builds the per-task-kind latency table of a scenario; nil when the
-// scenario has a single kind (the main table already says it all).
-func (r *Report) kinds(scenario string) *kindTable {
+// kinds builds the per-task-kind latency table of a scenario, medians over
+// the rounds of each kind's p50 and p99; nil when the scenario has a
+// single kind (the main table already says it all).
+func (r *Report) kinds(scenario string) *table {
 	names, results := r.scenarioResults(scenario)
 	set := map[string]bool{}
 	for _, res := range results {
-		if measured(res) {
-			for k := range res.Summary.Latency {
+		for _, t := range trialsOf(res) {
+			for k := range t.Summary.Latency {
 				if k != "all" {
 					set[k] = true
 				}
@@ -152,16 +148,23 @@ func (r *Report) kinds(scenario string) *kindTable {
 	if len(set) < 2 {
 		return nil
 	}
-	t := &kindTable{Kinds: slices.Sorted(maps.Keys(set))}
+	kinds := slices.Sorted(maps.Keys(set))
+	t := &table{Header: append([]string{"strategy"}, kinds...)}
 	for i, res := range results {
 		row := tableRow{Strategy: names[i]}
 		if !measured(res) {
 			row.Note = dash
 		} else {
-			for _, k := range t.Kinds {
+			for _, k := range kinds {
+				var p50, p99 []float64
+				for _, tr := range trialsOf(res) {
+					if p, ok := tr.Summary.Latency[k]; ok && p.Count > 0 {
+						p50, p99 = append(p50, p.P50), append(p99, p.P99)
+					}
+				}
 				cell := dash
-				if p, ok := res.Summary.Latency[k]; ok {
-					cell = num(p.P50) + " / " + num(p.P99)
+				if len(p50) > 0 {
+					cell = num(stats.Median(p50)) + " / " + num(stats.Median(p99))
 				}
 				row.Cells = append(row.Cells, cell)
 			}
@@ -169,6 +172,145 @@ func (r *Report) kinds(scenario string) *kindTable {
 		t.Rows = append(t.Rows, row)
 	}
 	return t
+}
+
+// trialsOf is res's trials that measured.
+func trialsOf(res *Result) []Trial {
+	if res == nil {
+		return nil
+	}
+	var out []Trial
+	for _, t := range res.Trials {
+		if t.Summary != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// isolationTable is the rtt scenario's round trips and what each
+// strategy's isolation adds to inproc's; nil without the scenario.
+func (r *Report) isolationTable() *table {
+	names, results := r.scenarioResults(scenarioRTT)
+	if !slices.ContainsFunc(results, measured) {
+		return nil
+	}
+	t := &table{Header: []string{"strategy", "round trip µs", "isolation µs over inproc", "vs inproc"}}
+	for i, res := range results {
+		row := tableRow{Strategy: names[i]}
+		if !measured(res) {
+			row.Note = dash
+			t.Rows = append(t.Rows, row)
+			continue
+		}
+		rtt := estimate(scaled(res.P50, 1000))
+		iso, vs := dash, dash
+		if res.IsolationUS != nil {
+			iso = estimate(*res.IsolationUS)
+		}
+		if res.VsInproc != nil {
+			vs = delta(res.VsInproc.P50)
+		}
+		if res.Strategy == "inproc" {
+			iso, vs = "0 (the base)", ""
+		}
+		row.Cells = []string{rtt, iso, vs}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
+}
+
+// scaled is e with every value multiplied by k (ms to µs).
+func scaled(e stats.Estimate, k float64) stats.Estimate {
+	vals := make([]float64, len(e.Values))
+	for i, v := range e.Values {
+		vals[i] = v * k
+	}
+	return stats.Estimated(vals)
+}
+
+// capacityTable is each strategy's capacity at the SLO and its median
+// p99 at every rate, with how many rounds sustained it; nil when the
+// capacity scenario did not run.
+func (r *Report) capacityTable() *table {
+	if len(r.Capacity) == 0 {
+		return nil
+	}
+	t := &table{Header: []string{"strategy", fmt.Sprintf("capacity at p99 ≤ %s ms", num(r.SLOP99MS))}}
+	for _, pt := range r.Capacity[0].Points {
+		t.Header = append(t.Header, num(pt.Rate)+"/s p99 ms")
+	}
+	for _, name := range r.strategyNames() {
+		c := r.capacityOf(name)
+		row := tableRow{Strategy: name}
+		switch {
+		case c == nil:
+			row.Note = "no result"
+		case !slices.ContainsFunc(c.Points, func(p CapacityPoint) bool { return p.ran() }) && c.Failed != "":
+			row.Failed = firstLine(c.Failed, 120)
+		default:
+			row.Cells = []string{capacityCell(c)}
+			for _, pt := range c.Points {
+				cell := dash
+				if pt.ran() {
+					cell = fmt.Sprintf("%s (%d/%d)", num(pt.P99.Median), pt.Passed, r.Rounds)
+				}
+				row.Cells = append(row.Cells, cell)
+			}
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
+}
+
+func capacityCell(c *Capacity) string {
+	if c.Sustained == 0 {
+		return "none of the rates"
+	}
+	return num(c.Sustained) + " tasks/s"
+}
+
+// estimate formats a median and its interval: "2085 ±4%", "2085 ±∞" when
+// the rounds were too few for an interval, a dash when nothing measured.
+func estimate(e stats.Estimate) string {
+	switch {
+	case e.N() == 0:
+		return dash
+	case e.N() == 1 || e.Bounded && e.Lo == e.Hi:
+		return num(e.Median)
+	case !e.Bounded:
+		return num(e.Median) + " ±∞"
+	}
+	if sp := 100 * e.Spread(); !math.IsNaN(sp) {
+		if sp < 1 {
+			return fmt.Sprintf("%s ±%.1f%%", num(e.Median), sp)
+		}
+		return fmt.Sprintf("%s ±%.0f%%", num(e.Median), sp)
+	}
+	return fmt.Sprintf("%s [%s, %s]", num(e.Median), num(e.Lo), num(e.Hi))
+}
+
+// delta formats a comparison benchstat's way: the change of the median
+// when the U test calls it significant, "~" when it does not.
+func delta(c stats.Comparison) string {
+	switch {
+	case c.N1 == 0 || c.N2 == 0:
+		return dash
+	case !c.Significant:
+		return "~"
+	case c.Ratio == 0:
+		return "?"
+	}
+	return signedPercent(c.Ratio - 1)
+}
+
+// signedPercent is "+5.2%" or "−6.1%".
+func signedPercent(f float64) string {
+	s := num(math.Abs(100 * f))
+	if f < 0 {
+		return "−" + s + "%"
+	}
+	return "+" + s + "%"
 }
 
 // Numbers and text.
@@ -194,14 +336,6 @@ func short(v float64) string {
 		return num(v/1e6) + "M"
 	case a >= 1e4:
 		return num(v/1e3) + "k"
-	}
-	return num(v)
-}
-
-// ratio formats a relative figure; 0 means unknown.
-func ratio(v float64) string {
-	if v == 0 {
-		return dash
 	}
 	return num(v)
 }
@@ -239,19 +373,43 @@ func (r *Report) about() string {
 	m := r.Machine
 	parts := []string{
 		r.Started.Format("2006-01-02 15:04:05 MST"),
-		fmt.Sprintf("%d CPUs, %s, %s", m.CPUs, m.OS, m.GoVersion),
+		m.String(),
+		fmt.Sprintf("%d rounds", r.Rounds),
+		"total " + seconds(r.Seconds),
 	}
-	if m.Kernel != "" {
-		parts[1] += ", kernel " + m.Kernel
-	}
-	parts = append(parts, "total "+seconds(r.Seconds))
 	if r.ConfigPath != "" {
 		parts = append(parts, "config "+r.ConfigPath)
 	}
 	return strings.Join(parts, " · ")
 }
 
-const columnsNote = "tasks/s counts right results per second; ×inproc is that relative to inproc " +
-	"under the same load; latencies are over all task kinds; errors counts error replies, wrong " +
-	"results, missing replies and failed connections; CPU s, peak RSS and processes add up the " +
-	"host, its plugin and every worker process."
+// String says what the machine is: "2 CPUs (AMD EPYC 7B13), linux/amd64,
+// go1.26.0, kernel 6.1.0".
+func (m Machine) String() string {
+	s := fmt.Sprintf("%d CPUs", m.CPUs)
+	if m.CPUModel != "" {
+		s += " (" + m.CPUModel + ")"
+	}
+	s += ", " + m.OS + ", " + m.GoVersion
+	if m.Kernel != "" {
+		s += ", kernel " + m.Kernel
+	}
+	return s
+}
+
+// columnsNote explains the tables' columns.
+func (r *Report) columnsNote() string {
+	s := fmt.Sprintf("Every figure is the median of %d rounds; ± is its 95 %% confidence interval's larger half-width", r.Rounds)
+	if need := stats.MinTrialsForInterval(); r.Rounds < need {
+		s += fmt.Sprintf(" (∞: %d rounds are too few, %d are needed)", r.Rounds, need)
+	}
+	s += ". vs inproc is the change from inproc's median under the same load when the Mann-Whitney U test " +
+		"calls it significant at α = 0.05, ~ when it does not"
+	if need := stats.MinTrialsForSignificance(); r.Rounds < need {
+		s += fmt.Sprintf(" (with %d rounds it never can: %d are needed)", r.Rounds, need)
+	}
+	return s + ". tasks/s counts right results per second; latencies are over all task kinds; errors adds up " +
+		"error replies, wrong results, missing replies and failed connections over every round; CPU µs/task, " +
+		"peak RSS and processes add up the host, its plugin and every worker process; queue µs and run µs are " +
+		"the mean time a task waited inside the host and ran (JSON loads only)."
+}

@@ -123,14 +123,41 @@ type Limits struct {
 
 // Lab is the [lab] section: what `lab` runs.
 type Lab struct {
-	Strategies   []string      // strategies = (empty: inproc and every plugin found)
-	Scenarios    []string      // scenarios = mixed, cpu, sleep, noop
-	Duration     time.Duration // duration_sec = 4: length of the timed scenarios
+	Strategies []string // strategies = (empty: inproc and every plugin found)
+	// External are outside servers run as contenders beside the
+	// strategies: one `external = NAME: COMMAND` line each.
+	External []External
+	// Scenarios = mixed, cpu, sleep, noop, rtt, capacity.
+	Scenarios []string
+	// Rounds = 6: every strategy runs every scenario once per round, the
+	// strategies in an order rotated from round to round.
+	Rounds       int64
+	WarmupMS     int64         // warmup_ms = 200: load run and discarded on each fresh host
+	Duration     time.Duration // duration_sec = 1: length of the timed scenarios (cpu, noop)
 	CPUClients   int64         // cpu_clients = 4
 	CPUN         int64         // cpu_n = 2000000: integers summed per cpu task
 	SleepClients int64         // sleep_clients = 15
-	SleepSec     int64         // sleep_sec = 1
+	SleepMS      int64         // sleep_ms = 200
 	NoopClients  int64         // noop_clients = 8
 	Pipeline     int64         // pipeline = 16: in-flight requests per connection (cpu, noop)
-	Out          string        // out = lab-report
+	RTTCount     int64         // rtt_count = 300: noop round trips of the rtt scenario, one at a time
+	// CapacityTasks = fib, cpu, io: the mix the capacity scenario offers
+	// (cpu tasks sum cpu_n integers).
+	CapacityTasks []string
+	// CapacityRates = 250, 500, 1000, 1500, 2000, 3000, 4000: the offered
+	// rates, tasks per second, in rising order.
+	CapacityRates   []float64
+	CapacityStepMS  int64 // capacity_step_ms = 400: how long each rate is offered
+	CapacityClients int64 // capacity_clients = 16: connections the rate is spread over
+	// SLOP99MS = 50: the p99 latency a rate must keep to be sustained.
+	SLOP99MS int64
+	Out      string // out = lab-report
+}
+
+// External is an outside WebSocket server that speaks the task protocol,
+// run by the lab as a contender: Command, with {port} replaced by a free
+// port, is run by the shell and serves ws://127.0.0.1:PORT/ws.
+type External struct {
+	Name    string
+	Command string
 }

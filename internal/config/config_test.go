@@ -299,8 +299,32 @@ func TestListsDropEmptyItems(t *testing.T) {
 
 func TestLabSection(t *testing.T) {
 	c := mustLoad(t, "[client]\nnum_client = 3\n")
-	if c.Lab.Duration != 4*time.Second || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 4 {
+	if c.Lab.Duration != time.Second || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 6 ||
+		c.Lab.Rounds != 6 || c.Lab.SLOP99MS != 50 || len(c.Lab.CapacityRates) != 7 || len(c.Lab.External) != 0 {
 		t.Errorf("lab defaults %+v", c.Lab)
+	}
+	c = mustLoad(t, "[lab]\nexternal = py-asyncio: python3 server.py --port {port}\nexternal = other:  ./srv {port} \ncapacity_rates = 10, 20.5\n")
+	if want := []External{{"py-asyncio", "python3 server.py --port {port}"}, {"other", "./srv {port}"}}; !slices.Equal(c.Lab.External, want) {
+		t.Errorf("external %+v, want %+v", c.Lab.External, want)
+	}
+	if !slices.Equal(c.Lab.CapacityRates, []float64{10, 20.5}) {
+		t.Errorf("capacity_rates %v", c.Lab.CapacityRates)
+	}
+	for _, tc := range []struct{ ini, key, problem string }{
+		{"external = nameonly", "external", "must be NAME: COMMAND"},
+		{"external = a b: cmd {port}", "external", "may hold only"},
+		{"external = x: cmd 8080", "external", "has no {port}"},
+		{"external = inproc: cmd {port}", "external", "named twice"},
+		{"external = x: a {port}\nexternal = x: b {port}", "external", "named twice"},
+		{"capacity_rates = 10, ten", "capacity_rates", `"ten" is not a number`},
+		{"capacity_rates = 20, 10", "capacity_rates", "must rise"},
+		{"capacity_rates = 0, 10", "capacity_rates", "above 0"},
+		{"capacity_tasks = fib, warp", "capacity_tasks", `unknown task "warp"`},
+		{"rounds = 0", "rounds", "got 0"},
+	} {
+		path := write(t, "[lab]\n"+tc.ini+"\n")
+		_, err := Load(path)
+		checkError(t, err, path, "lab", tc.key, tc.problem)
 	}
 	path := write(t, "[lab]\nscenarios = mixed, warp\n")
 	_, err := Load(path)

@@ -44,6 +44,8 @@ func TestConfigFileDocumentsTheDefaults(t *testing.T) {
 		{"lab.out", Default().Lab.Out},
 		{"client.tasks", strings.Join(Default().Client.Tasks, ", ")},
 		{"lab.scenarios", strings.Join(Default().Lab.Scenarios, ", ")},
+		{"lab.capacity_tasks", strings.Join(Default().Lab.CapacityTasks, ", ")},
+		{"lab.capacity_rates", "250, 500, 1000, 1500, 2000, 3000, 4000"},
 	} {
 		want[k.key] = k.value
 	}

@@ -64,6 +64,12 @@ func (f *Flags) List(name, section, key, usage string, field func(*Config) *[]st
 	f.bind(name, section, key, func(c *Config) { *field(c) = SplitList(*v) })
 }
 
+// Int64 binds flag name to the integer key section.key held in an int64.
+func (f *Flags) Int64(name, section, key, usage string, field func(*Config) *int64) {
+	v := f.fset.Int64(name, 0, usage+" (overrides ["+section+"] "+key+")")
+	f.bind(name, section, key, func(c *Config) { *field(c) = *v })
+}
+
 // Duration binds flag name, a duration such as 10s, to the key
 // section.key, held in whole seconds.
 func (f *Flags) Duration(name, section, key, usage string, field func(*Config) *time.Duration) {

@@ -47,7 +47,7 @@ func (e *Error) Error() string {
 const maxSeconds = int64(math.MaxInt64 / time.Second)
 
 // LabScenarios are the scenarios [lab] scenarios accepts, in their default order.
-var LabScenarios = []string{"mixed", "cpu", "sleep", "noop"}
+var LabScenarios = []string{"mixed", "cpu", "sleep", "noop", "rtt", "capacity"}
 
 // LogLevels are the values [server] log_level accepts.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
@@ -83,15 +83,23 @@ func Default() *Config {
 			MaxIOBytes:           tasks.DefaultMaxIOBytes,
 		},
 		Lab: Lab{
-			Scenarios:    LabScenarios,
-			Duration:     4 * time.Second,
-			CPUClients:   4,
-			CPUN:         2_000_000,
-			SleepClients: 15,
-			SleepSec:     1,
-			NoopClients:  8,
-			Pipeline:     16,
-			Out:          "lab-report",
+			Scenarios:       LabScenarios,
+			Rounds:          6,
+			WarmupMS:        200,
+			Duration:        time.Second,
+			CPUClients:      4,
+			CPUN:            2_000_000,
+			SleepClients:    15,
+			SleepMS:         200,
+			NoopClients:     8,
+			Pipeline:        16,
+			RTTCount:        300,
+			CapacityTasks:   []string{taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO},
+			CapacityRates:   []float64{250, 500, 1000, 1500, 2000, 3000, 4000},
+			CapacityStepMS:  400,
+			CapacityClients: 16,
+			SLOP99MS:        50,
+			Out:             "lab-report",
 		},
 		Raw: map[string]string{},
 	}
@@ -140,13 +148,19 @@ func (c *Config) intKeys() []intKey {
 		{"limits", "max_fib_n", &l.MaxFibN, 1, math.MaxInt64},
 		{"limits", "max_cpu_n", &l.MaxCPUN, 1, tasks.MaxCPUN},
 		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
+		{"lab", "rounds", &c.Lab.Rounds, 1, 1000},
+		{"lab", "warmup_ms", &c.Lab.WarmupMS, 0, 60_000},
 		{"lab", "duration_sec", &c.Lab.Duration, 1, 3600},
 		{"lab", "cpu_clients", &c.Lab.CPUClients, 1, 100_000},
 		{"lab", "cpu_n", &c.Lab.CPUN, 0, tasks.MaxCPUN},
 		{"lab", "sleep_clients", &c.Lab.SleepClients, 1, 100_000},
-		{"lab", "sleep_sec", &c.Lab.SleepSec, 0, 3600},
+		{"lab", "sleep_ms", &c.Lab.SleepMS, 0, 3_600_000},
 		{"lab", "noop_clients", &c.Lab.NoopClients, 1, 100_000},
 		{"lab", "pipeline", &c.Lab.Pipeline, 1, 65536},
+		{"lab", "rtt_count", &c.Lab.RTTCount, 1, 10_000_000},
+		{"lab", "capacity_step_ms", &c.Lab.CapacityStepMS, 100, 3_600_000},
+		{"lab", "capacity_clients", &c.Lab.CapacityClients, 1, 100_000},
+		{"lab", "slo_p99_ms", &c.Lab.SLOP99MS, 1, 3_600_000},
 	}
 }
 
@@ -227,6 +241,7 @@ func Load(path string) (*Config, error) {
 		InsensitiveKeys:          true, // as Python's configparser
 		SpaceBeforeInlineComment: true, // "a#b" is a value, "a ; note" has a comment
 		PreserveSurroundedQuote:  true, // unquoted below, one pair only
+		AllowShadows:             true, // [lab] external may repeat; elsewhere the last value counts
 	}, data)
 	if err != nil {
 		return fail("", "", "cannot parse file: "+err.Error())
@@ -236,7 +251,20 @@ func Load(path string) (*Config, error) {
 			continue
 		}
 		for _, k := range s.Keys() {
-			c.Raw[s.Name()+"."+k.Name()] = unquote(k.Value())
+			values := k.ValueWithShadows()
+			if len(values) == 0 { // an empty value has no shadows
+				values = []string{k.Value()}
+			}
+			c.Raw[s.Name()+"."+k.Name()] = unquote(values[len(values)-1])
+			if s.Name() == "lab" && k.Name() == "external" {
+				for _, v := range values {
+					e, problem := parseExternal(unquote(v))
+					if problem != "" {
+						return fail("lab", "external", problem)
+					}
+					c.Lab.External = append(c.Lab.External, e)
+				}
+			}
 		}
 	}
 	// lookup finds section.key, falling back to [DEFAULT] as configparser does.
@@ -276,9 +304,20 @@ func Load(path string) (*Config, error) {
 		{"lab", "out", str(&c.Lab.Out)},
 		{"lab", "strategies", list(&c.Lab.Strategies)},
 		{"lab", "scenarios", list(&c.Lab.Scenarios)},
+		{"lab", "capacity_tasks", list(&c.Lab.CapacityTasks)},
 	} {
 		if v, ok := lookup(k.section, k.key); ok {
 			k.set(v)
+		}
+	}
+	if v, ok := lookup("lab", "capacity_rates"); ok {
+		c.Lab.CapacityRates = nil
+		for _, item := range SplitList(v) {
+			r, err := strconv.ParseFloat(item, 64)
+			if err != nil {
+				return fail("lab", "capacity_rates", fmt.Sprintf("%q is not a number of tasks per second", item))
+			}
+			c.Lab.CapacityRates = append(c.Lab.CapacityRates, r)
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -377,7 +416,51 @@ func (c *Config) Validate() error {
 	if len(c.Lab.Scenarios) == 0 {
 		return fail("lab", "scenarios", "is empty, must list at least one of "+strings.Join(LabScenarios, ", "))
 	}
+	if len(c.Lab.CapacityTasks) == 0 {
+		return fail("lab", "capacity_tasks", "is empty, must list at least one of "+strings.Join(taskproto.Kinds, ", "))
+	}
+	for _, t := range c.Lab.CapacityTasks {
+		if !taskproto.IsKind(t) {
+			return fail("lab", "capacity_tasks", fmt.Sprintf("unknown task %q, must be among %s", t, strings.Join(taskproto.Kinds, ", ")))
+		}
+	}
+	if len(c.Lab.CapacityRates) == 0 {
+		return fail("lab", "capacity_rates", "is empty, must list the offered rates in tasks per second")
+	}
+	for i, r := range c.Lab.CapacityRates {
+		if !(r > 0 && r <= maxCapacityRate) {
+			return fail("lab", "capacity_rates", fmt.Sprintf("%v must be a rate above 0 and at most %d tasks per second", r, maxCapacityRate))
+		}
+		if i > 0 && r <= c.Lab.CapacityRates[i-1] {
+			return fail("lab", "capacity_rates", fmt.Sprintf("must rise: %v comes after %v", r, c.Lab.CapacityRates[i-1]))
+		}
+	}
+	seen := map[string]bool{"inproc": true}
+	for _, e := range c.Lab.External {
+		if seen[e.Name] {
+			return fail("lab", "external", fmt.Sprintf("%q is named twice (inproc is taken)", e.Name))
+		}
+		seen[e.Name] = true
+	}
 	return nil
+}
+
+// maxCapacityRate is what the client can offer (its --rate bound).
+const maxCapacityRate = 10_000_000
+
+// parseExternal reads "NAME: COMMAND", a [lab] external value.
+func parseExternal(v string) (External, string) {
+	name, command, ok := strings.Cut(v, ":")
+	name, command = strings.TrimSpace(name), strings.TrimSpace(command)
+	switch {
+	case !ok || name == "" || command == "":
+		return External{}, fmt.Sprintf("%q must be NAME: COMMAND, the command holding {port}", v)
+	case strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != "":
+		return External{}, fmt.Sprintf("name %q may hold only letters, digits, '.', '_' and '-'", name)
+	case !strings.Contains(command, "{port}"):
+		return External{}, fmt.Sprintf("the command of %s has no {port}: the lab chooses the port it listens on", name)
+	}
+	return External{Name: name, Command: command}, ""
 }
 
 // SplitList splits a comma-separated value, trimming items and dropping

@@ -49,6 +49,8 @@ func run(m *testing.M) int {
 		// The multiproc plugin with workers that fail on purpose, in a
 		// plugin directory of its own (see faultyPlugins).
 		{"build", "-o", filepath.Join(dir, "faulty-plugins", "multiproc"), "./internal/e2e/faultyplugin"},
+		// An outside server for the lab to run as a contender.
+		{"build", "-o", filepath.Join(dir, "contender"), "./internal/e2e/contender"},
 	} {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = "../.."

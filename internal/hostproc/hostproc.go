@@ -2,6 +2,8 @@
 // stops it: the one harness that the lab and the end-to-end tests share.
 // The host listens on port 0 and announces the address it got ("listening
 // URL" on stdout), so nothing probes for a free port and races for it.
+// An outside server (a lab contender) is started the same way from a shell
+// command that names its port.
 package hostproc
 
 import (
@@ -12,14 +14,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wslab/wslab/internal/supervise"
 )
 
 // Options say how to start a host.
@@ -35,6 +41,12 @@ type Options struct {
 	Log        io.Writer // the host's stderr and the rest of its stdout; nil: discarded
 	// Ready bounds the wait for /healthz to answer 200 (default 20 s).
 	Ready time.Duration
+	// Shell, instead of Command, is an outside server's command line, run
+	// by /bin/sh in a process group of its own: {port} in it becomes a
+	// free port, and the server is ready once it accepts connections
+	// there. It has no /healthz or /stats; its URL is
+	// ws://127.0.0.1:PORT/ws.
+	Shell string
 	// TLS is the client configuration for a host that serves wss://.
 	TLS *tls.Config
 }
@@ -55,32 +67,47 @@ type Host struct {
 // Start starts the host and returns once /healthz answers 200. On failure
 // the host is stopped and the error says what it printed last.
 func Start(ctx context.Context, opt Options) (*Host, error) {
-	if len(opt.Command) == 0 {
+	var (
+		cmd  *exec.Cmd
+		port int // an outside server's; 0 for a host, which announces its own
+	)
+	switch {
+	case opt.Shell != "":
+		var err error
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+		cmd = exec.Command("/bin/sh", "-c", strings.ReplaceAll(opt.Shell, "{port}", strconv.Itoa(port)))
+		supervise.Prepare(cmd, true)
+	case len(opt.Command) > 0:
+		args := append([]string(nil), opt.Command[1:]...)
+		if !opt.NoPortZero {
+			args = append(args, "--port", "0")
+		}
+		cmd = exec.Command(opt.Command[0], args...)
+	default:
 		return nil, errors.New("hostproc: no command")
-	}
-	args := append([]string(nil), opt.Command[1:]...)
-	if !opt.NoPortZero {
-		args = append(args, "--port", "0")
 	}
 	log := opt.Log
 	if log == nil {
 		log = io.Discard
 	}
 	tail := &lastLines{w: log}
-	h := &Host{cmd: exec.Command(opt.Command[0], args...), exited: make(chan struct{})}
+	h := &Host{cmd: cmd, exited: make(chan struct{})}
 	h.cmd.Env = append(os.Environ(), opt.Env...)
 	h.cmd.Stderr = tail
 	stdout, err := h.cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("host stdout: %w", err)
 	}
-	if err := h.cmd.Start(); err != nil {
+	supervise.OnSpawnerThread(func() { err = h.cmd.Start() })
+	if err != nil {
 		return nil, fmt.Errorf("start host: %w", err)
 	}
 	announced := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
-		sent := false
+		sent := port != 0 // an outside server announces nothing
 		for sc.Scan() {
 			line := sc.Text()
 			if u, ok := strings.CutPrefix(line, "listening "); ok && !sent {
@@ -109,21 +136,25 @@ func Start(ctx context.Context, opt Options) (*Host, error) {
 		h.Stop(5 * time.Second)
 		return nil, fmt.Errorf("host %s: %s", why, tail.last())
 	}
-	select {
-	case u, ok := <-announced:
-		if !ok {
-			<-h.exited
-			return fail(fmt.Sprintf("exited with status %d before it listened", h.ExitCode()))
+	if port != 0 {
+		h.setURL(fmt.Sprintf("ws://127.0.0.1:%d/ws", port), nil)
+	} else {
+		select {
+		case u, ok := <-announced:
+			if !ok {
+				<-h.exited
+				return fail(fmt.Sprintf("exited with status %d before it listened", h.ExitCode()))
+			}
+			if err := h.setURL(u, opt.TLS); err != nil {
+				return fail(err.Error())
+			}
+		case <-timer.C:
+			return fail(fmt.Sprintf("did not listen within %s", limit))
+		case <-ctx.Done():
+			return fail("start interrupted")
 		}
-		if err := h.setURL(u, opt.TLS); err != nil {
-			return fail(err.Error())
-		}
-	case <-timer.C:
-		return fail(fmt.Sprintf("did not listen within %s", limit))
-	case <-ctx.Done():
-		return fail("start interrupted")
 	}
-	for h.Health() != http.StatusOK {
+	for !h.ready(port != 0) {
 		select {
 		case <-h.exited:
 			return fail(fmt.Sprintf("exited with status %d before it was ready", h.ExitCode()))
@@ -135,6 +166,32 @@ func Start(ctx context.Context, opt Options) (*Host, error) {
 		}
 	}
 	return h, nil
+}
+
+// ready says whether the host answers /healthz with 200 or, for an
+// outside server, accepts a connection.
+func (h *Host) ready(outside bool) bool {
+	if !outside {
+		return h.Health() == http.StatusOK
+	}
+	c, err := net.DialTimeout("tcp", h.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// freePort is a port nothing listens on now. An outside server must be
+// told its port, so unlike a host it cannot take port 0; another process
+// could take the port first, and the start then fails and says so.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (h *Host) setURL(u string, tlsConfig *tls.Config) error {
@@ -211,10 +268,11 @@ func (h *Host) Stop(grace time.Duration) int {
 		return h.ExitCode()
 	default:
 	}
-	h.cmd.Process.Signal(syscall.SIGTERM)
+	supervise.SignalGroup(h.cmd, syscall.SIGTERM)
 	select {
 	case <-h.exited:
 	case <-time.After(grace):
+		supervise.KillGroup(h.cmd)
 		h.cmd.Process.Kill()
 		<-h.exited
 	}

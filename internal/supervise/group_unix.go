@@ -3,6 +3,7 @@
 package supervise
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -14,4 +15,16 @@ func KillGroup(cmd *exec.Cmd) {
 		return
 	}
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// SignalGroup sends sig to the process group cmd's process leads, or to
+// the process alone when it leads none.
+func SignalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
+	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
+		return cmd.Process.Signal(sig)
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
+		return os.NewSyscallError("kill", err)
+	}
+	return nil
 }

@@ -2,7 +2,10 @@
 
 package supervise
 
-import "os/exec"
+import (
+	"os/exec"
+	"syscall"
+)
 
 // Prepare does nothing here: no process groups, no parent-death signal.
 // Children watch their parent instead (plugin.ExitWithParent).
@@ -10,3 +13,6 @@ func Prepare(*exec.Cmd, bool) {}
 
 // KillGroup does nothing here; Kill ends the process itself.
 func KillGroup(*exec.Cmd) {}
+
+// SignalGroup signals the process itself: there are no groups here.
+func SignalGroup(cmd *exec.Cmd, sig syscall.Signal) error { return cmd.Process.Signal(sig) }
