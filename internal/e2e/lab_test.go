@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/internal/browsercheck"
 	"github.com/wslab/wslab/lab"
 )
 
@@ -160,6 +162,20 @@ func TestLabTiny(t *testing.T) {
 	}
 	if html, err := os.ReadFile(page); err != nil || !strings.Contains(string(html), `data-chart="capacity"`) || !strings.Contains(string(html), `data-chart="tasks-s-noop"`) {
 		t.Errorf("compare.html lacks the overlaid charts (%v)", err)
+	}
+
+	// The real pages, drawn by a real browser.
+	for _, path := range []string{filepath.Join(r.dir, "report.html"), page} {
+		p, err := browsercheck.Open(ctx, path)
+		if errors.Is(err, browsercheck.ErrNoBrowser) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range p.Faults() {
+			t.Errorf("%s: %s", filepath.Base(path), f)
+		}
 	}
 }
 

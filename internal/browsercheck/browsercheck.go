@@ -1,0 +1,161 @@
+// Package browsercheck opens a page the lab wrote (report.html,
+// compare.html) in headless Chromium, offline, and says what the browser
+// saw: the errors it logged, what the page requested, and how each chart
+// was drawn. The lab's tests and the end-to-end tests share it.
+package browsercheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// Chromium is where Debian's chromium package puts the browser.
+const Chromium = "/usr/bin/chromium"
+
+// ErrNoBrowser says Chromium is not installed.
+var ErrNoBrowser = errors.New("browsercheck: " + Chromium + " not found; install it (apt-get install -y chromium)")
+
+// Chart is one <figure class="chart"> as the browser laid it out.
+type Chart struct {
+	ID     string  `json:"id"`
+	Width  float64 `json:"w"`
+	Height float64 `json:"h"`
+	Shapes int     `json:"shapes"` // paths, rects and circles in its SVG
+	Text   string  `json:"text"`   // the SVG's text
+}
+
+// Page is what the browser saw of one page.
+type Page struct {
+	Title  string
+	Charts []Chart
+	Fonts  []string // "family: status" of every font face
+	// Problems are exceptions, console and log errors, and requests to
+	// anything but the file itself and data: URLs.
+	Problems   []string
+	Screenshot []byte // PNG of the whole page
+}
+
+// Open loads the page at path in a fresh headless Chromium and waits for
+// its fonts.
+func Open(ctx context.Context, path string) (*Page, error) {
+	if _, err := os.Stat(Chromium); err != nil {
+		return nil, ErrNoBrowser
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	profile, err := os.MkdirTemp("", "browsercheck-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(profile)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(Chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 900),
+	)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(ctx)
+	defer cancelTab()
+
+	p := &Page{}
+	var mu sync.Mutex
+	problem := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		p.Problems = append(p.Problems, fmt.Sprintf(format, args...))
+	}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			text := d.Text
+			if d.Exception != nil {
+				text += " " + d.Exception.Description
+			}
+			problem("exception: %s (line %d)", text, d.LineNumber)
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				problem("console.%s: %s", ev.Type, strings.Join(args, " "))
+			}
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError {
+				problem("log error (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+			}
+		case *network.EventRequestWillBeSent:
+			if u := ev.Request.URL; !strings.HasPrefix(u, "file:") && !strings.HasPrefix(u, "data:") {
+				problem("request to %s", u)
+			}
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("start %s: %w", Chromium, err)
+	}
+	page := (&url.URL{Scheme: "file", Path: abs}).String()
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitReady("body")); err != nil {
+		return nil, fmt.Errorf("load %s: %w", page, err)
+	}
+	if p.Title, err = chromedp.Run(ctx, chromedp.Title()); err != nil {
+		return nil, err
+	}
+	if p.Fonts, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`document.fonts.ready.then(fs => Array.from(fs).map(f => f.family.replace(/"/g, '') + ': ' + f.status))`,
+		chromedp.EvalAwaitPromise)); err != nil {
+		return nil, err
+	}
+	if p.Charts, err = chromedp.Run(ctx, chromedp.Evaluate[[]Chart](`Array.from(document.querySelectorAll('figure.chart')).map(f => {
+		const s = f.querySelector('svg'); const r = s ? s.getBoundingClientRect() : {width: 0, height: 0};
+		return {id: f.dataset.chart, w: r.width, h: r.height, shapes: s ? s.querySelectorAll('path, rect, circle').length : 0, text: s ? s.textContent : ''};
+	})`)); err != nil {
+		return nil, err
+	}
+	if p.Screenshot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Faults lists what is wrong with the page: its problems, and every chart
+// that takes no room, draws fewer than three shapes, or writes no text or
+// a NaN.
+func (p *Page) Faults() []string {
+	faults := append([]string(nil), p.Problems...)
+	if len(p.Charts) == 0 {
+		faults = append(faults, "no chart")
+	}
+	for _, c := range p.Charts {
+		if c.Width <= 0 || c.Height <= 0 || c.Shapes < 3 || strings.Contains(c.Text, "NaN") || strings.TrimSpace(c.Text) == "" {
+			text := c.Text
+			if len(text) > 80 {
+				text = text[:80] + "…"
+			}
+			faults = append(faults, fmt.Sprintf("chart %s: %v×%v px, %d shapes, text %q", c.ID, c.Width, c.Height, c.Shapes, text))
+		}
+	}
+	return faults
+}
