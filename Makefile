@@ -15,6 +15,8 @@ build:
 	$(GO) build -o $(BIN)/client ./cmd/client
 	$(GO) build -o $(BIN)/lab ./cmd/lab
 	$(GO) build -o $(BIN)/plugins/ ./plugins/...
+	@# The manifest [server] verify_plugins checks plugins against.
+	cd $(BIN)/plugins && find . -maxdepth 1 -type f -perm -u+x -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 
 deps:
 	@if { [ ! -x $(CHROMIUM) ] || ! command -v ip >/dev/null || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,17 +14,20 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
+	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/conformance"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // Exit statuses of the host command.
@@ -51,6 +55,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags := config.NewFlags(fset)
 	pluginName := fset.String("plugin", Inproc, "strategy to serve: inproc or a plugin in the plugin directory")
 	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded and exit")
+	conform := fset.String("conformance", "", "check the plugin `NAME` against the host-plugin contract (the conformance kit) and exit")
+	describe := fset.Bool("describe", false, "print the configuration keys the strategy reads, as config.ini lines, and exit")
 	flags.String("host", "server", "host", "address to listen on", func(c *config.Config) *string { return &c.Server.Host })
 	flags.Int("port", "server", "port", "port to listen on, 0 for any free port", func(c *config.Config) *int { return &c.Server.Port })
 	flags.String("plugin-dir", "server", "plugin_dir", "directory of plugin binaries", func(c *config.Config) *string { return &c.Server.PluginDir })
@@ -86,6 +92,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Output: stderr,
 		Level:  hclog.LevelFromString(cfg.Server.LogLevel),
 	})
+	if *describe {
+		return describeStrategy(cfg, *pluginName, log, stdout, stderr)
+	}
+	if *conform != "" {
+		return checkConformance(cfg, *conform, stdout, stderr)
+	}
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -93,10 +105,114 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	defer profile.Start("host")()
 	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
-		log.Error("host failed", "error", err)
-		return ExitFailed
+		return failed(err, log, stderr)
 	}
 	return ExitOK
+}
+
+// failed reports why the host could not serve: a configuration value a
+// plugin's declared key refuses is a usage error, one line on stderr.
+func failed(err error, log hclog.Logger, stderr io.Writer) int {
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		fmt.Fprintln(stderr, cerr)
+		return ExitUsage
+	}
+	log.Error("host failed", "error", err)
+	return ExitFailed
+}
+
+// describeStrategy prints the keys the strategy declares, as the lines of
+// config.ini that would set them to their defaults.
+func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout, stderr io.Writer) int {
+	if name == Inproc {
+		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
+		return ExitOK
+	}
+	checksum, err := pluginChecksum(cfg, name)
+	if err != nil {
+		return failed(err, log, stderr)
+	}
+	proc, err := plugin.Launch(context.Background(), plugin.LaunchOptions{
+		Name: name, Path: filepath.Join(cfg.Server.PluginDir, name), Logger: log, Checksum: checksum,
+	})
+	if err != nil {
+		return failed(err, log, stderr)
+	}
+	defer proc.Kill()
+	desc, err := proc.Describe(context.Background())
+	if err != nil {
+		return failed(err, log, stderr)
+	}
+	fmt.Fprint(stdout, FormatDescription(desc))
+	return ExitOK
+}
+
+// checkConformance runs the conformance kit against a plugin of the plugin
+// directory, with the configuration file's values of its keys, and prints
+// one line per check: the way to check a plugin written in another
+// language, which cannot call the kit from its own tests.
+func checkConformance(cfg *config.Config, name string, stdout, stderr io.Writer) int {
+	path := filepath.Join(cfg.Server.PluginDir, name)
+	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, err)
+		return ExitUsage
+	}
+	failed := 0
+	for _, r := range conformance.Check(context.Background(), path, conformance.Options{Settings: cfg.Raw}) {
+		status := "ok"
+		switch {
+		case conformance.Skipped(r.Err):
+			status = r.Err.Error()
+		case r.Err != nil:
+			status, failed = "FAIL: "+r.Err.Error(), failed+1
+		}
+		fmt.Fprintf(stdout, "%-32s %8v  %s\n", r.Check, r.Took.Round(time.Millisecond), status)
+	}
+	if failed > 0 {
+		fmt.Fprintf(stdout, "%s: %d checks failed\n", name, failed)
+		return ExitFailed
+	}
+	fmt.Fprintf(stdout, "%s: conforms\n", name)
+	return ExitOK
+}
+
+// FormatDescription writes d as commented config.ini lines, one section
+// after another in the order the keys are declared.
+func FormatDescription(d plugin.Description) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s: %s\n", d.Name, d.Description)
+	if len(d.Keys) == 0 {
+		b.WriteString("# it reads no keys of its own\n")
+	}
+	section := ""
+	for _, k := range d.Keys {
+		if k.Section != section {
+			section = k.Section
+			fmt.Fprintf(&b, "[%s]\n", section)
+		}
+		fmt.Fprintf(&b, "; %-32s ; %s: %s\n", k.Name+" = "+k.Default, k.Accepted(), k.Help)
+	}
+	return b.String()
+}
+
+// pluginChecksum is the SHA-256 the plugin's binary must have, from the
+// plugin directory's manifest, when [server] verify_plugins is on; nil
+// when it is off.
+func pluginChecksum(cfg *config.Config, name string) ([]byte, error) {
+	if !cfg.Server.VerifyPlugins {
+		return nil, nil
+	}
+	sums, err := plugin.ReadChecksums(cfg.Server.PluginDir)
+	if err != nil {
+		return nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
+	}
+	sum, ok := sums[name]
+	if !ok {
+		return nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
+			filepath.Join(cfg.Server.PluginDir, plugin.ChecksumsFile), name)
+	}
+	return sum, nil
 }
 
 // loadTLS reads [server] tls_cert and tls_key; nil when they are not set.
@@ -137,7 +253,8 @@ func ListPlugins(dir string) ([]string, error) {
 	return names, nil
 }
 
-// StrategyConfig is what a strategy is told of cfg.
+// StrategyConfig is what a strategy is told of cfg; a plugin's Settings
+// are completed once it has declared its keys (config.StrategySettings).
 func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
 	return taskproto.Config{
 		Strategy:       name,
@@ -145,10 +262,6 @@ func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
 		DataDir:        cfg.Server.DataDir,
 		LargeFileName:  cfg.TaskSetting.LargeFileName,
 		TaskTimeout:    cfg.Server.Timeout,
-		Semaphore:      cfg.Other.AsynSemaphore,
-		Processes:      cfg.Other.MultiprocessingProcesses,
-		Workers:        cfg.Pool.Workers,
-		QueueSize:      cfg.Pool.QueueSize,
 		Limits:         limits(cfg),
 		Settings:       cfg.Settings(),
 	}
@@ -189,8 +302,15 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		}
 		strat = readyAlways{strategy.NewInproc(scfg)}
 	} else {
-		defer plugin.CleanupClients()
-		sup, err := StartPlugin(ctx, name, filepath.Join(cfg.Server.PluginDir, name), scfg, log)
+		defer goplugin.CleanupClients()
+		checksum, err := pluginChecksum(cfg, name)
+		if err != nil {
+			return err
+		}
+		sup, err := StartPlugin(ctx, PluginOptions{
+			Name: name, Path: filepath.Join(cfg.Server.PluginDir, name),
+			Config: scfg, Settings: cfg.StrategySettings, Checksum: checksum, Logger: log,
+		})
 		if err != nil {
 			return err
 		}

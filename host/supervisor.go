@@ -3,16 +3,11 @@ package host
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
@@ -20,22 +15,34 @@ import (
 )
 
 const (
-	pingEvery  = time.Second
-	startLimit = 15 * time.Second
+	pingEvery = time.Second
 	// restartWait bounds how long a task waits for a restarting plugin.
 	restartWait = 10 * time.Second
 )
 
+// PluginOptions say which plugin a PluginSupervisor runs and how.
+type PluginOptions struct {
+	Name, Path string
+	// Config is what the plugin is told, but for Settings, which come
+	// from Settings once the plugin has declared its keys.
+	Config taskproto.Config
+	// Settings checks the configuration's values of the declared keys
+	// (config.Config.StrategySettings); its error stops the start.
+	Settings func([]taskproto.Key) (map[string]string, error)
+	// Checksum, when set, is the SHA-256 the binary must have.
+	Checksum []byte
+	Logger   hclog.Logger
+}
+
 // PluginSupervisor runs one strategy plugin: it starts the process through
-// go-plugin, configures it, hands it its data channel, watches it, and when
-// it dies has internal/supervise restart it. Tasks the dead plugin held
-// fail with executor_failed; tasks that arrive while it restarts wait for
-// it, up to restartWait.
+// taskproto/plugin, checks the keys the plugin declares, configures it,
+// watches it, and when it dies has internal/supervise restart it. Tasks the
+// dead plugin held fail with executor_failed; tasks that arrive while it
+// restarts wait for it, up to restartWait.
 type PluginSupervisor struct {
-	name, path string
-	cfg        taskproto.Config
-	log        hclog.Logger
-	sup        *supervise.Supervisor
+	opt PluginOptions
+	log hclog.Logger
+	sup *supervise.Supervisor
 
 	mu      sync.Mutex
 	cur     *pluginInstance // nil while the plugin is down
@@ -56,22 +63,19 @@ type waitingTask struct {
 
 // pluginInstance is one run of the plugin process.
 type pluginInstance struct {
-	client  *goplugin.Client
-	rpc     goplugin.ClientProtocol
-	control *plugin.Client
-	remote  *plugin.Remote
-	pid     int
-	killed  sync.Once
+	proc   *plugin.Process
+	remote *plugin.Remote
 }
 
-// StartPlugin launches the plugin binary at path and returns once it is
-// configured and ready for tasks.
-func StartPlugin(ctx context.Context, name, path string, cfg taskproto.Config, log hclog.Logger) (*PluginSupervisor, error) {
-	s := &PluginSupervisor{name: name, path: path, cfg: cfg, log: log}
+// StartPlugin launches the plugin and returns once it is configured and
+// ready for tasks. A value of a key the plugin declares that its checks
+// refuse is returned as the error of Settings.
+func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, error) {
+	s := &PluginSupervisor{opt: opt, log: opt.Logger}
 	sup, err := supervise.Start(ctx, supervise.Options{
-		Name:  "plugin " + name,
+		Name:  "plugin " + opt.Name,
 		Start: s.launch,
-		Log:   log,
+		Log:   opt.Logger,
 		Up:    func(p supervise.Process) { s.setUp(p.(*pluginInstance)) },
 		Down:  func(p supervise.Process, err error) { s.setDown(p.(*pluginInstance), err) },
 	})
@@ -83,64 +87,40 @@ func StartPlugin(ctx context.Context, name, path string, cfg taskproto.Config, l
 }
 
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
-	ours, theirs, err := plugin.NewChannel("plugin-" + s.name)
+	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{
+		Name: s.opt.Name, Path: s.opt.Path, Logger: s.log, Checksum: s.opt.Checksum,
+	})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(s.path)
-	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + s.log.GetLevel().String(), plugin.DataFDEnv + "=3"}
-	cmd.ExtraFiles = []*os.File{theirs}
-	supervise.Prepare(cmd, true)
-	client := goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  plugin.Handshake,
-		VersionedPlugins: plugin.VersionedPlugins,
-		Cmd:              cmd,
-		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Managed:          true,
-		StartTimeout:     startLimit,
-		Logger:           s.log.Named(s.name),
-	})
-	inst, err := s.connect(ctx, client, ours)
-	theirs.Close() // the plugin has its own copy, or never will
+	remote, err := s.configure(ctx, proc)
 	if err != nil {
-		client.Kill()
-		ours.Close()
-		return nil, fmt.Errorf("start plugin %s (%s): %w", s.name, s.path, err)
+		proc.Kill()
+		return nil, err
 	}
-	return inst, nil
+	s.log.Info("plugin ready", "plugin", s.opt.Name, "pid", proc.PID(), "strategy", remote.Info().Description)
+	return &pluginInstance{proc: proc, remote: remote}, nil
 }
 
-func (s *PluginSupervisor) connect(ctx context.Context, client *goplugin.Client, data net.Conn) (*pluginInstance, error) {
-	var (
-		rpc goplugin.ClientProtocol
-		err error
-	)
-	// The parent-death signal is tied to the thread that starts the child.
-	supervise.OnSpawnerThread(func() { rpc, err = client.Client() })
+// configure checks the configuration's values of the keys the plugin
+// declares and sends it its configuration.
+func (s *PluginSupervisor) configure(ctx context.Context, proc *plugin.Process) (*plugin.Remote, error) {
+	desc, err := proc.Describe(ctx)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := rpc.Dispense(plugin.PluginName)
-	if err != nil {
-		return nil, fmt.Errorf("dispense: %w", err)
+	if err := taskproto.CheckKeys(desc.Keys); err != nil {
+		return nil, fmt.Errorf("plugin %s declares its configuration wrongly: %w", s.opt.Name, err)
 	}
-	control, ok := raw.(*plugin.Client)
-	if !ok {
-		return nil, fmt.Errorf("dispense: unexpected plugin type %T", raw)
+	cfg := s.opt.Config
+	if cfg.Settings, err = s.opt.Settings(desc.Keys); err != nil {
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, startLimit)
-	defer cancel()
-	info, err := control.Configure(ctx, s.cfg)
+	info, err := proc.Configure(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	inst := &pluginInstance{client: client, rpc: rpc, control: control, remote: plugin.NewRemote(data, info, "plugin "+s.name)}
-	if rc := client.ReattachConfig(); rc != nil {
-		inst.pid = rc.Pid
-	}
-	s.log.Info("plugin ready", "plugin", s.name, "pid", inst.pid, "strategy", info.Description)
-	return inst, nil
+	return proc.Remote(info), nil
 }
 
 // Wait blocks until the plugin dies, and says how.
@@ -153,28 +133,20 @@ func (inst *pluginInstance) Wait() error {
 		case <-inst.remote.Done():
 			why = fmt.Errorf("data channel ended: %v", inst.remote.Err())
 		case <-t.C:
-			if inst.client.Exited() {
-				why = errors.New("plugin process exited")
-			} else if err := inst.rpc.Ping(); err != nil {
-				why = fmt.Errorf("ping: %w", err)
-			}
+			why = inst.proc.Alive()
 		}
 	}
 	inst.Kill()
 	return why
 }
 
-// Kill stops the plugin and what it started: go-plugin's Kill stops the
-// plugin process alone (go-plugin #136), so its process group goes too.
+// Kill stops the plugin and what it started; what it still held fails.
 func (inst *pluginInstance) Kill() {
-	inst.killed.Do(func() {
-		inst.client.Kill()  // asks the plugin to stop (its executor closes), then kills it
-		inst.remote.Close() // fails what is still pending
-		killGroup(inst.pid)
-	})
+	inst.proc.Kill()
+	inst.remote.Close()
 }
 
-func (inst *pluginInstance) PID() int { return inst.pid }
+func (inst *pluginInstance) PID() int { return inst.proc.PID() }
 
 func (s *PluginSupervisor) setUp(inst *pluginInstance) {
 	s.mu.Lock()
@@ -200,7 +172,7 @@ func (s *PluginSupervisor) setDown(inst *pluginInstance, why error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Error("plugin died", "plugin", s.name, "pid", inst.pid, "reason", why)
+		s.log.Error("plugin died", "plugin", s.opt.Name, "pid", inst.proc.PID(), "reason", why)
 	}
 }
 
@@ -215,14 +187,14 @@ func (s *PluginSupervisor) Submit(ctx context.Context, t taskproto.Task, done ta
 	}
 	if s.closed {
 		s.mu.Unlock()
-		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.name))
+		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.opt.Name))
 		return
 	}
 	w := &waitingTask{ctx: ctx, task: t, done: done}
 	w.place = s.waiting.PushBack(w)
 	w.stop = context.AfterFunc(ctx, func() { s.giveUp(w, ctx.Err()) })
 	w.timer = time.AfterFunc(restartWait, func() {
-		s.giveUp(w, taskproto.Errorf(taskproto.CodeExecutorFailed, "plugin %s is down and restarting", s.name))
+		s.giveUp(w, taskproto.Errorf(taskproto.CodeExecutorFailed, "plugin %s is down and restarting", s.opt.Name))
 	})
 	s.mu.Unlock()
 }
@@ -257,7 +229,7 @@ func (s *PluginSupervisor) Stats(ctx context.Context) (taskproto.Stats, error) {
 	if inst == nil {
 		return taskproto.Stats{}, nil
 	}
-	return inst.control.Stats(ctx)
+	return inst.proc.Stats(ctx)
 }
 
 // Ready reports whether the plugin is up.
@@ -282,7 +254,7 @@ func (s *PluginSupervisor) Close() error {
 	}
 	s.mu.Unlock()
 	for _, w := range waiting {
-		s.giveUp(w, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.name))
+		s.giveUp(w, taskproto.Errorf(taskproto.CodeShuttingDown, "plugin %s is stopping", s.opt.Name))
 	}
 	s.sup.Stop()
 	return nil

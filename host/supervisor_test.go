@@ -30,8 +30,13 @@ func buildPool(t *testing.T) string {
 // waiting for a restart, and stops the plugin.
 func TestPluginSupervisorCloseConcurrent(t *testing.T) {
 	bin := buildPool(t)
-	cfg := taskproto.Config{Strategy: "pool", DataDir: t.TempDir(), LargeFileName: "large_file.txt", QueueSize: 16, TaskTimeout: time.Minute}
-	s, err := StartPlugin(context.Background(), "pool", bin, cfg, hclog.NewNullLogger())
+	cfg := taskproto.Config{Strategy: "pool", DataDir: t.TempDir(), LargeFileName: "large_file.txt", TaskTimeout: time.Minute}
+	s, err := StartPlugin(context.Background(), PluginOptions{
+		Name: "pool", Path: bin, Config: cfg, Logger: hclog.NewNullLogger(),
+		Settings: func(keys []taskproto.Key) (map[string]string, error) {
+			return taskproto.ApplyKeys(map[string]string{"pool.queue_size": "16"}, keys)
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,13 @@ type WorkerStats struct {
 
 // Stats is a strategy's view of its own work.
 type Stats struct {
-	Running   int64 `json:"running"`
-	Queued    int64 `json:"queued"`
-	Completed int64 `json:"completed"`
-	Failed    int64 `json:"failed"`
-	Capacity  int64 `json:"capacity"`
+	Running   int64 `json:"running"`   // tasks running now
+	Queued    int64 `json:"queued"`    // tasks accepted and waiting to run
+	Completed int64 `json:"completed"` // tasks answered with a result
+	Failed    int64 `json:"failed"`    // tasks answered with an error
+	// Capacity is how many tasks it runs at once: its Concurrency, 0 when
+	// it sets no bound.
+	Capacity int64 `json:"capacity"`
 	// Restarts counts the restarts of the strategy's own workers; the
 	// host counts its plugin's restarts apart.
 	Restarts int64         `json:"restarts"`
@@ -87,28 +89,30 @@ type Limits struct {
 	MaxSleep   time.Duration
 }
 
-// Config is what the host tells a strategy about its configuration.
+// Config is what the host tells a strategy about its configuration: the
+// settings every strategy shares, and in Settings the keys of its own.
 type Config struct {
 	Strategy       string
 	FibonacciLimit int64
 	DataDir        string // io tasks write only here
 	LargeFileName  string // io files are named after it plus a unique part
 	TaskTimeout    time.Duration
-	Semaphore      int64 // [other] asyn_semaphore
-	Processes      int64 // [other] multiprocessing_processes
-	Workers        int64 // [pool] workers; 0 means the number of CPUs
-	QueueSize      int64 // [pool] queue_size
 	Limits         Limits
 	// Settings holds every key of the configuration file as "section.key",
-	// so that a strategy can read a section of its own.
+	// and every key the strategy declared, checked and set to its effective
+	// value (see ApplyKeys).
 	Settings map[string]string
 }
 
-// Int reads the integer setting "section.key", or def when it is absent or
-// not a whole number (the host has checked the keys it knows).
-func (c Config) Int(key string, def int64) int64 {
-	if v, err := strconv.ParseInt(c.Settings[key], 10, 64); err == nil {
-		return v
-	}
-	return def
+// Int reads the integer setting "section.key"; 0 when it is absent, which
+// for a declared key it is not.
+func (c Config) Int(key string) int64 {
+	v, _ := strconv.ParseInt(c.Settings[key], 10, 64)
+	return v
 }
+
+// String reads the setting "section.key".
+func (c Config) String(key string) string { return c.Settings[key] }
+
+// Bool reads the boolean setting "section.key", as ApplyKeys wrote it.
+func (c Config) Bool(key string) bool { return c.Settings[key] == "true" }

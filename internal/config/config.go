@@ -1,7 +1,9 @@
 // Package config reads wslab's config.ini: the Python lab's sections and keys
-// ([server], [client], [task_setting], [other]) plus wslab's own ([pool],
-// [limits], ...). Every value is checked before anything serves; a bad one
-// is reported as one line naming the file, section and key.
+// ([server], [client], [task_setting], [other]) plus wslab's own ([limits],
+// [lab], ...). It knows the keys of the host, the client and the lab; a
+// strategy declares its own (taskproto.Key) and StrategySettings checks them.
+// Every value is checked before anything serves; a bad one is reported as
+// one line naming the file, section and key.
 package config
 
 import (
@@ -15,15 +17,12 @@ type Config struct {
 	Server      Server
 	Client      Client
 	TaskSetting TaskSetting
-	Other       Other
-	Pool        Pool
-	Multiproc   Multiproc
-	Distributed Distributed
 	Limits      Limits
 	Lab         Lab
 
-	// Raw holds every key of the file as "section.key" → value (unquoted),
-	// so that strategy plugins can read sections of their own.
+	// Raw holds every key of the file as "section.key" → value (unquoted):
+	// the keys a strategy declares are checked against it when the
+	// strategy is known (StrategySettings).
 	Raw map[string]string
 }
 
@@ -40,7 +39,10 @@ type Server struct {
 	TLSCert        string        // tls_cert: PEM certificate (chain); with tls_key, the host serves wss://
 	TLSKey         string        // tls_key
 	ShutdownGrace  time.Duration // shutdown_grace_sec = 10
-	LogLevel       string        // log_level = info
+	// VerifyPlugins: check a plugin binary's SHA-256 against the SHA256SUMS
+	// manifest of the plugin directory before starting it (verify_plugins = false).
+	VerifyPlugins bool
+	LogLevel      string // log_level = info
 }
 
 // Client is the [client] section.
@@ -54,39 +56,6 @@ type Client struct {
 type TaskSetting struct {
 	FibonacciLimit int64  // fibonacci_limit = 5000
 	LargeFileName  string // large_file_name = large_file.txt
-}
-
-// Other is the [other] section.
-type Other struct {
-	AsynSemaphore            int64 // asyn_semaphore = 5
-	MultiprocessingProcesses int64 // multiprocessing_processes = 4
-}
-
-// Pool is the [pool] section.
-type Pool struct {
-	Workers   int64 // workers = 0 (the number of CPUs)
-	QueueSize int64 // queue_size = 1024
-}
-
-// Multiproc is the [multiproc] section; the worker count is [other]
-// multiprocessing_processes.
-type Multiproc struct {
-	WorkerGOMAXPROCS int64 // worker_gomaxprocs = 1: each worker a single-threaded runtime
-	WorkerMemoryMB   int64 // worker_memory_mb = 0 (no limit): a worker past it dies alone
-	WorkerInflight   int64 // worker_inflight = 1: tasks a worker runs at once
-	WorkerPrefetch   int64 // worker_prefetch = 0: tasks sent ahead to a busy worker
-	QueueSize        int64 // queue_size = 1024: tasks waiting for a free worker
-}
-
-// Distributed is the [distributed] section. Its string keys (nats_url,
-// listen, token, user, password, creds, tls_ca) reach the plugin as they
-// are, through Settings.
-type Distributed struct {
-	Workers        int64 // workers = the number of CPUs: local worker processes (0: none, workers join from elsewhere)
-	Concurrency    int64 // worker_concurrency = 4: tasks each local worker runs at once
-	Replicas       int64 // replicas = 1: of the task stream (3 on a cluster)
-	MaxOutstanding int64 // max_outstanding = 10000: tasks sent and unanswered (beyond: overloaded)
-	LostAfterSec   int64 // lost_after_sec = 10: how long tasks wait for a lost NATS to return
 }
 
 // Limits is the [limits] section: the bounds on what clients can make the host hold.

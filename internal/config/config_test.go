@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/wslab/wslab/taskproto"
+
 	"errors"
 	"os"
 	"path/filepath"
@@ -62,8 +64,6 @@ func TestDefaultsWhenKeysAbsent(t *testing.T) {
 		d.Server.ShutdownGrace != 10*time.Second || d.Server.LogLevel != "info" ||
 		d.Client.NumClient != 200 || !reflect.DeepEqual(d.Client.Tasks, []string{"fib", "cpu", "io"}) ||
 		d.TaskSetting.FibonacciLimit != 5000 || d.TaskSetting.LargeFileName != "large_file.txt" ||
-		d.Other.AsynSemaphore != 5 || d.Other.MultiprocessingProcesses != 4 ||
-		d.Pool != (Pool{Workers: 0, QueueSize: 1024}) ||
 		d.Limits != (Limits{MaxFrameBytes: 65536, MaxInflightPerConn: 256, MaxQueued: 10000, MaxConnections: 10000,
 			MaxPendingReplyBytes: 1 << 20, MinReplyReadRate: 64 << 10, MaxRunning: 256, StrategyPrefetch: 16, StrategyQueueMS: 2,
 			MaxFibN: 100000, MaxCPUN: 1000000000, MaxIOBytes: 100000000}) ||
@@ -137,9 +137,10 @@ func TestValues(t *testing.T) {
 		{"fib at max", "[task_setting]\nfibonacci_limit = 200\n[limits]\nmax_fib_n = 200\n", func(c *Config) bool {
 			return c.TaskSetting.FibonacciLimit == 200 && c.Limits.MaxFibN == 200
 		}},
-		{"pool and limits", "[pool]\nworkers = 8\nqueue_size = 1\n[limits]\nmax_cpu_n = 4000000000\nmax_io_bytes = 1\n", func(c *Config) bool {
-			return c.Pool == (Pool{8, 1}) && c.Limits.MaxCPUN == 4000000000 && c.Limits.MaxIOBytes == 1
+		{"limits", "[limits]\nmax_cpu_n = 4000000000\nmax_io_bytes = 1\n", func(c *Config) bool {
+			return c.Limits.MaxCPUN == 4000000000 && c.Limits.MaxIOBytes == 1
 		}},
+		{"verify plugins", "[server]\nverify_plugins = Yes\n", func(c *Config) bool { return c.Server.VerifyPlugins }},
 		{"custom sections in Raw", "[distributed]\nnats_url = nats://x\n[server]\nextra = 'q'\n", func(c *Config) bool {
 			return c.Raw["distributed.nats_url"] == "nats://x" && c.Raw["server.extra"] == "q" && len(c.Raw) == 2
 		}},
@@ -157,18 +158,12 @@ func TestBadValues(t *testing.T) {
 		name, section, key, value string
 		want                      string // part of the problem
 	}{
-		{"non-number", "other", "asyn_semaphore", "abc", `"abc" is not a whole number, must be a whole number between 1 and 1000000`},
 		{"fraction", "client", "num_client", "2.5", "is not a whole number"},
 		{"empty number", "server", "port", "", `"" is not a whole number`},
-		{"too large", "pool", "queue_size", "99999999999999999999", "is out of range"},
 		{"negative count", "client", "num_client", "-3", "must be a whole number between 1 and 1000000, got -3"},
-		{"negative workers", "pool", "workers", "-1", "must be a whole number between 0 and 65536, got -1"},
 		{"negative fib", "task_setting", "fibonacci_limit", "-1", "got -1"},
 		{"negative grace", "server", "shutdown_grace_sec", "-1", "got -1"},
-		{"zero semaphore", "other", "asyn_semaphore", "0", "between 1 and 1000000, got 0"},
-		{"zero processes", "other", "multiprocessing_processes", "0", "between 1 and 1024, got 0"},
 		{"zero clients", "client", "num_client", "0", "between 1 and 1000000, got 0"},
-		{"zero queue", "pool", "queue_size", "0", "between 1 and 10000000, got 0"},
 		{"zero timeout", "server", "timeout_sec", "0", "≥ 1, got 0"},
 		{"huge timeout", "server", "timeout_sec", "10000000000", "got 10000000000"},
 		{"zero frame", "limits", "max_frame_bytes", "0", "between 1 and 67108864, got 0"},
@@ -188,6 +183,8 @@ func TestBadValues(t *testing.T) {
 		{"empty tasks", "client", "tasks", " ", "must list at least one task"},
 		{"bad log level", "server", "log_level", "verbose", `"verbose" is not a log level, must be one of trace, debug, info, warn, error`},
 		{"file path", "task_setting", "large_file_name", "../etc/passwd", "must be a plain file name"},
+		{"too large", "client", "num_client", "99999999999999999999", "is out of range"},
+		{"not a bool", "server", "verify_plugins", "maybe", `"maybe" is not true or false`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(t, "["+tc.section+"]\n"+tc.key+" = "+tc.value+"\n")
@@ -197,6 +194,45 @@ func TestBadValues(t *testing.T) {
 			}
 			checkError(t, err, path, tc.section, tc.key, tc.want)
 		})
+	}
+}
+
+// The keys a strategy declares are checked as the host's own are: the
+// file's value, else [DEFAULT]'s, else the declared default, and a bad one
+// is an *Error naming the file, section and key.
+func TestStrategySettings(t *testing.T) {
+	keys := []taskproto.Key{
+		{Section: "other", Name: "asyn_semaphore", Type: taskproto.KeyInt, Default: "5", Min: 1, Max: 1_000_000, Help: "h"},
+		{Section: "pool", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000, Help: "h"},
+		{Section: "pool", Name: "mode", Type: taskproto.KeyString, Default: "fifo", Choices: []string{"fifo", "lifo"}, Help: "h"},
+		{Section: "pool", Name: "pin", Type: taskproto.KeyBool, Default: "false", Help: "h"},
+	}
+	c := mustLoad(t, "[DEFAULT]\nqueue_size = 7\n[other]\nasyn_semaphore = ' 3'\n[pool]\npin = on\n")
+	got, err := c.StrategySettings(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"other.asyn_semaphore": "3", "pool.queue_size": "7", "pool.mode": "fifo", "pool.pin": "true", "server.port": "8765",
+	} {
+		if got[key] != want {
+			t.Errorf("StrategySettings()[%q] = %q, want %q", key, got[key], want)
+		}
+	}
+	for _, tc := range []struct{ section, key, value, want string }{
+		{"other", "asyn_semaphore", "abc", `"abc" is not a whole number, must be a whole number between 1 and 1000000`},
+		{"other", "asyn_semaphore", "0", "must be a whole number between 1 and 1000000, got 0"},
+		{"pool", "queue_size", "99999999999999999999", "is out of range"},
+		{"pool", "mode", "random", `"random" is not one of fifo, lifo`},
+		{"pool", "pin", "2", `"2" is not true or false`},
+	} {
+		path := write(t, "["+tc.section+"]\n"+tc.key+" = "+tc.value+"\n")
+		c, err := Load(path)
+		if err != nil {
+			t.Fatalf("Load: %v (the host does not know a strategy's keys)", err)
+		}
+		_, err = c.StrategySettings(keys)
+		checkError(t, err, path, tc.section, tc.key, tc.want)
 	}
 }
 
@@ -233,7 +269,6 @@ func TestValidateAfterOverrides(t *testing.T) {
 	}{
 		{"port", "server", "port", "between 0 and 65535, got 70000", func(c *Config) { c.Server.Port = 70000 }},
 		{"timeout", "server", "timeout_sec", "got 0", func(c *Config) { c.Server.Timeout = 0 }},
-		{"semaphore", "other", "asyn_semaphore", "got -2", func(c *Config) { c.Other.AsynSemaphore = -2 }},
 		{"fib", "task_setting", "fibonacci_limit", "max_fib_n (10)", func(c *Config) { c.Limits.MaxFibN = 10 }},
 		{"tasks", "client", "tasks", `unknown task "x"`, func(c *Config) { c.Client.Tasks = []string{"x"} }},
 	} {
@@ -338,10 +373,9 @@ func TestSettingsCarryEffectiveValues(t *testing.T) {
 	c := mustLoad(t, "[multiproc]\nworker_inflight = 3\n[distributed]\nnats_url = nats://x\n")
 	s := c.Settings()
 	for k, want := range map[string]string{
-		"multiproc.worker_inflight":   "3",
-		"multiproc.worker_gomaxprocs": "1", // a default
-		"other.asyn_semaphore":        "5",
-		"distributed.nats_url":        "nats://x",
+		"multiproc.worker_inflight": "3",
+		"limits.max_running":        "256", // a default
+		"distributed.nats_url":      "nats://x",
 	} {
 		if s[k] != want {
 			t.Errorf("Settings()[%q] = %q, want %q", k, s[k], want)

@@ -28,8 +28,9 @@ func TestLimitDefaultsAreTheTasksConstants(t *testing.T) {
 // is the default the code applies: the documentation and the code agree.
 // Values that describe rather than state a default ("<number of CPUs>",
 // an empty value for "none") are skipped, and so are the keys the file
-// sets for the lab ([client], [task_setting], [other], which the Python lab
-// defined, are checked as set).
+// sets for the lab ([client], [task_setting], which the Python lab
+// defined, are checked as set). The keys strategies declare are theirs:
+// internal/e2e checks config.ini against what each plugin describes.
 func TestConfigFileDocumentsTheDefaults(t *testing.T) {
 	f, err := os.Open("../../config.ini")
 	if err != nil {
@@ -74,7 +75,7 @@ func TestConfigFileDocumentsTheDefaults(t *testing.T) {
 			t.Errorf("config.ini:%d: [%s] %s is documented as %q; the default is %q", line, section, key, value, w)
 		}
 	}
-	if checked < 30 {
+	if checked < 20 {
 		t.Errorf("checked only %d documented defaults: has config.ini's layout changed?", checked)
 	}
 }

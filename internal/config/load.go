@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,10 +63,6 @@ func Default() *Config {
 		},
 		Client:      Client{NumClient: 200, Tasks: []string{"fib", "cpu", "io"}},
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
-		Other:       Other{AsynSemaphore: 5, MultiprocessingProcesses: 4},
-		Pool:        Pool{Workers: 0, QueueSize: 1024},
-		Distributed: Distributed{Workers: int64(runtime.NumCPU()), Concurrency: 4, Replicas: 1, MaxOutstanding: 10000, LostAfterSec: 10},
-		Multiproc:   Multiproc{WorkerGOMAXPROCS: 1, WorkerInflight: 1, WorkerPrefetch: 0, QueueSize: 1024},
 		Limits: Limits{
 			MaxFrameBytes:        65536,
 			MaxInflightPerConn:   256,
@@ -122,20 +117,6 @@ func (c *Config) intKeys() []intKey {
 		{"server", "shutdown_grace_sec", &c.Server.ShutdownGrace, 0, maxSeconds},
 		{"client", "num_client", &c.Client.NumClient, 1, 1_000_000},
 		{"task_setting", "fibonacci_limit", &c.TaskSetting.FibonacciLimit, 0, math.MaxInt64},
-		{"other", "asyn_semaphore", &c.Other.AsynSemaphore, 1, 1_000_000},
-		{"other", "multiprocessing_processes", &c.Other.MultiprocessingProcesses, 1, 1024},
-		{"pool", "workers", &c.Pool.Workers, 0, 65536},
-		{"pool", "queue_size", &c.Pool.QueueSize, 1, 10_000_000},
-		{"multiproc", "worker_gomaxprocs", &c.Multiproc.WorkerGOMAXPROCS, 1, 1024},
-		{"multiproc", "worker_memory_mb", &c.Multiproc.WorkerMemoryMB, 0, 1 << 30},
-		{"multiproc", "worker_inflight", &c.Multiproc.WorkerInflight, 1, 65536},
-		{"multiproc", "worker_prefetch", &c.Multiproc.WorkerPrefetch, 0, 65536},
-		{"multiproc", "queue_size", &c.Multiproc.QueueSize, 1, 10_000_000},
-		{"distributed", "workers", &c.Distributed.Workers, 0, 1024},
-		{"distributed", "worker_concurrency", &c.Distributed.Concurrency, 1, 4096},
-		{"distributed", "replicas", &c.Distributed.Replicas, 1, 5},
-		{"distributed", "max_outstanding", &c.Distributed.MaxOutstanding, 1, 10_000_000},
-		{"distributed", "lost_after_sec", &c.Distributed.LostAfterSec, 1, 3600},
 		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
 		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
 		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
@@ -310,6 +291,13 @@ func Load(path string) (*Config, error) {
 			k.set(v)
 		}
 	}
+	if v, ok := lookup("server", "verify_plugins"); ok {
+		b, err := verifyPluginsKey.Parse(v)
+		if err != nil {
+			return fail("server", "verify_plugins", err.Error())
+		}
+		c.Server.VerifyPlugins = b == "true"
+	}
 	if v, ok := lookup("lab", "capacity_rates"); ok {
 		c.Lab.CapacityRates = nil
 		for _, item := range SplitList(v) {
@@ -339,6 +327,30 @@ func (c *Config) Settings() map[string]string {
 		out[k.section+"."+k.key] = strconv.FormatInt(k.get(), 10)
 	}
 	return out
+}
+
+var verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", Type: taskproto.KeyBool}
+
+// StrategySettings is Settings with the keys a strategy declares checked
+// and set to their effective values: the file's (or [DEFAULT]'s), else the
+// key's default. Its error is an *Error naming the file, section and key.
+func (c *Config) StrategySettings(keys []taskproto.Key) (map[string]string, error) {
+	out := c.Settings()
+	for _, k := range keys {
+		v, ok := c.Raw[k.ID()]
+		if !ok {
+			v, ok = c.Raw[ini.DefaultSection+"."+k.Name]
+		}
+		if !ok {
+			v = k.Default
+		}
+		p, err := k.Parse(v)
+		if err != nil {
+			return nil, &Error{File: c.Path, Section: k.Section, Key: k.Name, Problem: err.Error()}
+		}
+		out[k.ID()] = p
+	}
+	return out, nil
 }
 
 // LoadOrDefault is Load, except that when the user did not name the file

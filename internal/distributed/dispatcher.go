@@ -378,16 +378,24 @@ func (d *Dispatcher) Info() taskproto.StrategyInfo {
 	}
 }
 
-// Stats counts tasks and describes the local workers.
+// Stats counts tasks and describes the local workers. The dispatcher sees
+// tasks out and unanswered, not which of them a worker has taken: with the
+// local workers' concurrency known, at most that many run and the rest are
+// counted queued; on a cluster of unknown size all of them count running.
 func (d *Dispatcher) Stats(context.Context) (taskproto.Stats, error) {
+	capacity := int64(d.Info().Concurrency)
 	d.mu.Lock()
+	out := int64(len(d.pending))
 	st := taskproto.Stats{
-		Running:   int64(len(d.pending)),
+		Running:   out,
 		Completed: d.completed,
 		Failed:    d.failed,
-		Capacity:  int64(d.opt.MaxOutstanding),
+		Capacity:  capacity,
 	}
 	d.mu.Unlock()
+	if capacity > 0 {
+		st.Running, st.Queued = min(out, capacity), max(out-capacity, 0)
+	}
 	if d.local != nil {
 		st.Workers = d.local.stats()
 		for _, w := range st.Workers {
@@ -424,15 +432,20 @@ func Main() {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
 		os.Exit(WorkerMain(os.Args[2:]))
 	}
-	plugin.Serve("distributed", func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find own binary: %w", err)
-		}
-		opt, err := OptionsFrom(cfg, exe)
-		if err != nil {
-			return nil, err
-		}
-		return New(context.Background(), opt, log)
+	plugin.Serve(plugin.Strategy{
+		Name:        "distributed",
+		Description: "tasks travel through NATS JetStream to worker processes, here or on other machines",
+		Keys:        Keys,
+		New: func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("find own binary: %w", err)
+			}
+			opt, err := OptionsFrom(cfg, exe)
+			if err != nil {
+				return nil, err
+			}
+			return New(context.Background(), opt, log)
+		},
 	})
 }

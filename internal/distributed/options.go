@@ -17,7 +17,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,13 +98,37 @@ type Options struct {
 	LargeFileName string
 }
 
+// Keys are the keys of [distributed] the strategy reads.
+var Keys = []taskproto.Key{
+	text("nats_url", "", "empty: an embedded NATS server; else the cluster's URLs, comma separated"),
+	text("listen", "127.0.0.1:0", "the embedded server's address (port 0: any free port)"),
+	text("token", "", "NATS token (embedded: generated when empty)"),
+	text("user", "", "NATS user"),
+	text("password", "", "NATS password"),
+	text("creds", "", "NATS credentials file"),
+	text("tls_ca", "", "CA file for the NATS servers' TLS certificates"),
+	{Section: "distributed", Name: "workers", Type: taskproto.KeyInt, Default: strconv.Itoa(runtime.NumCPU()), Min: 0, Max: 1024,
+		Help: "local worker processes, by default one per CPU (0: none; workers join from elsewhere)"},
+	{Section: "distributed", Name: "worker_concurrency", Type: taskproto.KeyInt, Default: "4", Min: 1, Max: 4096,
+		Help: "tasks each local worker runs at once"},
+	{Section: "distributed", Name: "replicas", Type: taskproto.KeyInt, Default: "1", Min: 1, Max: 5,
+		Help: "replicas of the task stream (3 on a 3-node cluster)"},
+	{Section: "distributed", Name: "storage", Type: taskproto.KeyString, Choices: []string{"", "memory", "file"},
+		Help: "the task stream's storage; empty: memory when embedded, file on a cluster"},
+	{Section: "distributed", Name: "max_outstanding", Type: taskproto.KeyInt, Default: "10000", Min: 1, Max: 10_000_000,
+		Help: "tasks sent and unanswered (beyond: overloaded)"},
+	{Section: "distributed", Name: "lost_after_sec", Type: taskproto.KeyInt, Default: "10", Min: 1, Max: 3600,
+		Help: "tasks in flight fail with executor_failed when NATS stays away this long"},
+}
+
+func text(name, def, help string) taskproto.Key {
+	return taskproto.Key{Section: "distributed", Name: name, Type: taskproto.KeyString, Default: def, Help: help}
+}
+
 // OptionsFrom reads [distributed] from the host's configuration.
 func OptionsFrom(cfg taskproto.Config, exe string) (Options, error) {
-	s := func(key string) string { return strings.TrimSpace(cfg.Settings["distributed."+key]) }
-	storage := strings.ToLower(s("storage"))
-	if storage != "" && storage != "memory" && storage != "file" {
-		return Options{}, fmt.Errorf("[distributed] storage: %q must be memory or file", storage)
-	}
+	s := func(key string) string { return cfg.String("distributed." + key) }
+	storage := s("storage")
 	return Options{
 		Storage: storage,
 		Conn: Conn{
@@ -112,11 +136,11 @@ func OptionsFrom(cfg taskproto.Config, exe string) (Options, error) {
 			Creds: s("creds"), TLSCA: s("tls_ca"),
 		},
 		Listen:         cmpOr(s("listen"), "127.0.0.1:0"),
-		Workers:        int(cfg.Int("distributed.workers", int64(runtime.NumCPU()))),
-		Concurrency:    int(cfg.Int("distributed.worker_concurrency", 4)),
-		Replicas:       int(cfg.Int("distributed.replicas", 1)),
-		MaxOutstanding: int(cfg.Int("distributed.max_outstanding", 10000)),
-		LostAfter:      time.Duration(cfg.Int("distributed.lost_after_sec", 10)) * time.Second,
+		Workers:        int(cfg.Int("distributed.workers")),
+		Concurrency:    int(cfg.Int("distributed.worker_concurrency")),
+		Replicas:       int(cfg.Int("distributed.replicas")),
+		MaxOutstanding: int(cfg.Int("distributed.max_outstanding")),
+		LostAfter:      time.Duration(cfg.Int("distributed.lost_after_sec")) * time.Second,
 		TaskTimeout:    cfg.TaskTimeout,
 		Exe:            exe,
 		DataDir:        cfg.DataDir,

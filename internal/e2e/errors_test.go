@@ -282,25 +282,38 @@ func errWriteFile(t *testing.T, name, content string) string {
 func TestBadConfigExits2(t *testing.T) {
 	const loop = "[server]\nhost = 127.0.0.1\nport = 0\n"
 	cases := []struct {
-		name, ini, section, key string
+		name, plugin, ini, section, key string
 	}{
-		{"semaphore not a number", loop + "[other]\nasyn_semaphore = abc\n", "other", "asyn_semaphore"},
-		{"negative num_client", loop + "[client]\nnum_client = -3\n", "client", "num_client"},
-		{"unknown task", loop + "[client]\ntasks = fib, nope\n", "client", "tasks"},
-		{"port out of range", "[server]\nhost = 127.0.0.1\nport = 70000\n", "server", "port"},
+		{"negative num_client", "inproc", loop + "[client]\nnum_client = -3\n", "client", "num_client"},
+		{"unknown task", "inproc", loop + "[client]\ntasks = fib, nope\n", "client", "tasks"},
+		{"port out of range", "inproc", "[server]\nhost = 127.0.0.1\nport = 70000\n", "server", "port"},
+		// The keys a plugin declares are checked as the host's own, once
+		// the plugin has said which they are, and before the host serves.
+		{"semaphore not a number", "semaphore", loop + "[other]\nasyn_semaphore = abc\n", "other", "asyn_semaphore"},
+		{"negative pool workers", "pool", loop + "[pool]\nworkers = -1\n", "pool", "workers"},
+		{"multiproc processes 0", "multiproc", loop + "[other]\nmultiprocessing_processes = 0\n", "other", "multiprocessing_processes"},
+		{"distributed storage", "distributed", loop + "[distributed]\nstorage = tape\n", "distributed", "storage"},
 	}
+	// oneLine is the line that says what is wrong: for a plugin's key, the
+	// last, after the log line of the plugin stopped.
 	oneLine := func(t *testing.T, stderr string) string {
 		t.Helper()
-		line := strings.TrimRight(stderr, "\r\n")
-		if strings.TrimSpace(line) == "" || strings.ContainsAny(line, "\r\n") {
-			t.Errorf("stderr is not exactly one non-empty line: %q", stderr)
+		lines := strings.Split(strings.TrimRight(stderr, "\r\n"), "\n")
+		line := lines[len(lines)-1]
+		if strings.TrimSpace(line) == "" {
+			t.Errorf("stderr does not end with a line that says what is wrong: %q", stderr)
+		}
+		for _, l := range lines[:len(lines)-1] {
+			if !strings.Contains(l, "[INFO]") && !strings.Contains(l, "[DEBUG]") {
+				t.Errorf("stderr holds more than the line that says what is wrong: %q", l)
+			}
 		}
 		return line
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := errWriteFile(t, "bad.ini", c.ini)
-			_, stderr, code := errRunHost(t, "--config", path)
+			_, stderr, code := errRunHost(t, "--config", path, "--plugin", c.plugin, "--plugin-dir", filepath.Join(binDir, "plugins"))
 			if code != 2 {
 				t.Errorf("exit status %d, want 2; stderr %q", code, stderr)
 			}

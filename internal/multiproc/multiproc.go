@@ -48,6 +48,22 @@ type Options struct {
 	Log           hclog.Logger
 }
 
+// Keys are the keys the multiproc strategy reads.
+var Keys = []taskproto.Key{
+	{Section: "other", Name: "multiprocessing_processes", Type: taskproto.KeyInt, Default: "4", Min: 1, Max: 1024,
+		Help: "worker processes, each its own Go runtime"},
+	{Section: "multiproc", Name: "worker_gomaxprocs", Type: taskproto.KeyInt, Default: "1", Min: 1, Max: 1024,
+		Help: "GOMAXPROCS of each worker: 1 models one single-threaded interpreter each"},
+	{Section: "multiproc", Name: "worker_memory_mb", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 1 << 30,
+		Help: "memory limit per worker in MiB (0: none); past it only that worker dies"},
+	{Section: "multiproc", Name: "worker_inflight", Type: taskproto.KeyInt, Default: "1", Min: 1, Max: 65536,
+		Help: "tasks a worker runs at once"},
+	{Section: "multiproc", Name: "worker_prefetch", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 65536,
+		Help: "tasks sent ahead to a busy worker"},
+	{Section: "multiproc", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000,
+		Help: "tasks waiting for a free worker (beyond: overloaded)"},
+}
+
 // OptionsFrom reads the strategy's options from the host's configuration.
 func OptionsFrom(cfg taskproto.Config, log hclog.Logger) (Options, error) {
 	exe, err := os.Executable()
@@ -55,12 +71,12 @@ func OptionsFrom(cfg taskproto.Config, log hclog.Logger) (Options, error) {
 		return Options{}, fmt.Errorf("find own binary: %w", err)
 	}
 	return Options{
-		Processes:     int(cfg.Processes),
-		GOMAXPROCS:    int(cfg.Int("multiproc.worker_gomaxprocs", 1)),
-		MemoryMB:      cfg.Int("multiproc.worker_memory_mb", 0),
-		Inflight:      int(cfg.Int("multiproc.worker_inflight", 1)),
-		Prefetch:      int(cfg.Int("multiproc.worker_prefetch", 0)),
-		QueueSize:     int(cfg.Int("multiproc.queue_size", 1024)),
+		Processes:     int(cfg.Int("other.multiprocessing_processes")),
+		GOMAXPROCS:    int(cfg.Int("multiproc.worker_gomaxprocs")),
+		MemoryMB:      cfg.Int("multiproc.worker_memory_mb"),
+		Inflight:      int(cfg.Int("multiproc.worker_inflight")),
+		Prefetch:      int(cfg.Int("multiproc.worker_prefetch")),
+		QueueSize:     int(cfg.Int("multiproc.queue_size")),
 		Exe:           exe,
 		DataDir:       cfg.DataDir,
 		LargeFileName: cfg.LargeFileName,

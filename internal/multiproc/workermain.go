@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,12 +27,17 @@ func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
 		os.Exit(WorkerMain(os.Args[2:], wrapWorker))
 	}
-	plugin.Serve("multiproc", func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
-		opt, err := OptionsFrom(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		return New(opt)
+	plugin.Serve(plugin.Strategy{
+		Name:        "multiproc",
+		Description: "tasks run in [other] multiprocessing_processes worker processes, each its own Go runtime",
+		Keys:        Keys,
+		New: func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+			opt, err := OptionsFrom(cfg, log)
+			if err != nil {
+				return nil, err
+			}
+			return New(opt)
+		},
 	})
 }
 
@@ -72,7 +78,10 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 
 	pool, err := strategy.NewPool(taskproto.Config{
-		Workers: int64(max(*concurrency, 1)), QueueSize: int64(max(*queue, 1)),
+		Settings: map[string]string{
+			"pool.workers":    strconv.Itoa(max(*concurrency, 1)),
+			"pool.queue_size": strconv.Itoa(max(*queue, 1)),
+		},
 		DataDir: *dataDir, LargeFileName: *fileName,
 	})
 	if err != nil {

@@ -39,11 +39,11 @@ func TestStrategiesConcurrent(t *testing.T) {
 	}{
 		{"inproc", func(c taskproto.Config) (taskproto.Executor, error) { return NewInproc(c), nil }},
 		{"semaphore", func(c taskproto.Config) (taskproto.Executor, error) {
-			c.Semaphore = 4
+			c.Settings = semaphoreSettings(4)
 			return NewSemaphore(c)
 		}},
 		{"pool", func(c taskproto.Config) (taskproto.Executor, error) {
-			c.Workers, c.QueueSize = 4, callers // one task per caller at a time: never overloaded
+			c.Settings = poolSettings(4, callers) // one task per caller at a time: never overloaded
 			p, err := NewPool(c)
 			if err == nil {
 				t.Cleanup(func() { closePool(t, p) })

@@ -2,6 +2,7 @@ package strategy
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -197,3 +198,13 @@ var (
 	longCPU = taskproto.Task{Kind: taskproto.KindCPU, N: 4e9}   // seconds of work unless stopped
 	longNap = taskproto.Task{Kind: taskproto.KindSleep, N: 6e5} // ten minutes unless cancelled
 )
+
+// poolSettings are the pool strategy's keys as the host hands them over.
+func poolSettings[N ~int | ~int64](workers, queue N) map[string]string {
+	return map[string]string{"pool.workers": fmt.Sprint(workers), "pool.queue_size": fmt.Sprint(queue)}
+}
+
+// semaphoreSettings are the semaphore strategy's key as the host hands it over.
+func semaphoreSettings(k int64) map[string]string {
+	return map[string]string{"other.asyn_semaphore": fmt.Sprint(k)}
+}

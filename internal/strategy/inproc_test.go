@@ -50,8 +50,8 @@ func TestInprocKinds(t *testing.T) {
 	if info.Name != "inproc" || info.Concurrency != runtime.NumCPU() {
 		t.Errorf("Info %+v: want name inproc, concurrency one per core (its CPU work)", info)
 	}
-	if st := statsOf(t, s); st.Capacity != 0 {
-		t.Errorf("Capacity %d, want 0", st.Capacity)
+	if st := statsOf(t, s); st.Capacity != int64(info.Concurrency) {
+		t.Errorf("Capacity %d, want its concurrency %d", st.Capacity, info.Concurrency)
 	}
 }
 

@@ -28,17 +28,25 @@ type Pool struct {
 	wg     sync.WaitGroup
 }
 
+// PoolKeys are the keys the pool strategy reads.
+var PoolKeys = []taskproto.Key{
+	{Section: "pool", Name: "workers", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 65536,
+		Help: "goroutines running tasks; 0: the number of CPUs"},
+	{Section: "pool", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000,
+		Help: "tasks waiting for a free goroutine (beyond: overloaded)"},
+}
+
 // NewPool builds the strategy from [pool] workers (0: the number of CPUs)
 // and queue_size, and starts its goroutines. Close stops them.
 func NewPool(cfg taskproto.Config) (*Pool, error) {
-	workers := int(cfg.Workers)
+	workers, queueSize := int(cfg.Int("pool.workers")), int(cfg.Int("pool.queue_size"))
 	if workers == 0 {
 		workers = runtime.NumCPU()
 	}
-	if workers < 0 || cfg.QueueSize < 1 {
-		return nil, fmt.Errorf("pool strategy: need workers ≥ 0 and queue_size ≥ 1, got %d and %d", cfg.Workers, cfg.QueueSize)
+	if workers < 0 || queueSize < 1 {
+		return nil, fmt.Errorf("pool strategy: need workers ≥ 0 and queue_size ≥ 1, got %d and %d", workers, queueSize)
 	}
-	p := &Pool{workers: workers, runner: runnerFor(cfg), limit: int(cfg.QueueSize), free: workers}
+	p := &Pool{workers: workers, runner: runnerFor(cfg), limit: queueSize, free: workers}
 	p.queue.dropped = func(j *job) {
 		p.queued.Add(-1)
 		p.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())

@@ -15,7 +15,7 @@ import (
 // Close returns).
 func newPool(t *testing.T, workers, queue int64) *Pool {
 	t.Helper()
-	p, err := NewPool(taskproto.Config{Workers: workers, QueueSize: queue})
+	p, err := NewPool(taskproto.Config{Settings: poolSettings(workers, queue)})
 	if err != nil {
 		t.Fatalf("NewPool(%d, %d): %v", workers, queue, err)
 	}
@@ -39,7 +39,7 @@ func closePool(t *testing.T, p *Pool) {
 
 func TestNewPoolConfig(t *testing.T) {
 	for _, c := range []struct{ workers, queue int64 }{{1, 0}, {1, -1}, {-1, 1}, {-1, 0}, {0, 0}} {
-		if p, err := NewPool(taskproto.Config{Workers: c.workers, QueueSize: c.queue}); err == nil || p != nil {
+		if p, err := NewPool(taskproto.Config{Settings: poolSettings(c.workers, c.queue)}); err == nil || p != nil {
 			t.Errorf("NewPool(workers %d, queue %d) = %v, %v; want nil and an error", c.workers, c.queue, p, err)
 			if p != nil {
 				p.Close()
@@ -76,7 +76,7 @@ func TestNewPoolConfig(t *testing.T) {
 // Close stops every goroutine of the pool, after the task it is running.
 func TestPoolClose(t *testing.T) {
 	before := poolWorkers()
-	p, err := NewPool(taskproto.Config{Workers: 3, QueueSize: 1})
+	p, err := NewPool(taskproto.Config{Settings: poolSettings(3, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestPoolCounters(t *testing.T) {
 // After Close, a task queued at Close or submitted after it is answered
 // at once instead of waiting for a worker that will never come.
 func TestPoolExecuteAfterCloseReturns(t *testing.T) {
-	p, err := NewPool(taskproto.Config{Workers: 1, QueueSize: 4})
+	p, err := NewPool(taskproto.Config{Settings: poolSettings(1, 4)})
 	if err != nil {
 		t.Fatal(err)
 	}

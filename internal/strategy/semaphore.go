@@ -64,13 +64,21 @@ type Semaphore struct {
 	slots *slots
 }
 
+// SemaphoreKeys are the keys the semaphore strategy reads: the Python
+// lab's own.
+var SemaphoreKeys = []taskproto.Key{
+	{Section: "other", Name: "asyn_semaphore", Type: taskproto.KeyInt, Default: "5", Min: 1, Max: 1_000_000,
+		Help: "tasks that run at once; the rest wait in arrival order (asyncio.Semaphore)"},
+}
+
 // NewSemaphore builds the strategy from [other] asyn_semaphore.
 func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
-	if cfg.Semaphore < 1 {
-		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", cfg.Semaphore)
+	n := cfg.Int("other.asyn_semaphore")
+	if n < 1 {
+		return nil, fmt.Errorf("semaphore strategy: asyn_semaphore must be at least 1, got %d", n)
 	}
 	s := &Semaphore{runner: runnerFor(cfg), worker: fmt.Sprintf("p%d", os.Getpid())}
-	s.slots = newSlots(cfg.Semaphore,
+	s.slots = newSlots(n,
 		func(j *job) { s.run(j.ctx, s.runner, j.task, s.worker, time.Since(j.enqueued), j.done) },
 		func(j *job) {
 			s.refuse(j.done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.enqueued)}, j.ctx.Err())

@@ -13,7 +13,7 @@ import (
 
 func newSemaphore(t *testing.T, k int64) *Semaphore {
 	t.Helper()
-	s, err := NewSemaphore(taskproto.Config{Semaphore: k})
+	s, err := NewSemaphore(taskproto.Config{Settings: semaphoreSettings(k)})
 	if err != nil {
 		t.Fatalf("NewSemaphore(%d): %v", k, err)
 	}
@@ -22,7 +22,7 @@ func newSemaphore(t *testing.T, k int64) *Semaphore {
 
 func TestNewSemaphoreRejectsLimitBelowOne(t *testing.T) {
 	for _, k := range []int64{0, -1, -100} {
-		if s, err := NewSemaphore(taskproto.Config{Semaphore: k}); err == nil || s != nil {
+		if s, err := NewSemaphore(taskproto.Config{Settings: semaphoreSettings(k)}); err == nil || s != nil {
 			t.Errorf("NewSemaphore(%d) = %v, %v; want nil and an error", k, s, err)
 		}
 	}

@@ -153,7 +153,7 @@ func (s *Inproc) Info() taskproto.StrategyInfo {
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) {
-	st := s.stats(0)
+	st := s.stats(s.cpu.limit) // what bounds its CPU kinds
 	st.Queued = int64(s.cpu.waiting.len())
 	return st, nil
 }

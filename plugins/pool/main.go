@@ -12,7 +12,12 @@ import (
 )
 
 func main() {
-	plugin.Serve("pool", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
-		return strategy.NewPool(cfg)
+	plugin.Serve(plugin.Strategy{
+		Name:        "pool",
+		Description: "tasks run on a fixed pool of goroutines fed from a bounded queue",
+		Keys:        strategy.PoolKeys,
+		New: func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+			return strategy.NewPool(cfg)
+		},
 	})
 }

@@ -11,7 +11,12 @@ import (
 )
 
 func main() {
-	plugin.Serve("semaphore", func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
-		return strategy.NewSemaphore(cfg)
+	plugin.Serve(plugin.Strategy{
+		Name:        "semaphore",
+		Description: "at most [other] asyn_semaphore tasks run at once; the rest wait in arrival order",
+		Keys:        strategy.SemaphoreKeys,
+		New: func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+			return strategy.NewSemaphore(cfg)
+		},
 	})
 }

@@ -2,8 +2,9 @@
 //
 // Two channels join them. The control channel is the gRPC service below,
 // served through hashicorp/go-plugin (handshake, AutoMTLS, health, logs,
-// lifecycle): the host calls Configure once after the plugin starts and
-// Stats whenever it is asked. The data channel carries tasks and replies:
+// lifecycle): after the plugin starts the host calls Describe, checks the
+// configuration file's values of the keys the plugin declares, calls
+// Configure once with them, and calls Stats whenever it is asked. The data channel carries tasks and replies:
 // a Unix socket the host hands the plugin as file descriptor 3, on which
 // each message is a 4-byte big-endian length followed by an ExecuteRequest
 // (host to plugin) or an ExecuteResponse (plugin to host). A plugin's
@@ -33,6 +34,58 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type KeyType int32
+
+const (
+	KeyType_KEY_TYPE_UNSPECIFIED KeyType = 0
+	KeyType_KEY_TYPE_INT         KeyType = 1 // a whole number within [min, max]
+	KeyType_KEY_TYPE_STRING      KeyType = 2 // any text, or one of choices when there are some
+	KeyType_KEY_TYPE_BOOL        KeyType = 3 // true or false (also 1/0, yes/no, on/off)
+)
+
+// Enum value maps for KeyType.
+var (
+	KeyType_name = map[int32]string{
+		0: "KEY_TYPE_UNSPECIFIED",
+		1: "KEY_TYPE_INT",
+		2: "KEY_TYPE_STRING",
+		3: "KEY_TYPE_BOOL",
+	}
+	KeyType_value = map[string]int32{
+		"KEY_TYPE_UNSPECIFIED": 0,
+		"KEY_TYPE_INT":         1,
+		"KEY_TYPE_STRING":      2,
+		"KEY_TYPE_BOOL":        3,
+	}
+)
+
+func (x KeyType) Enum() *KeyType {
+	p := new(KeyType)
+	*p = x
+	return p
+}
+
+func (x KeyType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyType) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskproto_pb_executor_proto_enumTypes[0].Descriptor()
+}
+
+func (KeyType) Type() protoreflect.EnumType {
+	return &file_taskproto_pb_executor_proto_enumTypes[0]
+}
+
+func (x KeyType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyType.Descriptor instead.
+func (KeyType) EnumDescriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{0}
+}
 
 type Limits struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -109,13 +162,10 @@ type Config struct {
 	DataDir        string                 `protobuf:"bytes,3,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
 	LargeFileName  string                 `protobuf:"bytes,4,opt,name=large_file_name,json=largeFileName,proto3" json:"large_file_name,omitempty"`
 	TaskTimeoutMs  int64                  `protobuf:"varint,5,opt,name=task_timeout_ms,json=taskTimeoutMs,proto3" json:"task_timeout_ms,omitempty"`
-	Semaphore      int64                  `protobuf:"varint,6,opt,name=semaphore,proto3" json:"semaphore,omitempty"`
-	Processes      int64                  `protobuf:"varint,7,opt,name=processes,proto3" json:"processes,omitempty"`
-	Workers        int64                  `protobuf:"varint,8,opt,name=workers,proto3" json:"workers,omitempty"`
-	QueueSize      int64                  `protobuf:"varint,9,opt,name=queue_size,json=queueSize,proto3" json:"queue_size,omitempty"`
 	Limits         *Limits                `protobuf:"bytes,10,opt,name=limits,proto3" json:"limits,omitempty"`
-	// Every key of the host's configuration file as "section.key", so that a
-	// strategy can read its own section without a change to this contract.
+	// Every key of the host's configuration file as "section.key" (lower
+	// case), and every key the plugin declared, checked and set to its
+	// effective value (its default when the file leaves it out).
 	Settings      map[string]string `protobuf:"bytes,11,rep,name=settings,proto3" json:"settings,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -186,34 +236,6 @@ func (x *Config) GetTaskTimeoutMs() int64 {
 	return 0
 }
 
-func (x *Config) GetSemaphore() int64 {
-	if x != nil {
-		return x.Semaphore
-	}
-	return 0
-}
-
-func (x *Config) GetProcesses() int64 {
-	if x != nil {
-		return x.Processes
-	}
-	return 0
-}
-
-func (x *Config) GetWorkers() int64 {
-	if x != nil {
-		return x.Workers
-	}
-	return 0
-}
-
-func (x *Config) GetQueueSize() int64 {
-	if x != nil {
-		return x.QueueSize
-	}
-	return 0
-}
-
 func (x *Config) GetLimits() *Limits {
 	if x != nil {
 		return x.Limits
@@ -228,6 +250,206 @@ func (x *Config) GetSettings() map[string]string {
 	return nil
 }
 
+type DescribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeRequest) Reset() {
+	*x = DescribeRequest{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeRequest) ProtoMessage() {}
+
+func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
+func (*DescribeRequest) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{2}
+}
+
+type DescribeResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The configuration keys the strategy reads.
+	Keys          []*ConfigKey `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeResponse) Reset() {
+	*x = DescribeResponse{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeResponse) ProtoMessage() {}
+
+func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
+func (*DescribeResponse) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DescribeResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DescribeResponse) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *DescribeResponse) GetKeys() []*ConfigKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// ConfigKey is one key of the configuration file a strategy reads.
+type ConfigKey struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Section string                 `protobuf:"bytes,1,opt,name=section,proto3" json:"section,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type    KeyType                `protobuf:"varint,3,opt,name=type,proto3,enum=wslab.taskproto.v3.KeyType" json:"type,omitempty"`
+	// The value when the file leaves the key out, written as in the file.
+	DefaultValue string `protobuf:"bytes,4,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	// Inclusive bounds of an int key.
+	Min           int64    `protobuf:"varint,5,opt,name=min,proto3" json:"min,omitempty"`
+	Max           int64    `protobuf:"varint,6,opt,name=max,proto3" json:"max,omitempty"`
+	Choices       []string `protobuf:"bytes,7,rep,name=choices,proto3" json:"choices,omitempty"`
+	Help          string   `protobuf:"bytes,8,opt,name=help,proto3" json:"help,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigKey) Reset() {
+	*x = ConfigKey{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigKey) ProtoMessage() {}
+
+func (x *ConfigKey) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigKey.ProtoReflect.Descriptor instead.
+func (*ConfigKey) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConfigKey) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *ConfigKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfigKey) GetType() KeyType {
+	if x != nil {
+		return x.Type
+	}
+	return KeyType_KEY_TYPE_UNSPECIFIED
+}
+
+func (x *ConfigKey) GetDefaultValue() string {
+	if x != nil {
+		return x.DefaultValue
+	}
+	return ""
+}
+
+func (x *ConfigKey) GetMin() int64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *ConfigKey) GetMax() int64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *ConfigKey) GetChoices() []string {
+	if x != nil {
+		return x.Choices
+	}
+	return nil
+}
+
+func (x *ConfigKey) GetHelp() string {
+	if x != nil {
+		return x.Help
+	}
+	return ""
+}
+
 type ConfigureRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *Config                `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -237,7 +459,7 @@ type ConfigureRequest struct {
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[2]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +471,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[2]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +484,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{2}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConfigureRequest) GetConfig() *Config {
@@ -281,7 +503,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[3]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +515,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[3]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +528,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{3}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConfigureResponse) GetInfo() *StrategyInfo {
@@ -330,7 +552,7 @@ type StrategyInfo struct {
 
 func (x *StrategyInfo) Reset() {
 	*x = StrategyInfo{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[4]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +564,7 @@ func (x *StrategyInfo) String() string {
 func (*StrategyInfo) ProtoMessage() {}
 
 func (x *StrategyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[4]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +577,7 @@ func (x *StrategyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StrategyInfo.ProtoReflect.Descriptor instead.
 func (*StrategyInfo) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{4}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StrategyInfo) GetName() string {
@@ -406,7 +628,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[5]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +640,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[5]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +653,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{5}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetSeq() uint64 {
@@ -471,7 +693,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[6]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +705,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[6]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +718,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{6}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Cancel) GetSeq() uint64 {
@@ -519,7 +741,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[7]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +753,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[7]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +766,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{7}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteRequest) GetMsg() isExecuteRequest_Msg {
@@ -604,7 +826,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +838,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +851,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{8}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecuteResponse) GetSeq() uint64 {
@@ -689,7 +911,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +923,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +936,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{9}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{12}
 }
 
 type WorkerStats struct {
@@ -730,7 +952,7 @@ type WorkerStats struct {
 
 func (x *WorkerStats) Reset() {
 	*x = WorkerStats{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +964,7 @@ func (x *WorkerStats) String() string {
 func (*WorkerStats) ProtoMessage() {}
 
 func (x *WorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +977,7 @@ func (x *WorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
 func (*WorkerStats) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{10}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WorkerStats) GetId() string {
@@ -808,7 +1030,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1042,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1055,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{11}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsResponse) GetRunning() int64 {
@@ -889,35 +1111,45 @@ var File_taskproto_pb_executor_proto protoreflect.FileDescriptor
 
 const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x1btaskproto/pb/executor.proto\x12\x12wslab.taskproto.v2\"\x84\x01\n" +
+	"\x1btaskproto/pb/executor.proto\x12\x12wslab.taskproto.v3\"\x84\x01\n" +
 	"\x06Limits\x12\x1a\n" +
 	"\tmax_fib_n\x18\x01 \x01(\x03R\amaxFibN\x12\x1a\n" +
 	"\tmax_cpu_n\x18\x02 \x01(\x03R\amaxCpuN\x12 \n" +
 	"\fmax_io_bytes\x18\x03 \x01(\x03R\n" +
 	"maxIoBytes\x12 \n" +
 	"\fmax_sleep_ms\x18\x04 \x01(\x03R\n" +
-	"maxSleepMs\"\xe4\x03\n" +
+	"maxSleepMs\"\x87\x03\n" +
 	"\x06Config\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12'\n" +
 	"\x0ffibonacci_limit\x18\x02 \x01(\x03R\x0efibonacciLimit\x12\x19\n" +
 	"\bdata_dir\x18\x03 \x01(\tR\adataDir\x12&\n" +
 	"\x0flarge_file_name\x18\x04 \x01(\tR\rlargeFileName\x12&\n" +
-	"\x0ftask_timeout_ms\x18\x05 \x01(\x03R\rtaskTimeoutMs\x12\x1c\n" +
-	"\tsemaphore\x18\x06 \x01(\x03R\tsemaphore\x12\x1c\n" +
-	"\tprocesses\x18\a \x01(\x03R\tprocesses\x12\x18\n" +
-	"\aworkers\x18\b \x01(\x03R\aworkers\x12\x1d\n" +
-	"\n" +
-	"queue_size\x18\t \x01(\x03R\tqueueSize\x122\n" +
+	"\x0ftask_timeout_ms\x18\x05 \x01(\x03R\rtaskTimeoutMs\x122\n" +
 	"\x06limits\x18\n" +
-	" \x01(\v2\x1a.wslab.taskproto.v2.LimitsR\x06limits\x12D\n" +
-	"\bsettings\x18\v \x03(\v2(.wslab.taskproto.v2.Config.SettingsEntryR\bsettings\x1a;\n" +
+	" \x01(\v2\x1a.wslab.taskproto.v3.LimitsR\x06limits\x12D\n" +
+	"\bsettings\x18\v \x03(\v2(.wslab.taskproto.v3.Config.SettingsEntryR\bsettings\x1a;\n" +
 	"\rSettingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\x06\x10\aJ\x04\b\a\x10\bJ\x04\b\b\x10\tJ\x04\b\t\x10\n" +
+	"\"\x11\n" +
+	"\x0fDescribeRequest\"{\n" +
+	"\x10DescribeResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x121\n" +
+	"\x04keys\x18\x03 \x03(\v2\x1d.wslab.taskproto.v3.ConfigKeyR\x04keys\"\xe1\x01\n" +
+	"\tConfigKey\x12\x18\n" +
+	"\asection\x18\x01 \x01(\tR\asection\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x1b.wslab.taskproto.v3.KeyTypeR\x04type\x12#\n" +
+	"\rdefault_value\x18\x04 \x01(\tR\fdefaultValue\x12\x10\n" +
+	"\x03min\x18\x05 \x01(\x03R\x03min\x12\x10\n" +
+	"\x03max\x18\x06 \x01(\x03R\x03max\x12\x18\n" +
+	"\achoices\x18\a \x03(\tR\achoices\x12\x12\n" +
+	"\x04help\x18\b \x01(\tR\x04help\"F\n" +
 	"\x10ConfigureRequest\x122\n" +
-	"\x06config\x18\x01 \x01(\v2\x1a.wslab.taskproto.v2.ConfigR\x06config\"I\n" +
+	"\x06config\x18\x01 \x01(\v2\x1a.wslab.taskproto.v3.ConfigR\x06config\"I\n" +
 	"\x11ConfigureResponse\x124\n" +
-	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v2.StrategyInfoR\x04info\"\x9d\x01\n" +
+	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v3.StrategyInfoR\x04info\"\x9d\x01\n" +
 	"\fStrategyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12 \n" +
@@ -933,8 +1165,8 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x06Cancel\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"}\n" +
 	"\x0eExecuteRequest\x12.\n" +
-	"\x04task\x18\x01 \x01(\v2\x18.wslab.taskproto.v2.TaskH\x00R\x04task\x124\n" +
-	"\x06cancel\x18\x02 \x01(\v2\x1a.wslab.taskproto.v2.CancelH\x00R\x06cancelB\x05\n" +
+	"\x04task\x18\x01 \x01(\v2\x18.wslab.taskproto.v3.TaskH\x00R\x04task\x124\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x1a.wslab.taskproto.v3.CancelH\x00R\x06cancelB\x05\n" +
 	"\x03msg\"\xc9\x01\n" +
 	"\x0fExecuteResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
@@ -959,10 +1191,16 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x1a\n" +
 	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\x12\x1a\n" +
 	"\brestarts\x18\x06 \x01(\x03R\brestarts\x129\n" +
-	"\aworkers\x18\a \x03(\v2\x1f.wslab.taskproto.v2.WorkerStatsR\aworkers2\xb2\x01\n" +
-	"\bExecutor\x12X\n" +
-	"\tConfigure\x12$.wslab.taskproto.v2.ConfigureRequest\x1a%.wslab.taskproto.v2.ConfigureResponse\x12L\n" +
-	"\x05Stats\x12 .wslab.taskproto.v2.StatsRequest\x1a!.wslab.taskproto.v2.StatsResponseB%Z#github.com/wslab/wslab/taskproto/pbb\x06proto3"
+	"\aworkers\x18\a \x03(\v2\x1f.wslab.taskproto.v3.WorkerStatsR\aworkers*]\n" +
+	"\aKeyType\x12\x18\n" +
+	"\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fKEY_TYPE_INT\x10\x01\x12\x13\n" +
+	"\x0fKEY_TYPE_STRING\x10\x02\x12\x11\n" +
+	"\rKEY_TYPE_BOOL\x10\x032\x89\x02\n" +
+	"\bExecutor\x12U\n" +
+	"\bDescribe\x12#.wslab.taskproto.v3.DescribeRequest\x1a$.wslab.taskproto.v3.DescribeResponse\x12X\n" +
+	"\tConfigure\x12$.wslab.taskproto.v3.ConfigureRequest\x1a%.wslab.taskproto.v3.ConfigureResponse\x12L\n" +
+	"\x05Stats\x12 .wslab.taskproto.v3.StatsRequest\x1a!.wslab.taskproto.v3.StatsResponseB%Z#github.com/wslab/wslab/taskproto/pbb\x06proto3"
 
 var (
 	file_taskproto_pb_executor_proto_rawDescOnce sync.Once
@@ -976,39 +1214,48 @@ func file_taskproto_pb_executor_proto_rawDescGZIP() []byte {
 	return file_taskproto_pb_executor_proto_rawDescData
 }
 
-var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_taskproto_pb_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_taskproto_pb_executor_proto_goTypes = []any{
-	(*Limits)(nil),            // 0: wslab.taskproto.v2.Limits
-	(*Config)(nil),            // 1: wslab.taskproto.v2.Config
-	(*ConfigureRequest)(nil),  // 2: wslab.taskproto.v2.ConfigureRequest
-	(*ConfigureResponse)(nil), // 3: wslab.taskproto.v2.ConfigureResponse
-	(*StrategyInfo)(nil),      // 4: wslab.taskproto.v2.StrategyInfo
-	(*Task)(nil),              // 5: wslab.taskproto.v2.Task
-	(*Cancel)(nil),            // 6: wslab.taskproto.v2.Cancel
-	(*ExecuteRequest)(nil),    // 7: wslab.taskproto.v2.ExecuteRequest
-	(*ExecuteResponse)(nil),   // 8: wslab.taskproto.v2.ExecuteResponse
-	(*StatsRequest)(nil),      // 9: wslab.taskproto.v2.StatsRequest
-	(*WorkerStats)(nil),       // 10: wslab.taskproto.v2.WorkerStats
-	(*StatsResponse)(nil),     // 11: wslab.taskproto.v2.StatsResponse
-	nil,                       // 12: wslab.taskproto.v2.Config.SettingsEntry
+	(KeyType)(0),              // 0: wslab.taskproto.v3.KeyType
+	(*Limits)(nil),            // 1: wslab.taskproto.v3.Limits
+	(*Config)(nil),            // 2: wslab.taskproto.v3.Config
+	(*DescribeRequest)(nil),   // 3: wslab.taskproto.v3.DescribeRequest
+	(*DescribeResponse)(nil),  // 4: wslab.taskproto.v3.DescribeResponse
+	(*ConfigKey)(nil),         // 5: wslab.taskproto.v3.ConfigKey
+	(*ConfigureRequest)(nil),  // 6: wslab.taskproto.v3.ConfigureRequest
+	(*ConfigureResponse)(nil), // 7: wslab.taskproto.v3.ConfigureResponse
+	(*StrategyInfo)(nil),      // 8: wslab.taskproto.v3.StrategyInfo
+	(*Task)(nil),              // 9: wslab.taskproto.v3.Task
+	(*Cancel)(nil),            // 10: wslab.taskproto.v3.Cancel
+	(*ExecuteRequest)(nil),    // 11: wslab.taskproto.v3.ExecuteRequest
+	(*ExecuteResponse)(nil),   // 12: wslab.taskproto.v3.ExecuteResponse
+	(*StatsRequest)(nil),      // 13: wslab.taskproto.v3.StatsRequest
+	(*WorkerStats)(nil),       // 14: wslab.taskproto.v3.WorkerStats
+	(*StatsResponse)(nil),     // 15: wslab.taskproto.v3.StatsResponse
+	nil,                       // 16: wslab.taskproto.v3.Config.SettingsEntry
 }
 var file_taskproto_pb_executor_proto_depIdxs = []int32{
-	0,  // 0: wslab.taskproto.v2.Config.limits:type_name -> wslab.taskproto.v2.Limits
-	12, // 1: wslab.taskproto.v2.Config.settings:type_name -> wslab.taskproto.v2.Config.SettingsEntry
-	1,  // 2: wslab.taskproto.v2.ConfigureRequest.config:type_name -> wslab.taskproto.v2.Config
-	4,  // 3: wslab.taskproto.v2.ConfigureResponse.info:type_name -> wslab.taskproto.v2.StrategyInfo
-	5,  // 4: wslab.taskproto.v2.ExecuteRequest.task:type_name -> wslab.taskproto.v2.Task
-	6,  // 5: wslab.taskproto.v2.ExecuteRequest.cancel:type_name -> wslab.taskproto.v2.Cancel
-	10, // 6: wslab.taskproto.v2.StatsResponse.workers:type_name -> wslab.taskproto.v2.WorkerStats
-	2,  // 7: wslab.taskproto.v2.Executor.Configure:input_type -> wslab.taskproto.v2.ConfigureRequest
-	9,  // 8: wslab.taskproto.v2.Executor.Stats:input_type -> wslab.taskproto.v2.StatsRequest
-	3,  // 9: wslab.taskproto.v2.Executor.Configure:output_type -> wslab.taskproto.v2.ConfigureResponse
-	11, // 10: wslab.taskproto.v2.Executor.Stats:output_type -> wslab.taskproto.v2.StatsResponse
-	9,  // [9:11] is the sub-list for method output_type
-	7,  // [7:9] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	1,  // 0: wslab.taskproto.v3.Config.limits:type_name -> wslab.taskproto.v3.Limits
+	16, // 1: wslab.taskproto.v3.Config.settings:type_name -> wslab.taskproto.v3.Config.SettingsEntry
+	5,  // 2: wslab.taskproto.v3.DescribeResponse.keys:type_name -> wslab.taskproto.v3.ConfigKey
+	0,  // 3: wslab.taskproto.v3.ConfigKey.type:type_name -> wslab.taskproto.v3.KeyType
+	2,  // 4: wslab.taskproto.v3.ConfigureRequest.config:type_name -> wslab.taskproto.v3.Config
+	8,  // 5: wslab.taskproto.v3.ConfigureResponse.info:type_name -> wslab.taskproto.v3.StrategyInfo
+	9,  // 6: wslab.taskproto.v3.ExecuteRequest.task:type_name -> wslab.taskproto.v3.Task
+	10, // 7: wslab.taskproto.v3.ExecuteRequest.cancel:type_name -> wslab.taskproto.v3.Cancel
+	14, // 8: wslab.taskproto.v3.StatsResponse.workers:type_name -> wslab.taskproto.v3.WorkerStats
+	3,  // 9: wslab.taskproto.v3.Executor.Describe:input_type -> wslab.taskproto.v3.DescribeRequest
+	6,  // 10: wslab.taskproto.v3.Executor.Configure:input_type -> wslab.taskproto.v3.ConfigureRequest
+	13, // 11: wslab.taskproto.v3.Executor.Stats:input_type -> wslab.taskproto.v3.StatsRequest
+	4,  // 12: wslab.taskproto.v3.Executor.Describe:output_type -> wslab.taskproto.v3.DescribeResponse
+	7,  // 13: wslab.taskproto.v3.Executor.Configure:output_type -> wslab.taskproto.v3.ConfigureResponse
+	15, // 14: wslab.taskproto.v3.Executor.Stats:output_type -> wslab.taskproto.v3.StatsResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_taskproto_pb_executor_proto_init() }
@@ -1016,7 +1263,7 @@ func file_taskproto_pb_executor_proto_init() {
 	if File_taskproto_pb_executor_proto != nil {
 		return
 	}
-	file_taskproto_pb_executor_proto_msgTypes[7].OneofWrappers = []any{
+	file_taskproto_pb_executor_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),
 	}
@@ -1025,13 +1272,14 @@ func file_taskproto_pb_executor_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskproto_pb_executor_proto_rawDesc), len(file_taskproto_pb_executor_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_taskproto_pb_executor_proto_goTypes,
 		DependencyIndexes: file_taskproto_pb_executor_proto_depIdxs,
+		EnumInfos:         file_taskproto_pb_executor_proto_enumTypes,
 		MessageInfos:      file_taskproto_pb_executor_proto_msgTypes,
 	}.Build()
 	File_taskproto_pb_executor_proto = out.File

@@ -2,8 +2,9 @@
 //
 // Two channels join them. The control channel is the gRPC service below,
 // served through hashicorp/go-plugin (handshake, AutoMTLS, health, logs,
-// lifecycle): the host calls Configure once after the plugin starts and
-// Stats whenever it is asked. The data channel carries tasks and replies:
+// lifecycle): after the plugin starts the host calls Describe, checks the
+// configuration file's values of the keys the plugin declares, calls
+// Configure once with them, and calls Stats whenever it is asked. The data channel carries tasks and replies:
 // a Unix socket the host hands the plugin as file descriptor 3, on which
 // each message is a 4-byte big-endian length followed by an ExecuteRequest
 // (host to plugin) or an ExecuteResponse (plugin to host). A plugin's
@@ -32,14 +33,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Executor_Configure_FullMethodName = "/wslab.taskproto.v2.Executor/Configure"
-	Executor_Stats_FullMethodName     = "/wslab.taskproto.v2.Executor/Stats"
+	Executor_Describe_FullMethodName  = "/wslab.taskproto.v3.Executor/Describe"
+	Executor_Configure_FullMethodName = "/wslab.taskproto.v3.Executor/Configure"
+	Executor_Stats_FullMethodName     = "/wslab.taskproto.v3.Executor/Stats"
 )
 
 // ExecutorClient is the client API for Executor service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Version 3 of the contract (go-plugin's app protocol version 3).
 type ExecutorClient interface {
+	// Describe may be called before Configure, and more than once.
+	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 }
@@ -50,6 +56,16 @@ type executorClient struct {
 
 func NewExecutorClient(cc grpc.ClientConnInterface) ExecutorClient {
 	return &executorClient{cc}
+}
+
+func (c *executorClient) Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeResponse)
+	err := c.cc.Invoke(ctx, Executor_Describe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *executorClient) Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error) {
@@ -75,7 +91,11 @@ func (c *executorClient) Stats(ctx context.Context, in *StatsRequest, opts ...gr
 // ExecutorServer is the server API for Executor service.
 // All implementations must embed UnimplementedExecutorServer
 // for forward compatibility.
+//
+// Version 3 of the contract (go-plugin's app protocol version 3).
 type ExecutorServer interface {
+	// Describe may be called before Configure, and more than once.
+	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	mustEmbedUnimplementedExecutorServer()
@@ -88,6 +108,9 @@ type ExecutorServer interface {
 // pointer dereference when methods are called.
 type UnimplementedExecutorServer struct{}
 
+func (UnimplementedExecutorServer) Describe(context.Context, *DescribeRequest) (*DescribeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Describe not implemented")
+}
 func (UnimplementedExecutorServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
 }
@@ -113,6 +136,24 @@ func RegisterExecutorServer(s grpc.ServiceRegistrar, srv ExecutorServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&Executor_ServiceDesc, srv)
+}
+
+func _Executor_Describe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorServer).Describe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Executor_Describe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorServer).Describe(ctx, req.(*DescribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Executor_Configure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -155,9 +196,13 @@ func _Executor_Stats_Handler(srv interface{}, ctx context.Context, dec func(inte
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Executor_ServiceDesc = grpc.ServiceDesc{
-	ServiceName: "wslab.taskproto.v2.Executor",
+	ServiceName: "wslab.taskproto.v3.Executor",
 	HandlerType: (*ExecutorServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Describe",
+			Handler:    _Executor_Describe_Handler,
+		},
 		{
 			MethodName: "Configure",
 			Handler:    _Executor_Configure_Handler,

@@ -14,6 +14,22 @@ type Client struct {
 	client pb.ExecutorClient
 }
 
+// Description is what a plugin says of itself before it is configured.
+type Description struct {
+	Name        string
+	Description string
+	Keys        []taskproto.Key
+}
+
+// Describe asks the plugin for its name and the configuration keys it reads.
+func (c *Client) Describe(ctx context.Context) (Description, error) {
+	resp, err := c.client.Describe(ctx, &pb.DescribeRequest{})
+	if err != nil {
+		return Description{}, fmt.Errorf("describe plugin: %w", err)
+	}
+	return describeFromPB(resp), nil
+}
+
 // Configure sends the plugin its configuration; the plugin builds its
 // strategy, starts serving the data channel and describes itself.
 func (c *Client) Configure(ctx context.Context, cfg taskproto.Config) (taskproto.StrategyInfo, error) {
@@ -40,10 +56,6 @@ func configToPB(c taskproto.Config) *pb.Config {
 		DataDir:        c.DataDir,
 		LargeFileName:  c.LargeFileName,
 		TaskTimeoutMs:  c.TaskTimeout.Milliseconds(),
-		Semaphore:      c.Semaphore,
-		Processes:      c.Processes,
-		Workers:        c.Workers,
-		QueueSize:      c.QueueSize,
 		Limits: &pb.Limits{
 			MaxFibN:    c.Limits.MaxFibN,
 			MaxCpuN:    c.Limits.MaxCPUN,
@@ -62,10 +74,6 @@ func configFromPB(c *pb.Config) taskproto.Config {
 		DataDir:        c.GetDataDir(),
 		LargeFileName:  c.GetLargeFileName(),
 		TaskTimeout:    time.Duration(c.GetTaskTimeoutMs()) * time.Millisecond,
-		Semaphore:      c.GetSemaphore(),
-		Processes:      c.GetProcesses(),
-		Workers:        c.GetWorkers(),
-		QueueSize:      c.GetQueueSize(),
 		Limits: taskproto.Limits{
 			MaxFibN:    l.GetMaxFibN(),
 			MaxCPUN:    l.GetMaxCpuN(),
@@ -102,6 +110,28 @@ func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
 	}
 	for _, w := range s.GetWorkers() {
 		out.Workers = append(out.Workers, taskproto.WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts()})
+	}
+	return out
+}
+
+func describeToPB(d Description) *pb.DescribeResponse {
+	out := &pb.DescribeResponse{Name: d.Name, Description: d.Description}
+	for _, k := range d.Keys {
+		out.Keys = append(out.Keys, &pb.ConfigKey{
+			Section: k.Section, Name: k.Name, Type: pb.KeyType(k.Type), DefaultValue: k.Default,
+			Min: k.Min, Max: k.Max, Choices: k.Choices, Help: k.Help,
+		})
+	}
+	return out
+}
+
+func describeFromPB(d *pb.DescribeResponse) Description {
+	out := Description{Name: d.GetName(), Description: d.GetDescription()}
+	for _, k := range d.GetKeys() {
+		out.Keys = append(out.Keys, taskproto.Key{
+			Section: k.GetSection(), Name: k.GetName(), Type: taskproto.KeyType(k.GetType()), Default: k.GetDefaultValue(),
+			Min: k.GetMin(), Max: k.GetMax(), Choices: k.GetChoices(), Help: k.GetHelp(),
+		})
 	}
 	return out
 }

@@ -24,6 +24,11 @@ import (
 // connection and returns the host's Client and the plugin's data channel
 // end (the host's end is returned as a Remote once configured).
 func controlPair(t *testing.T, factory Factory) (*Client, net.Conn) {
+	return strategyPair(t, Strategy{Name: "test", New: factory})
+}
+
+// strategyPair is controlPair for a whole Strategy.
+func strategyPair(t *testing.T, strategy Strategy) (*Client, net.Conn) {
 	t.Helper()
 	ours, theirs, err := NewChannel("test")
 	if err != nil {
@@ -36,7 +41,7 @@ func controlPair(t *testing.T, factory Factory) (*Client, net.Conn) {
 	}
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	pb.RegisterExecutorServer(srv, &controlServer{factory: factory, log: hclog.NewNullLogger(), data: data})
+	pb.RegisterExecutorServer(srv, &controlServer{strategy: strategy, log: hclog.NewNullLogger(), data: data})
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -66,10 +71,6 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 		DataDir:        "/var/lib/wslab/data",
 		LargeFileName:  "large.bin",
 		TaskTimeout:    7500 * time.Millisecond,
-		Semaphore:      17,
-		Processes:      3,
-		Workers:        5,
-		QueueSize:      128,
 		Limits:         taskproto.Limits{MaxFibN: 90, MaxCPUN: 10_000_000, MaxIOBytes: 64 << 20, MaxSleep: 30 * time.Second},
 		Settings:       map[string]string{"server.port": "8080", "pool.workers": "5", "empty.value": ""},
 	}
@@ -163,5 +164,39 @@ func TestStatsRoundTrip(t *testing.T) {
 	got, err := c.Stats(ctx)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// Describe says what the strategy declares, before Configure; Configure
+// checks the declared keys, fills in their defaults and refuses a bad value
+// naming the key, leaving the plugin unconfigured.
+func TestDescribeAndDeclaredKeys(t *testing.T) {
+	keys := []taskproto.Key{
+		{Section: "pool", Name: "workers", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 64, Help: "goroutines"},
+		{Section: "pool", Name: "mode", Type: taskproto.KeyString, Default: "", Choices: []string{"", "fifo"}, Help: "order"},
+		{Section: "pool", Name: "pin", Type: taskproto.KeyBool, Default: "false", Help: "pin threads"},
+	}
+	var got taskproto.Config
+	c, _ := strategyPair(t, Strategy{Name: "pool", Description: "a pool", Keys: keys,
+		New: func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
+			got = cfg
+			return &fakeExecutor{}, nil
+		}})
+	ctx := testCtx(t)
+	d, err := c.Describe(ctx)
+	if want := (Description{Name: "pool", Description: "a pool", Keys: keys}); err != nil || !reflect.DeepEqual(d, want) {
+		t.Fatalf("Describe = %+v, %v; want %+v", d, err, want)
+	}
+	_, err = c.Configure(ctx, taskproto.Config{Settings: map[string]string{"pool.workers": "65"}})
+	if s := status.Convert(errors.Unwrap(err)); s.Code() != codes.InvalidArgument ||
+		s.Message() != "[pool] workers: must be a whole number between 0 and 64, got 65" {
+		t.Fatalf("Configure with a bad value: %v, want InvalidArgument naming [pool] workers", err)
+	}
+	if _, err := c.Configure(ctx, taskproto.Config{Settings: map[string]string{"pool.pin": "yes", "x.y": "z"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"pool.workers": "0", "pool.mode": "", "pool.pin": "true", "x.y": "z"}
+	if !reflect.DeepEqual(got.Settings, want) {
+		t.Errorf("the strategy got settings %v, want %v", got.Settings, want)
 	}
 }

@@ -27,9 +27,10 @@ import (
 // speaks. go-plugin negotiates it; a plugin built against another version
 // is refused with an error naming both.
 //
-// Version 2: tasks on the data channel (version 1 carried them on a gRPC
-// stream).
-const ProtocolVersion = 2
+// Version 3: plugins declare their configuration keys (Describe), and the
+// contract's Config lost its strategy-specific fields. Version 2: tasks on
+// the data channel (version 1 carried them on a gRPC stream).
+const ProtocolVersion = 3
 
 // PluginName is the single plugin a strategy binary serves.
 const PluginName = "executor"

@@ -18,6 +18,7 @@ import (
 	"github.com/wslab/wslab/internal/tick"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/tasks"
 )
 
 // DataFDEnv names the environment variable that tells a plugin which file
@@ -25,18 +26,35 @@ import (
 // other way has no data channel and says so.
 const DataFDEnv = "WSLAB_DATA_FD"
 
-// Serve runs a strategy plugin: it answers the host's handshake, builds the
-// executor with factory when the host sends its configuration, and serves
-// tasks on the data channel until the host stops it. It exits the process
-// when the host goes away, even by SIGKILL: the data channel then ends, and
-// until it is served the plugin watches its parent.
-func Serve(name string, factory Factory) {
+// Strategy is what a strategy plugin serves.
+type Strategy struct {
+	Name        string
+	Description string // one line, shown by `host --describe`
+	// Keys are the configuration keys New reads; the host checks the
+	// file's values and hands New their effective values in cfg.Settings.
+	Keys []taskproto.Key
+	// New builds the strategy once the host has sent its configuration.
+	New Factory
+}
+
+// Serve runs a strategy plugin: it answers the host's handshake, describes
+// the strategy and its keys, builds the executor when the host sends its
+// configuration, and serves tasks on the data channel until the host stops
+// it. It exits the process when the host goes away, even by SIGKILL: the
+// data channel then ends, and until it is served the plugin watches its
+// parent. A strategy whose keys are ill-declared does not start.
+func Serve(s Strategy) {
+	name := s.Name
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Output:     os.Stderr,
 		JSONFormat: true, // the host re-levels JSON lines on its own logger
 		Level:      hclog.LevelFromString(os.Getenv("WSLAB_LOG_LEVEL")),
 	})
+	if err := taskproto.CheckKeys(s.Keys); err != nil {
+		log.Error("the strategy declares its configuration wrongly", "error", err)
+		os.Exit(1)
+	}
 	data, err := inheritedDataChannel()
 	if err != nil {
 		log.Error("no data channel: this binary is a wslab strategy plugin, started by the host", "error", err)
@@ -46,7 +64,7 @@ func Serve(name string, factory Factory) {
 	defer cancel()
 	go ExitWithParent(ctx, log, 250*time.Millisecond)
 	stopProfile := profile.Start(name)
-	srv := &controlServer{factory: factory, log: log, data: data, exit: func(code int) { stopProfile(); os.Exit(code) }}
+	srv := &controlServer{strategy: s, log: log, data: data, exit: func(code int) { stopProfile(); os.Exit(code) }}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
@@ -73,9 +91,9 @@ func ExitWithParent(ctx context.Context, log hclog.Logger, every time.Duration) 
 // controlServer is the plugin's side of the control service.
 type controlServer struct {
 	pb.UnimplementedExecutorServer
-	factory Factory
-	log     hclog.Logger
-	data    net.Conn
+	strategy Strategy
+	log      hclog.Logger
+	data     net.Conn
 	// exit ends the process once the data channel has ended; nil in tests.
 	exit func(code int)
 
@@ -89,23 +107,37 @@ func (s *controlServer) executor() taskproto.Executor {
 	return s.exec
 }
 
+func (s *controlServer) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	return describeToPB(Description{Name: s.strategy.Name, Description: s.strategy.Description, Keys: s.strategy.Keys}), nil
+}
+
 func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.exec != nil {
 		return nil, status.Error(codes.FailedPrecondition, "plugin is already configured")
 	}
-	if s.factory == nil {
+	if s.strategy.New == nil {
 		return nil, status.Error(codes.Unimplemented, "plugin has no executor factory")
 	}
-	exec, err := s.factory(configFromPB(req.GetConfig()), s.log)
+	cfg := configFromPB(req.GetConfig())
+	settings, err := taskproto.ApplyKeys(cfg.Settings, s.strategy.Keys)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	cfg.Settings = settings
+	exec, err := s.strategy.New(cfg, s.log)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "build executor: %v", err)
 	}
 	s.exec = exec
 	info := exec.Info()
 	s.log.Info("configured", "strategy", info.Name, "concurrency", info.Concurrency)
-	go s.serveTasks(exec)
+	var served taskproto.Executor = exec
+	if cfg.Limits != (taskproto.Limits{}) {
+		served = bounded{exec, cfg.Limits}
+	}
+	go s.serveTasks(served)
 	return &pb.ConfigureResponse{Info: infoToPB(info)}, nil
 }
 
@@ -143,6 +175,23 @@ func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.Stat
 		return nil, status.Errorf(codes.Internal, "stats: %v", err)
 	}
 	return statsToPB(st), nil
+}
+
+// bounded refuses a task of an unknown kind or outside the host's limits
+// before its strategy sees it. The host refuses those first; the plugin
+// checks again so that its strategy runs only what the limits allow,
+// whoever wrote the frame.
+type bounded struct {
+	taskproto.Executor
+	limits taskproto.Limits
+}
+
+func (b bounded) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	if err := tasks.Check(t, b.limits); err != nil {
+		done(taskproto.Result{}, err)
+		return
+	}
+	b.Executor.Submit(ctx, t, done)
 }
 
 func inheritedDataChannel() (net.Conn, error) {

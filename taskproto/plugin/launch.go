@@ -1,0 +1,200 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/wslab/wslab/internal/supervise"
+	"github.com/wslab/wslab/taskproto"
+)
+
+// StartTimeout bounds a plugin's handshake, and each of Describe and
+// Configure.
+const StartTimeout = 15 * time.Second
+
+// LaunchOptions say how to start a plugin.
+type LaunchOptions struct {
+	Name   string // names the plugin in logs and errors
+	Path   string // its binary
+	Logger hclog.Logger
+	// Checksum, when set, is the SHA-256 the binary must have: go-plugin
+	// checks it before it runs the binary (SecureConfig).
+	Checksum []byte
+}
+
+// Process is a plugin started by Launch: handshaken, not yet configured.
+// The host starts its strategy plugins this way, and so does the
+// conformance kit, so that a plugin is checked as the host runs it.
+type Process struct {
+	name    string
+	cmd     *exec.Cmd
+	client  *goplugin.Client
+	rpc     goplugin.ClientProtocol
+	control *Client
+	data    net.Conn
+	pid     int
+	killed  sync.Once
+}
+
+// Launch starts the plugin binary in a process group of its own, with its
+// data channel as file descriptor 3, and completes go-plugin's handshake
+// (protocol version, AutoMTLS). A plugin of another contract version is
+// refused with an error naming both versions.
+func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
+	ours, theirs, err := NewChannel("plugin-" + opt.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer theirs.Close() // the plugin has its own copy, or never will
+	log := opt.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	cmd := exec.Command(opt.Path)
+	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + log.GetLevel().String(), DataFDEnv + "=3"}
+	cmd.ExtraFiles = []*os.File{theirs}
+	supervise.Prepare(cmd, true)
+	var secure *goplugin.SecureConfig
+	if opt.Checksum != nil {
+		secure = &goplugin.SecureConfig{Checksum: opt.Checksum, Hash: sha256.New()}
+	}
+	p := &Process{name: opt.Name, cmd: cmd, data: ours}
+	p.client = goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: VersionedPlugins,
+		Cmd:              cmd,
+		SecureConfig:     secure,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          true,
+		StartTimeout:     StartTimeout,
+		Logger:           log.Named(opt.Name),
+	})
+	if err := p.connect(); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, explain(err, opt))
+	}
+	return p, nil
+}
+
+func (p *Process) connect() error {
+	var err error
+	// The parent-death signal is tied to the thread that starts the child.
+	supervise.OnSpawnerThread(func() { p.rpc, err = p.client.Client() })
+	if err != nil {
+		return err
+	}
+	if rc := p.client.ReattachConfig(); rc != nil {
+		p.pid = rc.Pid
+	}
+	raw, err := p.rpc.Dispense(PluginName)
+	if err != nil {
+		return fmt.Errorf("dispense: %w", err)
+	}
+	control, ok := raw.(*Client)
+	if !ok {
+		return fmt.Errorf("dispense: unexpected plugin type %T", raw)
+	}
+	p.control = control
+	return nil
+}
+
+// explain says in the host's words what go-plugin's start errors mean.
+func explain(err error, opt LaunchOptions) error {
+	switch {
+	case errors.Is(err, goplugin.ErrChecksumsDoNotMatch):
+		have, herr := FileChecksum(opt.Path)
+		if herr != nil {
+			return fmt.Errorf("refused: its SHA-256 is not the manifest's, and it cannot be read: %w", herr)
+		}
+		return fmt.Errorf("refused: its SHA-256 is %x, the manifest says %x (rebuild it with make build, or check who changed it): %w",
+			have, opt.Checksum, err)
+	case strings.Contains(err.Error(), "incompatible API version"):
+		return fmt.Errorf("refused: it speaks another version of the wslab plugin contract than this host, which speaks version %d "+
+			"(rebuild the plugin against this taskproto/plugin): %w", ProtocolVersion, err)
+	}
+	return err
+}
+
+// Describe asks the plugin for its name and the keys it reads.
+func (p *Process) Describe(ctx context.Context) (Description, error) {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	return p.control.Describe(ctx)
+}
+
+// Configure sends the plugin its configuration; the plugin builds its
+// strategy and serves tasks on its data channel. It succeeds once per
+// process (a refused configuration may be followed by another).
+func (p *Process) Configure(ctx context.Context, cfg taskproto.Config) (taskproto.StrategyInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	return p.control.Configure(ctx, cfg)
+}
+
+// Remote is the executor whose tasks run in the configured plugin.
+func (p *Process) Remote(info taskproto.StrategyInfo) *Remote {
+	return NewRemote(p.data, info, "plugin "+p.name)
+}
+
+// Data is the host's end of the plugin's data channel, for a caller that
+// speaks the frames itself (the conformance kit) instead of using Remote.
+func (p *Process) Data() net.Conn { return p.data }
+
+// Stats asks the plugin for its statistics.
+func (p *Process) Stats(ctx context.Context) (taskproto.Stats, error) { return p.control.Stats(ctx) }
+
+// Alive says why the plugin is not alive, or nil: its process exited, or
+// it does not answer go-plugin's health check.
+func (p *Process) Alive() error {
+	if p.client.Exited() {
+		return errors.New("plugin process exited")
+	}
+	if err := p.rpc.Ping(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+// PID is the plugin process's ID, which is also its process group's.
+func (p *Process) PID() int { return p.pid }
+
+// killGrace is how long Kill lets go-plugin stop the plugin (it allows a
+// graceful exit 2 s) before it kills the plugin's process group.
+const killGrace = 3 * time.Second
+
+// Kill stops the plugin and whatever it started: go-plugin's Kill asks the
+// plugin to stop (its executor closes) and kills the plugin process alone
+// (go-plugin #136), so its process group goes too. go-plugin's Kill returns
+// only once the plugin's output pipes have closed, which a child holding
+// them delays until the group is killed: so the group is killed once
+// go-plugin has had killGrace. Closing the data channel fails whatever is
+// still pending on it. Safe to call more than once.
+func (p *Process) Kill() {
+	p.killed.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.client.Kill()
+		}()
+		select {
+		case <-done:
+		case <-time.After(killGrace):
+			supervise.KillGroup(p.cmd)
+			<-done
+		}
+		p.data.Close()
+		supervise.KillGroup(p.cmd)
+	})
+}
