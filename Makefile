@@ -3,22 +3,41 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 10s
 
-.PHONY: build test lab bench soak proto vet fmt-check cross fuzz deps clean
+.PHONY: build test lab bench soak proto vet fmt-check cross fuzz deps python-deps pytest clean
 
 # Chromium draws report.html in the lab's browser test; nats-server runs a
 # real NATS cluster in the distributed strategy's test. Installed when
 # missing and we may (root, apt); otherwise those tests skip and say so.
 CHROMIUM ?= /usr/bin/chromium
+# The Python plugins run on Debian's interpreter with Debian's gRPC.
+PYTHON ?= /usr/bin/python3
+PYTHON_PACKAGES := python3 python3-grpcio python3-protobuf python3-cryptography
+PYTHON_PLUGINS := python-asyncio python-multiprocessing
 
 build:
 	$(GO) build -o $(BIN)/host ./cmd/host
 	$(GO) build -o $(BIN)/client ./cmd/client
 	$(GO) build -o $(BIN)/lab ./cmd/lab
 	$(GO) build -o $(BIN)/plugins/ ./plugins/...
-	@# The manifest [server] verify_plugins checks plugins against.
-	cd $(BIN)/plugins && find . -maxdepth 1 -type f -perm -u+x -printf '%P\n' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+	install -m 0755 $(foreach p,$(PYTHON_PLUGINS),plugins/$(p)/$(p)) $(BIN)/plugins/
+	rm -rf $(BIN)/plugins/python && install -d $(BIN)/plugins/python/wslab
+	install -m 0644 plugins/python/wslab/*.py $(BIN)/plugins/python/wslab/
+	@# The manifest [server] verify_plugins checks plugins (and the Python
+	@# plugins' package) against.
+	cd $(BIN)/plugins && { find . -maxdepth 1 -type f -perm -u+x; find python -type f -name '*.py'; } | \
+		sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 
-deps:
+# Debian's gRPC for the Python plugins, installed when missing and we may;
+# otherwise their tests skip and say so, and the lab leaves them out.
+python-deps:
+	@if ! $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null && \
+		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(PYTHON_PACKAGES) for the Python plugins"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PYTHON_PACKAGES) >/dev/null) || \
+		echo "$(PYTHON_PACKAGES) could not be installed: the Python plugins will not start"; \
+	fi
+
+deps: python-deps
 	@if { [ ! -x $(CHROMIUM) ] || ! command -v ip >/dev/null || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \
 		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing chromium, nats-server and iproute2 for the browser, NATS cluster and network tests"; \
@@ -28,7 +47,15 @@ deps:
 
 test: build deps fmt-check vet cross
 	$(GO) test -race -timeout 9m ./...
+	$(MAKE) pytest
 	$(MAKE) fuzz
+
+# The Python plugins' own unit tests (the kit and the end-to-end tests run
+# them from Go as well).
+pytest:
+	@if $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null; then \
+		$(PYTHON) -B -m unittest discover -s plugins/python; \
+	else echo "$(PYTHON) lacks grpc, protobuf or cryptography: Python plugin tests skipped"; fi
 
 # The code builds beyond Linux: process groups and the parent-death signal
 # sit behind build tags, and the plugin's own parent watch covers systems
@@ -63,7 +90,7 @@ SOAK ?= 5m
 soak: build
 	WSLAB_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -v -count=1 -timeout 60m ./internal/e2e
 
-lab: build
+lab: build python-deps
 	$(BIN)/lab --config config.ini
 
 # Regenerates taskproto/pb from executor.proto (protoc from Debian's
@@ -76,6 +103,7 @@ proto:
 		--go_out=. --go_opt=module=github.com/wslab/wslab \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/wslab/wslab \
 		taskproto/pb/executor.proto
+	protoc -I taskproto/pb --python_out=plugins/python/wslab taskproto/pb/executor.proto
 
 clean:
 	rm -rf $(BIN)

@@ -207,6 +207,9 @@ func pluginChecksum(cfg *config.Config, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
 	}
+	if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
+		return nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
+	}
 	sum, ok := sums[name]
 	if !ok {
 		return nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",

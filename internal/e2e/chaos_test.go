@@ -20,8 +20,9 @@ import (
 // an unknown id (the client counts those as wrong), the host is healthy,
 // and no process it started survives it. The figures go to the log.
 func TestChaos(t *testing.T) {
-	for _, s := range strategies {
+	for _, s := range withPython() {
 		t.Run(s, func(t *testing.T) {
+			skipMissingPython(t, s)
 			h := startHost(t, s, "[other]\nmultiprocessing_processes = 2\n")
 			ctx, cancel := context.WithCancel(context.Background())
 			var (

@@ -293,6 +293,8 @@ func TestBadConfigExits2(t *testing.T) {
 		{"negative pool workers", "pool", loop + "[pool]\nworkers = -1\n", "pool", "workers"},
 		{"multiproc processes 0", "multiproc", loop + "[other]\nmultiprocessing_processes = 0\n", "other", "multiprocessing_processes"},
 		{"distributed storage", "distributed", loop + "[distributed]\nstorage = tape\n", "distributed", "storage"},
+		{"adaptive queue", "adaptive", loop + "[adaptive]\nmax_queue_ms = soon\n", "adaptive", "max_queue_ms"},
+		{"python processes", "python-multiprocessing", loop + "[other]\nmultiprocessing_processes = 2000\n", "other", "multiprocessing_processes"},
 	}
 	// oneLine is the line that says what is wrong: for a plugin's key, the
 	// last, after the log line of the plugin stopped.
@@ -312,6 +314,7 @@ func TestBadConfigExits2(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			skipMissingPython(t, c.plugin)
 			path := errWriteFile(t, "bad.ini", c.ini)
 			_, stderr, code := errRunHost(t, "--config", path, "--plugin", c.plugin, "--plugin-dir", filepath.Join(binDir, "plugins"))
 			if code != 2 {
@@ -488,8 +491,9 @@ func TestConnectionLimit(t *testing.T) {
 }
 
 func TestHealthzAndStats(t *testing.T) {
-	for _, s := range strategies {
+	for _, s := range withPython() {
 		t.Run(s, func(t *testing.T) {
+			skipMissingPython(t, s)
 			h := startHost(t, s, "")
 			if code := h.healthz(); code != http.StatusOK {
 				t.Errorf("/healthz: HTTP %d, want 200", code)

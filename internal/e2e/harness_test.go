@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/wslab/wslab/host"
 	"github.com/wslab/wslab/internal/hostproc"
+	"github.com/wslab/wslab/internal/pythonplugins"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -59,8 +61,34 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
+	if pythonMissing = pythonplugins.Missing(); pythonMissing == "" {
+		if err := pythonplugins.Install("../..", filepath.Join(dir, "plugins")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	binDir = dir
 	return m.Run()
+}
+
+// pythonMissing says why the Python plugins cannot run here; "" when they
+// can, and are installed in the plugin directory beside the Go ones.
+var pythonMissing string
+
+// withPython is strategies and the Python plugins, for the tests the
+// Python plugins must pass as the Go ones do; the Python ones skip, saying
+// why, where they cannot run.
+func withPython() []string { return append(slices.Clone(strategies), pythonStrategies...) }
+
+// pythonStrategies are the Python lab's own strategies, as plugins.
+var pythonStrategies = pythonplugins.Names
+
+// skipMissingPython skips a subtest of a Python strategy that cannot run here.
+func skipMissingPython(t *testing.T, strategy string) {
+	t.Helper()
+	if pythonMissing != "" && slices.Contains(pythonStrategies, strategy) {
+		t.Skip(pythonMissing)
+	}
 }
 
 // strategies are every strategy the host can serve in this build.

@@ -162,8 +162,9 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 // finish, fails the rest with shutting_down, closes the WebSocket with 1001,
 // stops the plugin and exits 0.
 func TestSIGTERMGraceful(t *testing.T) {
-	for _, s := range strategies {
+	for _, s := range withPython() {
 		t.Run(s, func(t *testing.T) {
+			skipMissingPython(t, s)
 			h := startHost(t, s, "shutdown_grace_sec = 1\n")
 			pid := h.stats(t).PluginPID
 			below := descendantsOf(pid)

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,13 +13,15 @@ import (
 )
 
 // ChecksumsFile is the manifest of a plugin directory that `make build`
-// writes: one "HEX  NAME" line per plugin binary, as sha256sum prints them.
+// writes: one "HEX  NAME" line per plugin binary, and per support file a
+// plugin reads (the Python plugins' package: "HEX  python/wslab/serve.py"),
+// as sha256sum prints them.
 const ChecksumsFile = "SHA256SUMS"
 
 // maxManifestLines bounds what ReadChecksums reads of a manifest.
 const maxManifestLines = 10_000
 
-// ReadChecksums reads dir's manifest: plugin name → SHA-256.
+// ReadChecksums reads dir's manifest: file name, relative to dir → SHA-256.
 func ReadChecksums(dir string) (map[string][]byte, error) {
 	path := filepath.Join(dir, ChecksumsFile)
 	f, err := os.Open(path)
@@ -39,10 +42,11 @@ func ReadChecksums(dir string) (map[string][]byte, error) {
 		hexSum, name, ok := strings.Cut(text, " ")
 		name = strings.TrimPrefix(strings.TrimSpace(name), "*") // sha256sum's binary mode
 		sum, err := hex.DecodeString(hexSum)
-		if !ok || err != nil || len(sum) != sha256.Size || name == "" {
-			return nil, fmt.Errorf("%s:%d: not a line of sha256sum: %q", path, line, text)
+		name = filepath.ToSlash(filepath.Clean(name))
+		if !ok || err != nil || len(sum) != sha256.Size || name == "" || !filepath.IsLocal(name) {
+			return nil, fmt.Errorf("%s:%d: not a line of sha256sum naming a file of the directory: %q", path, line, text)
 		}
-		sums[filepath.Base(name)] = sum
+		sums[name] = sum
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -62,4 +66,23 @@ func FileChecksum(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return h.Sum(nil), nil
+}
+
+// CheckSupportFiles checks the files of dir's manifest that sit in a
+// subdirectory (what plugins read besides their binary, which go-plugin
+// checks itself) against their SHA-256.
+func CheckSupportFiles(dir string, sums map[string][]byte) error {
+	for name, want := range sums {
+		if !strings.Contains(name, "/") {
+			continue
+		}
+		have, err := FileChecksum(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			return fmt.Errorf("check %s of the plugin manifest: %w", name, err)
+		}
+		if !bytes.Equal(have, want) {
+			return fmt.Errorf("%s has SHA-256 %x, the manifest says %x: refusing to start plugins that may read it", name, have, want)
+		}
+	}
+	return nil
 }

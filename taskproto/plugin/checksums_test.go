@@ -40,10 +40,27 @@ func TestReadChecksums(t *testing.T) {
 	if len(sums) != 2 {
 		t.Errorf("read %d checksums, want 2", len(sums))
 	}
-	for _, bad := range []string{"abc  pool\n", strings.Repeat("0", 64) + "\n", strings.Repeat("g", 64) + "  pool\n"} {
+	for _, bad := range []string{"abc  pool\n", strings.Repeat("0", 64) + "\n", strings.Repeat("g", 64) + "  pool\n", strings.Repeat("0", 64) + "  ../pool\n"} {
 		os.WriteFile(filepath.Join(dir, ChecksumsFile), []byte(bad), 0o644)
 		if _, err := ReadChecksums(dir); err == nil || !strings.Contains(err.Error(), "not a line of sha256sum") {
 			t.Errorf("manifest %q: %v, want an error naming the line", bad, err)
 		}
+	}
+}
+
+// A support file that changed after the manifest was written is refused.
+func TestCheckSupportFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "python", "wslab"), 0o755)
+	lib := filepath.Join(dir, "python", "wslab", "serve.py")
+	os.WriteFile(lib, []byte("print('ok')\n"), 0o644)
+	sum, _ := FileChecksum(lib)
+	sums := map[string][]byte{"python/wslab/serve.py": sum, "pool": make([]byte, 32)}
+	if err := CheckSupportFiles(dir, sums); err != nil {
+		t.Fatalf("unchanged: %v", err)
+	}
+	os.WriteFile(lib, []byte("print('changed')\n"), 0o644)
+	if err := CheckSupportFiles(dir, sums); err == nil || !strings.Contains(err.Error(), "python/wslab/serve.py has SHA-256") {
+		t.Errorf("changed: %v, want an error naming the file", err)
 	}
 }

@@ -1,0 +1,18 @@
+// Package pythonmultiprocessing_test runs the conformance kit against the python-multiprocessing plugin,
+// written in Python, as the host starts it.
+package pythonmultiprocessing_test
+
+import (
+	"testing"
+
+	"github.com/wslab/wslab/internal/pythonplugins"
+	"github.com/wslab/wslab/taskproto/conformance"
+)
+
+func TestConformance(t *testing.T) {
+	if why := pythonplugins.Missing(); why != "" {
+		t.Skip(why)
+	}
+	t.Setenv("PYTHONDONTWRITEBYTECODE", "1") // no __pycache__ in the source tree
+	conformance.Run(t, "./python-multiprocessing", conformance.Options{Settings: map[string]string{"other.multiprocessing_processes": "2"}})
+}

@@ -1,0 +1,209 @@
+"""Tests of the wslab Python package: the workloads against the values Go's
+tasks package gives, the framing, the keys' checks in the host's words, and
+both strategies served over a real socketpair, as the host drives them.
+
+    /usr/bin/python3 -m unittest discover -s plugins/python
+"""
+
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+from wslab import aio, frame, keys, pool, tasks
+from wslab import executor_pb2 as pb
+from wslab.log import Logger
+from wslab.serve import Config
+
+LIMITS = pb.Limits(max_fib_n=100_000, max_cpu_n=1_000_000_000, max_io_bytes=100_000_000, max_sleep_ms=100_000)
+QUIET = Logger("test", "off")
+
+
+class TasksTest(unittest.TestCase):
+    def test_results_are_go_s(self):
+        # tasks/tasks_test.go and the README's example.
+        self.assertEqual(tasks.run("fib", 0), "0")
+        self.assertEqual(tasks.run("fib", 1), "1")
+        self.assertEqual(tasks.run("fib", 90), "2880067194370816120")
+        self.assertEqual(len(tasks.run("fib", 100_000)), 20899)
+        self.assertEqual(tasks.run("cpu", 1_000_000), "499999500000")
+        self.assertEqual(tasks.run("cpu", 0), "0")
+        self.assertEqual(tasks.run("noop", 0), "")
+        self.assertEqual(tasks.run("sleep", 1), "Request done")
+
+    def test_io_writes_reads_back_and_removes(self):
+        with tempfile.TemporaryDirectory() as d:
+            for n in (0, 1, 65536, 65537, 1_000_000):
+                path = tasks.io_path(d, "large_file.txt")
+                self.assertEqual(tasks.run("io", n, path), str(n))
+                self.assertEqual(os.listdir(d), [])
+
+    def test_io_file_names_are_go_s(self):
+        # tasks/io_test.go: FuzzFilePattern's seeds and TestFilePattern.
+        cases = {"large_file.txt": "large_file-*.txt", "../../etc/passwd": "passwd-*", "name": "name-*",
+                 "archive.tar.gz": "archive.tar-*.gz", "": "large_file-*.txt", "/": "large_file-*.txt",
+                 "//": "large_file-*.txt", ".": "large_file-*.txt", "a*b.txt": "ab-*.txt",
+                 "*large*.t*xt": "large-*.txt", "dir*/x*.log": "x-*.log", "trailing/": "trailing-*"}
+        for name, want in cases.items():
+            got = os.path.basename(tasks.io_path("/data", name))
+            self.assertRegex(got, "^" + re.escape(want).replace(r"\*", "[0-9a-f]{16}") + "$", name)
+            self.assertEqual(os.path.dirname(tasks.io_path("/data", name)), "/data")
+
+    def test_checks(self):
+        tasks.check("fib", 100_000, LIMITS)
+        with self.assertRaises(tasks.TaskError) as e:
+            tasks.check("fib", 100_001, LIMITS)
+        self.assertEqual((e.exception.code, e.exception.message),
+                         ("out_of_range", "fib n must be between 0 and 100000, got 100001"))
+        with self.assertRaises(tasks.TaskError) as e:
+            tasks.check("dance", 1, LIMITS)
+        self.assertEqual(e.exception.code, "unknown_task")
+        with self.assertRaises(tasks.TaskError):
+            tasks.check("sleep", -1, LIMITS)
+
+    def test_deadline_stops_a_long_task(self):
+        start = time.monotonic()
+        with self.assertRaises(tasks.TaskError) as e:
+            tasks.cpu(10**10, deadline=start + 0.05)
+        self.assertEqual(e.exception.code, "timeout")
+        self.assertLess(time.monotonic() - start, 1)
+
+
+class FrameTest(unittest.TestCase):
+    def test_frames_split_anywhere(self):
+        reqs = [pb.ExecuteRequest(task=pb.Task(seq=i, kind="fib", n=i)) for i in range(1, 50)]
+        data = b"".join(frame.encode(r) for r in reqs)
+        for step in (1, 3, 7, len(data)):
+            d, got = frame.Decoder(), []
+            for i in range(0, len(data), step):
+                got += d.feed(data[i:i + step])
+            self.assertEqual(got, reqs)
+
+    def test_oversized_frame_breaks_the_channel(self):
+        with self.assertRaises(frame.FrameError):
+            frame.Decoder().feed((frame.MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+class KeysTest(unittest.TestCase):
+    def test_values_in_the_host_s_words(self):
+        k = pool.PROCESSES
+        self.assertEqual(keys.apply({}, [k])[k.id], "4")
+        self.assertEqual(keys.apply({k.id: " 8 "}, [k])[k.id], "8")
+        for value, problem in (("0", "must be a whole number between 1 and 1024, got 0"),
+                               ("x", '"x" is not a whole number, must be a whole number between 1 and 1024'),
+                               ("1_0", '"1_0" is not a whole number, must be a whole number between 1 and 1024'),
+                               ("99999999999999999999", '"99999999999999999999" is out of range, '
+                                                        'must be a whole number between 1 and 1024')):
+            with self.assertRaises(keys.KeyValueError) as e:
+                keys.apply({k.id: value}, [k])
+            self.assertEqual(str(e.exception), "[other] multiprocessing_processes: " + problem)
+
+
+class Host:
+    """The host's end of a data channel to a strategy served in a thread."""
+
+    def __init__(self, strategy, settings=None):
+        self.dir = tempfile.TemporaryDirectory()
+        config = pb.Config(data_dir=self.dir.name, large_file_name="large_file.txt", limits=LIMITS)
+        strategy.configure(Config(config, keys.apply(settings or {}, strategy.keys)), QUIET)
+        self.strategy = strategy
+        self.sock, self.theirs = socket.socketpair()
+        self.thread = threading.Thread(target=strategy.serve, args=(self.theirs,))
+        self.thread.start()
+        self.buf = b""
+
+    def send(self, *reqs):
+        self.sock.sendall(b"".join(frame.encode(r) for r in reqs))
+
+    def replies(self, count, timeout=10):
+        self.sock.settimeout(timeout)
+        out = []
+        while len(out) < count:
+            while len(self.buf) < 4 or len(self.buf) < 4 + int.from_bytes(self.buf[:4], "big"):
+                self.buf += self.sock.recv(65536)
+            size = int.from_bytes(self.buf[:4], "big")
+            out.append(pb.ExecuteResponse.FromString(self.buf[4:4 + size]))
+            self.buf = self.buf[4 + size:]
+        return {r.seq: r for r in out}
+
+    def close(self):
+        self.sock.shutdown(socket.SHUT_WR)  # EOF: the strategy stops
+        self.thread.join(10)
+        self.strategy.close()
+        self.sock.close()
+        self.theirs.close()
+        left = os.listdir(self.dir.name)
+        self.dir.cleanup()
+        return left
+
+
+def task(seq, kind, n=0, timeout_ms=0):
+    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms))
+
+
+def cancel(seq):
+    return pb.ExecuteRequest(cancel=pb.Cancel(seq=seq))
+
+
+class StrategyCases:
+    """The contract's cases, for each strategy."""
+
+    def make(self):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.host = Host(self.make())
+
+    def tearDown(self):
+        self.assertEqual(self.host.close(), [], "io files left behind")
+
+    def test_every_kind_once(self):
+        self.host.send(task(1, "fib", 90), task(2, "cpu", 1000), task(3, "io", 100_000), task(4, "sleep", 10),
+                       task(5, "noop"), task(6, "dance"), task(7, "fib", 10**6))
+        r = self.host.replies(7)
+        self.assertEqual([r[i].result for i in range(1, 6)], ["2880067194370816120", "499500", "100000",
+                                                              "Request done", ""])
+        self.assertEqual((r[6].error_code, r[7].error_code), ("unknown_task", "out_of_range"))
+
+    def test_cancel_and_deadline(self):
+        self.host.send(task(1, "sleep", 5000), task(2, "sleep", 5000, timeout_ms=100))
+        time.sleep(0.2)
+        self.host.send(cancel(1), cancel(99))
+        r = self.host.replies(2, timeout=3)
+        self.assertEqual((r[1].error_code, r[2].error_code), ("shutting_down", "timeout"))
+        self.host.send(task(3, "noop"))
+        self.assertEqual(self.host.replies(1)[3].error_code, "")
+
+
+class AsyncioTest(StrategyCases, unittest.TestCase):
+    def make(self):
+        return aio.AsyncioStrategy()
+
+
+class MultiprocessingTest(StrategyCases, unittest.TestCase):
+    def make(self):
+        s = pool.MultiprocessingStrategy()
+        s.prepare(QUIET)
+        return s
+
+    def test_a_killed_worker_fails_its_task_and_is_replaced(self):
+        self.host.send(task(1, "sleep", 5000))
+        time.sleep(0.3)
+        busy = [w for w in self.host.strategy.stats().workers if w.state == "busy"]
+        os.kill(busy[0].pid, 9)
+        r = self.host.replies(1, timeout=3)
+        self.assertEqual(r[1].error_code, "executor_failed")
+        time.sleep(0.3)  # the backoff
+        st = self.host.strategy.stats()
+        self.assertEqual((st.restarts, len(st.workers), {w.state for w in st.workers}), (1, 4, {"idle"}))
+
+    def test_a_stopped_io_task_leaves_no_file(self):
+        self.host.send(task(1, "io", 100_000_000, timeout_ms=30))
+        self.assertEqual(self.host.replies(1)[1].error_code, "timeout")
+
+
+if __name__ == "__main__":
+    unittest.main()

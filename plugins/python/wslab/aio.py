@@ -1,0 +1,203 @@
+"""The Python lab's asyncio strategy: every task runs on one asyncio event
+loop in the plugin process, as that lab's asyncio server ran them. A sleep
+awaits asyncio.sleep; io makes plain (blocking) file calls; fib and cpu
+compute in the loop's thread. So CPU-bound work blocks the loop, and every
+other task, read and reply waits behind it: that is what the lab measures.
+The strategy sets no bound of its own (concurrency 0)."""
+
+import asyncio
+import os
+import time
+
+from . import executor_pb2 as pb
+from . import frame, tasks
+from .serve import Strategy
+
+WORKER = "loop"
+
+
+class _Job:
+    """A task from its receipt to its one reply."""
+
+    __slots__ = ("task", "coro", "started", "why")
+
+    def __init__(self, task):
+        self.task = task
+        self.coro = None  # its asyncio.Task
+        self.started = False
+        self.why = None  # the TaskError it is stopped with, once it is
+
+
+class AsyncioStrategy(Strategy):
+    name = "python-asyncio"
+    description = "one asyncio event loop in the plugin process (Python): CPU-bound tasks block it"
+
+    def __init__(self):
+        self._config = None
+        self._log = None
+        self._loop = None
+        self._ended = None  # resolved when serving must end
+        self._stop_requested = False
+        self._transport = None
+        self._jobs = {}  # seq -> _Job, received and not yet answered
+        self._out = []  # reply frames to write at the end of this turn of the loop
+        self.queued = self.running = self.completed = self.failed = 0
+
+    def configure(self, config, log):
+        self._config, self._log = config, log
+        return pb.StrategyInfo(name=self.name, description=self.description, concurrency=0, pid=os.getpid())
+
+    def serve(self, sock):
+        asyncio.run(self._serve(sock))
+
+    async def _serve(self, sock):
+        loop = asyncio.get_running_loop()
+        self._ended = loop.create_future()
+        # stop sets the flag, then reads _loop; we set _loop, then read the
+        # flag: one of us sees the other.
+        self._loop = loop
+        if self._stop_requested:
+            return
+        self._transport, _ = await loop.connect_accepted_socket(lambda: _Channel(self), sock)
+        await self._ended
+        await self._stop_all()
+        self._transport.close()
+
+    async def _stop_all(self):
+        """Stops every task still out, each with its reply."""
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            self._stop(job, frame.shutting_down())
+        await asyncio.gather(*(j.coro for j in jobs if j.coro), return_exceptions=True)
+        self._flush()
+
+    def stop(self):
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.end)
+
+    def end(self):
+        """Ends serving (on the loop)."""
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+
+    def handle(self, req):
+        """Acts on one request from the host (on the loop)."""
+        which = req.WhichOneof("msg")
+        if which == "task":
+            self._start(frame.Task(req.task))
+        elif which == "cancel":
+            job = self._jobs.get(req.cancel.seq)
+            if job is not None:  # a finished or unknown task's cancel is ignored
+                self._stop(job, frame.cancelled())
+
+    def _start(self, task):
+        if task.seq in self._jobs:
+            self._log.warn("task sequence number already running, ignoring the second", seq=task.seq)
+            return
+        try:
+            tasks.check(task.kind, task.n, self._config.limits)
+        except tasks.TaskError as e:
+            self.failed += 1
+            self._reply(frame.reply(task.seq, worker=WORKER, error=e))
+            return
+        job = _Job(task)
+        self._jobs[task.seq] = job
+        self.queued += 1
+        job.coro = self._loop.create_task(self._run(job))
+
+    def _stop(self, job, why):
+        """Stops job with why: a job not yet started answers why when its
+        turn comes; a running sleep is cancelled at once; CPU work cannot be
+        interrupted (it holds the loop), so it ends first."""
+        if job.why is not None:
+            return
+        job.why = why
+        if job.started:
+            job.coro.cancel()
+
+    async def _run(self, job):
+        t = job.task
+        start = time.monotonic()
+        self.queued -= 1
+        self.running += 1
+        job.started = True
+        value, error = "", job.why
+        try:
+            if error is None:
+                value = await self._execute(t)
+        except tasks.TaskError as e:
+            error = e
+        except asyncio.CancelledError:
+            error = job.why or frame.shutting_down()
+        except Exception as e:  # a bug or an OS error: the task fails, the loop goes on
+            error = tasks.TaskError(tasks.INTERNAL, str(e))
+        self.running -= 1
+        self._answer(job, value, error, start)
+
+    async def _execute(self, t):
+        if t.deadline is not None and time.monotonic() >= t.deadline:
+            raise tasks.timed_out()
+        if t.kind == "sleep":
+            try:
+                async with asyncio.timeout_at(t.deadline):
+                    await asyncio.sleep(t.n / 1000)
+            except TimeoutError:
+                raise tasks.timed_out() from None
+            return tasks.SLEEP_DONE
+        path = tasks.io_path(self._config.data_dir, self._config.large_file_name) if t.kind == "io" else None
+        return tasks.run(t.kind, t.n, path, t.deadline)
+
+    def _answer(self, job, value, error, start):
+        del self._jobs[job.task.seq]
+        if error is None:
+            self.completed += 1
+        else:
+            self.failed += 1
+        now = time.monotonic()
+        self._reply(frame.reply(job.task.seq, value, WORKER, start - job.task.received, now - start, error))
+
+    def _reply(self, data):
+        """Queues a reply; the replies of one turn of the loop leave in one write."""
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self):
+        if self._out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def broken(self, error):
+        self._log.error("data channel broken", error=str(error))
+
+    def stats(self):
+        # Read from a control thread: each counter is one int, read whole.
+        return pb.StatsResponse(running=self.running, queued=self.queued, completed=self.completed,
+                                failed=self.failed, capacity=0)
+
+
+class _Channel(asyncio.Protocol):
+    """The data channel on the loop."""
+
+    def __init__(self, strategy):
+        self._strategy = strategy
+        self._decoder = frame.Decoder()
+        self._transport = None
+
+    def connection_made(self, transport):
+        self._transport = transport
+
+    def data_received(self, data):
+        try:
+            requests = self._decoder.feed(data)
+        except frame.FrameError as e:
+            self._strategy.broken(e)
+            self._transport.close()
+            return
+        for req in requests:
+            self._strategy.handle(req)
+
+    def connection_lost(self, exc):
+        self._strategy.end()

@@ -1,0 +1,87 @@
+"""The data channel's framing (taskproto/plugin/frame.go): each message is a
+4-byte big-endian length and a serialized ExecuteRequest (host to plugin)
+or ExecuteResponse (plugin to host). The decoder does no I/O, so that a
+thread's blocking reads and an event loop's callbacks share it; and replies
+that are ready together are joined into one write by their callers."""
+
+import time
+
+from . import executor_pb2 as pb
+from . import tasks
+
+# MaxFrame: the largest message either side accepts.
+MAX_FRAME = 16 << 20
+# How much one read of the channel asks for: several small frames a read.
+READ_SIZE = 64 << 10
+
+
+class FrameError(Exception):
+    """The channel carries something that is not a frame: it is broken."""
+
+
+def encode(message):
+    """message as one frame."""
+    body = message.SerializeToString()
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"encode frame: {len(body)} bytes exceed {MAX_FRAME}")
+    return len(body).to_bytes(4, "big") + body
+
+
+class Decoder:
+    """Turns the bytes read from a channel into ExecuteRequests."""
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    def feed(self, data):
+        """The whole requests that data completes, in order."""
+        self._buf += data
+        out, pos, end = [], 0, len(self._buf)
+        while end - pos >= 4:  # bounded: each turn consumes a frame or stops
+            size = int.from_bytes(self._buf[pos:pos + 4], "big")
+            if size > MAX_FRAME:
+                raise FrameError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+            if end - pos - 4 < size:
+                break
+            req = pb.ExecuteRequest()
+            try:
+                req.ParseFromString(bytes(self._buf[pos + 4:pos + 4 + size]))
+            except Exception as e:  # protobuf's DecodeError, whichever backend raises it
+                raise FrameError(f"decode frame: {e}") from None
+            out.append(req)
+            pos += 4 + size
+        del self._buf[:pos]
+        return out
+
+
+class Task:
+    """A task as received: its deadline is counted from its receipt, as the
+    Go side's TaskDeadline counts it."""
+
+    __slots__ = ("seq", "kind", "n", "received", "deadline")
+
+    def __init__(self, m, received=None):
+        self.seq, self.kind, self.n = m.seq, m.kind, m.n
+        self.received = time.monotonic() if received is None else received
+        self.deadline = self.received + m.timeout_ms / 1000 if m.timeout_ms > 0 else None
+
+
+def reply(seq, result="", worker="", queue_s=0.0, run_s=0.0, error=None):
+    """The frame that answers task seq; error is a tasks.TaskError."""
+    m = pb.ExecuteResponse(seq=seq, worker=worker, queue_us=int(queue_s * 1e6), run_us=int(run_s * 1e6))
+    if error is None:
+        m.result = result
+    else:
+        m.error_code, m.error_message = error.code, error.message
+    return encode(m)
+
+
+def cancelled():
+    """What a task the host cancelled gets: Go's ServeTasks names a
+    cancelled context this way (taskproto.AsError); the host has answered
+    the request already and drops it, but every task gets its one reply."""
+    return tasks.TaskError(tasks.SHUTTING_DOWN, "task cancelled: context canceled")
+
+
+def shutting_down():
+    return tasks.TaskError(tasks.SHUTTING_DOWN, "the plugin is stopping")

@@ -1,0 +1,50 @@
+"""A python-multiprocessing worker process: it runs one task at a time,
+as the plugin hands them over its pipe, and answers each. It is started
+from the forkserver, which preloads this module, and killed by the plugin
+when its task is cancelled or overruns its deadline."""
+
+import os
+import signal
+import threading
+import time
+
+from . import tasks
+
+
+def main(conn, worker_id, lifeline):
+    """Serves tasks from conn until the plugin closes it.
+
+    Request: (seq, kind, n, path); reply: (seq, result, error_code,
+    error_message, run_seconds). path is the io task's file, chosen by the
+    plugin so that it can remove the file of a worker it kills. lifeline is
+    the read end of a pipe only the plugin writes: it ends when the plugin
+    does, however it dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    _exit_with_plugin(lifeline)
+    while True:  # bounded: ends when the plugin closes the pipe
+        try:
+            seq, kind, n, path = conn.recv()
+        except EOFError:
+            return
+        start = time.monotonic()
+        value, code, message = "", "", ""
+        try:
+            value = tasks.run(kind, n, path)
+        except tasks.TaskError as e:
+            code, message = e.code, e.message
+        except Exception as e:  # a bug or an OS error fails the task, not the worker
+            code, message = tasks.INTERNAL, f"worker {worker_id}: {e}"
+        conn.send((seq, value, code, message, time.monotonic() - start))
+
+
+def _exit_with_plugin(lifeline):
+    """Exits once the plugin is gone, even while a task holds the main
+    thread. The parent is the forkserver, which outlives the plugin while
+    its children run, so the lifeline is watched, not the parent: a daemon
+    thread that lives as long as the process, which it ends."""
+
+    def watch():
+        lifeline.poll(None)  # readable only at its end: the plugin never writes
+        os._exit(3)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
