@@ -139,7 +139,7 @@ func (c *Capacity) summarise(rounds int) {
 	broken := false
 	for i := range c.Points {
 		pt := &c.Points[i]
-		var p50, p99, tput []float64
+		var p50, p99, tput, errShare []float64
 		pt.Passed = 0
 		for _, t := range pt.Trials {
 			if t.Failed != "" {
@@ -155,8 +155,12 @@ func (c *Capacity) summarise(rounds int) {
 				p50, p99 = append(p50, t.P50), append(p99, t.P99)
 			}
 			tput = append(tput, t.Throughput)
+			if t.Offered > 0 {
+				errShare = append(errShare, float64(t.Errors)/float64(t.Offered))
+			}
 		}
 		pt.P50, pt.P99, pt.Throughput = stats.Estimated(p50), stats.Estimated(p99), stats.Estimated(tput)
+		pt.ErrorShare = stats.Estimated(errShare)
 		pt.Sustained = 2*pt.Passed > rounds
 		if !pt.Sustained {
 			broken = true

@@ -142,6 +142,9 @@ type CapacityPoint struct {
 	P50        stats.Estimate `json:"p50_ms"`
 	P99        stats.Estimate `json:"p99_ms"`
 	Throughput stats.Estimate `json:"throughput"`
+	// ErrorShare is the share of the offered requests refused or failed,
+	// 0 to 1: what a strategy that sheds load pays for its latency.
+	ErrorShare stats.Estimate `json:"error_share"`
 }
 
 // CapacityTrial is one round at one rate.
@@ -152,5 +155,6 @@ type CapacityTrial struct {
 	P99        float64 `json:"p99_ms"`
 	Throughput float64 `json:"throughput"`
 	Errors     int64   `json:"errors"`
+	Offered    int64   `json:"offered"` // requests due: sent and unsent
 	Sustained  bool    `json:"sustained"`
 }

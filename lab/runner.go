@@ -348,6 +348,7 @@ func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario
 			s := t.Summary
 			ct.Throughput = s.Throughput
 			ct.Errors = errorCount(s) + s.Unsent
+			ct.Offered = s.Sent + s.Unsent
 			if p, ok := s.Latency["all"]; ok && p.Count > 0 {
 				ct.P50, ct.P99 = p.P50, p.P99
 				ct.Sustained = ct.Errors == 0 && p.P99 <= slo

@@ -230,8 +230,9 @@ func scaled(e stats.Estimate, k float64) stats.Estimate {
 }
 
 // capacityTable is each strategy's capacity at the SLO and its median
-// p99 at every rate, with how many rounds sustained it; nil when the
-// capacity scenario did not run.
+// p99 at every rate, with how many rounds sustained it and, where requests
+// were refused or failed, their median share; nil when the capacity
+// scenario did not run.
 func (r *Report) capacityTable() *table {
 	if len(r.Capacity) == 0 {
 		return nil
@@ -254,6 +255,9 @@ func (r *Report) capacityTable() *table {
 				cell := dash
 				if pt.ran() {
 					cell = fmt.Sprintf("%s (%d/%d)", num(pt.P99.Median), pt.Passed, r.Rounds)
+					if e := pt.ErrorShare; e.N() > 0 && e.Median > 0 {
+						cell += fmt.Sprintf(", %s%% errors", num(100*e.Median))
+					}
 				}
 				row.Cells = append(row.Cells, cell)
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/internal/browsercheck"
+	"github.com/wslab/wslab/host"
 	"github.com/wslab/wslab/lab"
 )
 
@@ -85,7 +86,11 @@ func TestLabTiny(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("lab exited %d", code)
 	}
-	want := append(append([]string(nil), strategies...), "contender")
+	plugins, err := host.ListPlugins(filepath.Join(binDir, "plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]string{"inproc"}, plugins...), "contender") // every plugin found
 	got := slices.Clone(r.Strategies)
 	slices.Sort(got[1 : len(got)-1]) // plugins come in directory order
 	slices.Sort(want[1 : len(want)-1])
