@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wslab/wslab/internal/browsercheck"
 	"github.com/wslab/wslab/host"
+	"github.com/wslab/wslab/internal/browsercheck"
 	"github.com/wslab/wslab/lab"
 )
 
