@@ -96,7 +96,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return describeStrategy(cfg, *pluginName, log, stdout, stderr)
 	}
 	if *conform != "" {
-		return checkConformance(cfg, *conform, stdout, stderr)
+		return checkConformance(cfg, *conform, log, stdout, stderr)
 	}
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
@@ -129,7 +129,7 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
 		return ExitOK
 	}
-	checksum, err := pluginChecksum(cfg, name)
+	checksum, _, err := pluginChecksum(cfg, name)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
@@ -152,14 +152,26 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 // directory, with the configuration file's values of its keys, and prints
 // one line per check: the way to check a plugin written in another
 // language, which cannot call the kit from its own tests.
-func checkConformance(cfg *config.Config, name string, stdout, stderr io.Writer) int {
+func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout, stderr io.Writer) int {
 	path := filepath.Join(cfg.Server.PluginDir, name)
 	if _, err := os.Stat(path); err != nil {
 		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, err)
 		return ExitUsage
 	}
+	checksum, _, err := pluginChecksum(cfg, name)
+	if err != nil {
+		return failed(err, log, stderr)
+	}
+	// The plugin's warnings say why a check failed; its routine logs would
+	// bury the table.
+	level := hclog.LevelFromString(cfg.Server.LogLevel)
+	quiet := hclog.New(&hclog.LoggerOptions{Name: name, Output: stderr, Level: max(level, hclog.Warn)})
+	if level <= hclog.Debug {
+		quiet.SetLevel(level)
+	}
 	failed := 0
-	for _, r := range conformance.Check(context.Background(), path, conformance.Options{Settings: cfg.Raw}) {
+	opt := conformance.Options{Resolve: cfg.StrategySettings, Checksum: checksum, Logger: quiet}
+	for _, r := range conformance.Check(context.Background(), path, opt) {
 		status := "ok"
 		switch {
 		case conformance.Skipped(r.Err):
@@ -197,25 +209,29 @@ func FormatDescription(d plugin.Description) string {
 }
 
 // pluginChecksum is the SHA-256 the plugin's binary must have, from the
-// plugin directory's manifest, when [server] verify_plugins is on; nil
-// when it is off.
-func pluginChecksum(cfg *config.Config, name string) ([]byte, error) {
+// plugin directory's manifest, and the check of the other files the
+// manifest lists, when [server] verify_plugins is on; nil and nil when it
+// is off.
+func pluginChecksum(cfg *config.Config, name string) (sum []byte, verify func() error, err error) {
 	if !cfg.Server.VerifyPlugins {
-		return nil, nil
+		return nil, nil, nil
 	}
 	sums, err := plugin.ReadChecksums(cfg.Server.PluginDir)
 	if err != nil {
-		return nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
+		return nil, nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
 	}
-	if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
-		return nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
+	verify = func() error {
+		if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
+			return fmt.Errorf("[server] verify_plugins is on: %w", err)
+		}
+		return nil
 	}
 	sum, ok := sums[name]
 	if !ok {
-		return nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
+		return nil, nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
 			filepath.Join(cfg.Server.PluginDir, plugin.ChecksumsFile), name)
 	}
-	return sum, nil
+	return sum, verify, verify()
 }
 
 // loadTLS reads [server] tls_cert and tls_key; nil when they are not set.
@@ -306,13 +322,13 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		strat = readyAlways{strategy.NewInproc(scfg)}
 	} else {
 		defer goplugin.CleanupClients()
-		checksum, err := pluginChecksum(cfg, name)
+		checksum, verify, err := pluginChecksum(cfg, name)
 		if err != nil {
 			return err
 		}
 		sup, err := StartPlugin(ctx, PluginOptions{
 			Name: name, Path: filepath.Join(cfg.Server.PluginDir, name),
-			Config: scfg, Settings: cfg.StrategySettings, Checksum: checksum, Logger: log,
+			Config: scfg, Settings: cfg.StrategySettings, Checksum: checksum, Verify: verify, Logger: log,
 		})
 		if err != nil {
 			return err

@@ -23,8 +23,8 @@ const answerGrace = time.Second
 //
 // The policy. A strategy is handed at most a window of tasks at once. The
 // window adapts (internal/limit): it starts at the strategy's concurrency
-// plus [limits] strategy_prefetch ([limits] max_running for a strategy
-// that declares no bound), grows while the window is full and tasks wait
+// plus [limits] strategy_prefetch (a strategy that declares no bound gets
+// [limits] max_running, fixed), grows while the window is full and tasks wait
 // inside the strategy less than [limits] strategy_queue_ms, and shrinks
 // when they wait longer, between the strategy's concurrency and
 // max_running: enough tasks to keep the strategy busy across its hop, and
@@ -80,13 +80,16 @@ func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, re
 }
 
 // NewWindow is the adaptive window for a strategy of the given
-// concurrency (0: no bound of its own).
+// concurrency. A strategy that declares no bound (0) gets a fixed window of
+// maxRunning: it holds the queue of what it cannot run yet, and may shed
+// from it (plugins/adaptive), which a window shrinking under that queue's
+// wait would take from it.
 func NewWindow(concurrency, prefetch, maxRunning int, target time.Duration) *limit.AIMD {
-	initial := maxRunning
-	if concurrency > 0 {
-		initial = concurrency + prefetch
+	if concurrency <= 0 {
+		return limit.New(maxRunning, maxRunning, maxRunning, target)
 	}
-	return limit.New(max(concurrency, 1), initial, max(initial, maxRunning), target)
+	initial := concurrency + prefetch
+	return limit.New(concurrency, initial, max(initial, maxRunning), target)
 }
 
 // taskState is where a task is in its life; guarded by Scheduler.mu.

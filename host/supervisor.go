@@ -31,7 +31,10 @@ type PluginOptions struct {
 	Settings func([]taskproto.Key) (map[string]string, error)
 	// Checksum, when set, is the SHA-256 the binary must have.
 	Checksum []byte
-	Logger   hclog.Logger
+	// Verify, when set, checks what the plugin reads besides its binary
+	// before each start (plugin.CheckSupportFiles).
+	Verify func() error
+	Logger hclog.Logger
 }
 
 // PluginSupervisor runs one strategy plugin: it starts the process through
@@ -87,6 +90,11 @@ func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, err
 }
 
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
+	if s.opt.Verify != nil {
+		if err := s.opt.Verify(); err != nil {
+			return nil, err
+		}
+	}
 	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{
 		Name: s.opt.Name, Path: s.opt.Path, Logger: s.log, Checksum: s.opt.Checksum,
 	})
@@ -133,7 +141,7 @@ func (inst *pluginInstance) Wait() error {
 		case <-inst.remote.Done():
 			why = fmt.Errorf("data channel ended: %v", inst.remote.Err())
 		case <-t.C:
-			why = inst.proc.Alive()
+			why = inst.proc.Alive(2 * pingEvery)
 		}
 	}
 	inst.Kill()

@@ -130,6 +130,9 @@ func (k Key) Check() error {
 		return fmt.Errorf("key %s: unknown type %v", k.ID(), k.Type)
 	case k.Type == KeyInt && k.Min > k.Max:
 		return fmt.Errorf("key %s: min %d is above max %d", k.ID(), k.Min, k.Max)
+	case k.Type == KeyInt && k.Min == 0 && k.Max == 0:
+		// The zero value would allow only 0: surely bounds left out.
+		return fmt.Errorf("key %s: declares no bounds (Min and Max are both 0; math.MinInt64 and math.MaxInt64 mean none)", k.ID())
 	case strings.TrimSpace(k.Help) == "" || strings.ContainsAny(k.Help, "\r\n"):
 		return fmt.Errorf("key %s: help must be one line", k.ID())
 	}

@@ -76,6 +76,7 @@ func TestCheckKeys(t *testing.T) {
 		{"no type", []Key{{Section: "pool", Name: "workers", Default: "0", Help: "h"}}, "unknown type"},
 		{"empty bounds", []Key{{Section: "pool", Name: "workers", Type: KeyInt, Default: "0", Min: 2, Max: 1, Help: "h"}}, "min 2 is above max 1"},
 		{"bad default", []Key{{Section: "pool", Name: "workers", Type: KeyInt, Default: "65", Max: 64, Help: "h"}}, "default"},
+		{"no bounds", []Key{{Section: "pool", Name: "workers", Type: KeyInt, Default: "0", Help: "h"}}, "declares no bounds"},
 		{"no help", []Key{{Section: "pool", Name: "workers", Type: KeyInt, Default: "0", Max: 64}}, "help"},
 		{"twice", []Key{good, good}, "declared twice"},
 	} {

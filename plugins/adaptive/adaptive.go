@@ -188,8 +188,8 @@ func (a *Adaptive) abandon(j *job) {
 
 // Info describes the strategy. It declares no concurrency: it bounds its
 // CPU tasks itself, and sheds what waits too long, so the host hands it
-// tasks as they come (up to [limits] max_running) instead of holding them
-// in a queue of its own.
+// tasks as they come (up to [limits] max_running, a fixed window) instead
+// of holding them in a queue of its own.
 func (a *Adaptive) Info() taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{
 		Name: "adaptive",

@@ -59,8 +59,10 @@ func TestShedsWhenTheQueueStands(t *testing.T) {
 	a := newAdaptive(t, map[string]string{
 		"adaptive.min_concurrency": "1", "adaptive.max_concurrency": "1", "adaptive.max_queue_ms": "20",
 	})
-	long := taskproto.Task{Kind: taskproto.KindCPU, N: 200_000_000}
-	first := submit(a, context.Background(), long)
+	// Seconds of work, stopped by its context once the test has seen the queue.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	first := submit(a, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: 4_000_000_000})
 	second := submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})
 	time.Sleep(60 * time.Millisecond)
 	if o := await(t, submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})); code(o.err) != taskproto.CodeOverloaded {
@@ -69,8 +71,9 @@ func TestShedsWhenTheQueueStands(t *testing.T) {
 	if o := await(t, submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1})); o.err != nil {
 		t.Errorf("a sleep takes no slot and is not shed: %v", o.err)
 	}
-	if o := await(t, first); o.err != nil {
-		t.Errorf("the running task: %v", o.err)
+	stop()
+	if o := await(t, first); !errors.Is(o.err, context.Canceled) {
+		t.Errorf("the running task, cancelled: %v", o.err)
 	}
 	if o := await(t, second); o.err != nil || o.res.Value != "55" || o.res.Queue <= 0 {
 		t.Errorf("the waiting task: %+v, %v", o.res, o.err)

@@ -28,6 +28,13 @@ type Options struct {
 	// Settings set keys the plugin declares ("section.key" → value), for
 	// instance fewer worker processes; the others take their defaults.
 	Settings map[string]string
+	// Resolve, when set, gives the settings instead of Settings and the
+	// declared defaults: the host passes its configuration file's
+	// resolution (config.Config.StrategySettings), so the kit checks the
+	// values the host would send.
+	Resolve func([]taskproto.Key) (map[string]string, error)
+	// Checksum, when set, is the SHA-256 the binary must have.
+	Checksum []byte
 	// Logger receives the plugin's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -94,9 +101,12 @@ func Run(t TB, path string, opt Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, r := range Check(ctx, path, opt) {
-		if r.Err != nil && !Skipped(r.Err) {
+		switch {
+		case Skipped(r.Err):
+			t.Logf("conformance: %s: %v", r.Check, r.Err)
+		case r.Err != nil:
 			t.Errorf("conformance: %s: %v", r.Check, r.Err)
-		} else {
+		default:
 			t.Logf("conformance: %s: ok (%v)", r.Check, r.Took.Round(time.Millisecond))
 		}
 	}
@@ -132,20 +142,31 @@ type kit struct {
 	succeeded int64 // tasks answered with a result so far
 }
 
+// launch starts a fresh plugin process, stopping the one before, if any.
 func (k *kit) launch(ctx context.Context) (*plugin.Process, error) {
-	return plugin.Launch(ctx, plugin.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger})
+	k.stop()
+	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum})
+	k.proc = proc
+	return proc, err
 }
 
 func (k *kit) stop() {
 	if k.proc != nil {
 		k.proc.Kill()
+		k.proc = nil
 	}
 }
 
 // config is what the host would send, with the kit's settings over the
 // declared defaults.
 func (k *kit) config() (taskproto.Config, error) {
-	settings, err := taskproto.ApplyKeys(k.opt.Settings, k.desc.Keys)
+	resolve := k.opt.Resolve
+	if resolve == nil {
+		resolve = func(keys []taskproto.Key) (map[string]string, error) {
+			return taskproto.ApplyKeys(k.opt.Settings, keys)
+		}
+	}
+	settings, err := resolve(k.desc.Keys)
 	if err != nil {
 		return taskproto.Config{}, fmt.Errorf("the kit's own settings: %w", err)
 	}

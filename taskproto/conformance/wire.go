@@ -120,6 +120,13 @@ func (w *wire) awaitAll(seqs []uint64, limit time.Duration) ([]*pb.ExecuteRespon
 	return out, nil
 }
 
+// isEnded reports whether the channel has ended.
+func (w *wire) isEnded() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ended != nil
+}
+
 // problems are the replies that should not have come.
 func (w *wire) problems() []string {
 	w.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,9 @@ func FileChecksum(path string) ([]byte, error) {
 
 // CheckSupportFiles checks the files of dir's manifest that sit in a
 // subdirectory (what plugins read besides their binary, which go-plugin
-// checks itself) against their SHA-256.
+// checks itself) against their SHA-256, and refuses any other file in
+// those subdirectories: a module dropped beside a plugin's package would
+// be imported as surely as a changed one.
 func CheckSupportFiles(dir string, sums map[string][]byte) error {
 	for name, want := range sums {
 		if !strings.Contains(name, "/") {
@@ -82,6 +85,28 @@ func CheckSupportFiles(dir string, sums map[string][]byte) error {
 		}
 		if !bytes.Equal(have, want) {
 			return fmt.Errorf("%s has SHA-256 %x, the manifest says %x: refusing to start plugins that may read it", name, have, want)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read plugin directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		err := filepath.WalkDir(filepath.Join(dir, e.Name()), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			if _, listed := sums[filepath.ToSlash(rel)]; !listed {
+				return fmt.Errorf("%s is not in the plugin manifest: refusing to start plugins that may read it", rel)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

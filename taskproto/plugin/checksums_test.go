@@ -59,6 +59,12 @@ func TestCheckSupportFiles(t *testing.T) {
 	if err := CheckSupportFiles(dir, sums); err != nil {
 		t.Fatalf("unchanged: %v", err)
 	}
+	extra := filepath.Join(dir, "python", "grpc.py")
+	os.WriteFile(extra, []byte("import os\n"), 0o644)
+	if err := CheckSupportFiles(dir, sums); err == nil || !strings.Contains(err.Error(), "python/grpc.py is not in the plugin manifest") {
+		t.Errorf("a file dropped beside the package: %v, want an error naming it", err)
+	}
+	os.Remove(extra)
 	os.WriteFile(lib, []byte("print('changed')\n"), 0o644)
 	if err := CheckSupportFiles(dir, sums); err == nil || !strings.Contains(err.Error(), "python/wslab/serve.py has SHA-256") {
 		t.Errorf("changed: %v, want an error naming the file", err)

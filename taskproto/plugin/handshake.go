@@ -53,7 +53,7 @@ var VersionedPlugins = map[int]plugin.PluginSet{
 type Factory func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error)
 
 // ExecutorPlugin is the go-plugin glue for the control service. The host
-// uses it with a nil Factory; a plugin binary with its own.
+// uses it without a server; Serve gives a plugin binary's its own.
 type ExecutorPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	server *controlServer // plugin side

@@ -62,7 +62,9 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		log = hclog.NewNullLogger()
 	}
 	cmd := exec.Command(opt.Path)
-	cmd.Env = []string{"WSLAB_LOG_LEVEL=" + log.GetLevel().String(), DataFDEnv + "=3"}
+	// The plugin inherits the host's environment, with the host's own
+	// variables last so that they win over any inherited copy.
+	cmd.Env = append(os.Environ(), "WSLAB_LOG_LEVEL="+log.GetLevel().String(), DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs}
 	supervise.Prepare(cmd, true)
 	var secure *goplugin.SecureConfig
@@ -77,11 +79,19 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		SkipHostEnv:      true, // cmd.Env holds it already
 		Managed:          true,
 		StartTimeout:     StartTimeout,
 		Logger:           log.Named(opt.Name),
 	})
-	if err := p.connect(); err != nil {
+	// A caller that gives up (the host stopping) ends the handshake too.
+	stop := context.AfterFunc(ctx, p.client.Kill)
+	err = p.connect()
+	stop()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, explain(err, opt))
 	}
@@ -156,15 +166,24 @@ func (p *Process) Data() net.Conn { return p.data }
 func (p *Process) Stats(ctx context.Context) (taskproto.Stats, error) { return p.control.Stats(ctx) }
 
 // Alive says why the plugin is not alive, or nil: its process exited, or
-// it does not answer go-plugin's health check.
-func (p *Process) Alive() error {
+// it does not answer go-plugin's health check within limit (go-plugin's
+// Ping has no deadline of its own: a stopped or wedged plugin would hold
+// it for good).
+func (p *Process) Alive(limit time.Duration) error {
 	if p.client.Exited() {
 		return errors.New("plugin process exited")
 	}
-	if err := p.rpc.Ping(); err != nil {
-		return fmt.Errorf("ping: %w", err)
+	pinged := make(chan error, 1)
+	go func() { pinged <- p.rpc.Ping() }() // ends when the plugin answers or is killed
+	select {
+	case err := <-pinged:
+		if err != nil {
+			return fmt.Errorf("ping: %w", err)
+		}
+		return nil
+	case <-time.After(limit):
+		return fmt.Errorf("ping: no answer within %v", limit)
 	}
-	return nil
 }
 
 // PID is the plugin process's ID, which is also its process group's.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -97,8 +98,9 @@ type controlServer struct {
 	// exit ends the process once the data channel has ended; nil in tests.
 	exit func(code int)
 
-	mu   sync.Mutex
-	exec taskproto.Executor
+	mu      sync.Mutex
+	exec    taskproto.Executor
+	refused atomic.Int64 // tasks refused before the strategy saw them
 }
 
 func (s *controlServer) executor() taskproto.Executor {
@@ -135,7 +137,7 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 	s.log.Info("configured", "strategy", info.Name, "concurrency", info.Concurrency)
 	var served taskproto.Executor = exec
 	if cfg.Limits != (taskproto.Limits{}) {
-		served = bounded{exec, cfg.Limits}
+		served = &bounded{Executor: exec, limits: cfg.Limits, refused: &s.refused}
 	}
 	go s.serveTasks(served)
 	return &pb.ConfigureResponse{Info: infoToPB(info)}, nil
@@ -174,6 +176,7 @@ func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.Stat
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "stats: %v", err)
 	}
+	st.Failed += s.refused.Load()
 	return statsToPB(st), nil
 }
 
@@ -183,11 +186,13 @@ func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.Stat
 // whoever wrote the frame.
 type bounded struct {
 	taskproto.Executor
-	limits taskproto.Limits
+	limits  taskproto.Limits
+	refused *atomic.Int64 // counted in Stats as failed
 }
 
-func (b bounded) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+func (b *bounded) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
 	if err := tasks.Check(t, b.limits); err != nil {
+		b.refused.Add(1)
 		done(taskproto.Result{}, err)
 		return
 	}

@@ -48,7 +48,10 @@ class AsyncioStrategy(Strategy):
         return pb.StrategyInfo(name=self.name, description=self.description, concurrency=0, pid=os.getpid())
 
     def serve(self, sock):
-        asyncio.run(self._serve(sock))
+        try:
+            asyncio.run(self._serve(sock))
+        finally:
+            self._loop = None  # closed: a late stop has nothing to wake
 
     async def _serve(self, sock):
         loop = asyncio.get_running_loop()
@@ -75,7 +78,10 @@ class AsyncioStrategy(Strategy):
         self._stop_requested = True
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self.end)
+            try:
+                loop.call_soon_threadsafe(self.end)
+            except RuntimeError:  # the loop closed meanwhile: serving has ended
+                pass
 
     def end(self):
         """Ends serving (on the loop)."""

@@ -18,6 +18,9 @@ _WHOLE = re.compile(r"[+-]?[0-9]+\Z")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
 class KeyValueError(ValueError):
     """A declared key whose value is wrong; str() is "[section] name: problem"."""
 
@@ -83,6 +86,29 @@ class Key:
     def to_pb(self):
         return pb.ConfigKey(section=self.section, name=self.name, type=self.type, default_value=self.default,
                             min=self.min, max=self.max, choices=list(self.choices), help=self.help)
+
+
+def check(keys):
+    """What is wrong with the declarations themselves, as taskproto's
+    CheckKeys says it; None when nothing is."""
+    seen = set()
+    for key in keys:
+        if not _NAME.match(key.section) or not _NAME.match(key.name):
+            return f"key {key.id!r}: section and name must be lower-case letters, digits and '_'"
+        if key.type not in (INT, STRING, BOOL):
+            return f"key {key.id}: unknown type {key.type}"
+        if key.type == INT and key.min > key.max:
+            return f"key {key.id}: min {key.min} is above max {key.max}"
+        if not key.help.strip() or "\n" in key.help or "\r" in key.help:
+            return f"key {key.id}: help must be one line"
+        try:
+            key.parse(key.default)
+        except ValueError as e:
+            return f"key {key.id}: default: {e}"
+        if key.id in seen:
+            return f"key {key.id} is declared twice"
+        seen.add(key.id)
+    return None
 
 
 def apply(settings, keys):

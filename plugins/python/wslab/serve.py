@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 
-from . import control, handshake
+from . import control, handshake, keys
 from .log import Logger
 
 DATA_FD_ENV = "WSLAB_DATA_FD"
@@ -152,6 +152,9 @@ def run(strategy):
     # (go-plugin's plugins ignore it too).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     handshake.check_cookie()
+    problem = keys.check(strategy.keys)
+    if problem:
+        handshake.fail(f"{strategy.name}: the strategy declares its configuration wrongly: {problem}")
     version = handshake.negotiate_version()
     sock = data_channel(log)
     tls = handshake.auto_mtls()
