@@ -88,11 +88,13 @@ func Check(ctx context.Context, path string, opt Options) []Result {
 	return results
 }
 
-// TB is the part of *testing.T that Run uses.
+// TB is the part of *testing.T that Run and RunGo use.
 type TB interface {
 	Helper()
 	Logf(format string, args ...any)
 	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	TempDir() string
 }
 
 // Run runs Check in a test, reporting each failed check as an error.
@@ -110,6 +112,17 @@ func Run(t TB, path string, opt Options) {
 			t.Logf("conformance: %s: ok (%v)", r.Check, r.Took.Round(time.Millisecond))
 		}
 	}
+}
+
+// RunGo builds the Go plugin in the package directory pkg and runs Run on
+// it: a Go plugin's whole conformance test.
+func RunGo(t TB, pkg string, opt Options) {
+	t.Helper()
+	bin, err := BuildGo(pkg, t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	Run(t, bin, opt)
 }
 
 // BuildGo builds the Go plugin in the package directory pkg into dir and
