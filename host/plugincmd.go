@@ -26,7 +26,7 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
 		return ExitOK
 	}
-	checksum, _, err := pluginChecksum(cfg, name)
+	checksum, err := checkedPluginChecksum(cfg, name)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
@@ -55,7 +55,7 @@ func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, err)
 		return ExitUsage
 	}
-	checksum, _, err := pluginChecksum(cfg, name)
+	checksum, err := checkedPluginChecksum(cfg, name)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
@@ -106,27 +106,36 @@ func formatDescription(d plugin.Description) string {
 }
 
 // pluginChecksum is the SHA-256 the plugin's binary must have, from the
-// plugin directory's manifest, and the check of the other files the
-// manifest lists, when [server] verify_plugins is on; nil and nil when it
-// is off.
+// plugin directory's manifest, and verify, the check of the other files
+// the manifest lists, to run before each start; nil and a check that
+// passes when [server] verify_plugins is off.
 func pluginChecksum(cfg *config.Config, name string) (sum []byte, verify func() error, err error) {
 	if !cfg.Server.VerifyPlugins {
-		return nil, nil, nil
+		return nil, func() error { return nil }, nil
 	}
 	sums, err := plugin.ReadChecksums(cfg.Server.PluginDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
-	}
-	verify = func() error {
-		if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
-			return fmt.Errorf("[server] verify_plugins is on: %w", err)
-		}
-		return nil
 	}
 	sum, ok := sums[name]
 	if !ok {
 		return nil, nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
 			filepath.Join(cfg.Server.PluginDir, plugin.ChecksumsFile), name)
 	}
-	return sum, verify, verify()
+	return sum, func() error {
+		if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
+			return fmt.Errorf("[server] verify_plugins is on: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// checkedPluginChecksum is pluginChecksum for a command that starts the
+// plugin itself: the other files are checked once, now.
+func checkedPluginChecksum(cfg *config.Config, name string) ([]byte, error) {
+	sum, verify, err := pluginChecksum(cfg, name)
+	if err == nil {
+		err = verify()
+	}
+	return sum, err
 }

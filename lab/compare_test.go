@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,16 +72,7 @@ func TestCompareRuns(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := browsercheck.Open(ctx, path)
-	if errors.Is(err, browsercheck.ErrNoBrowser) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range p.Faults() {
-		t.Error(f)
-	}
+	browsercheck.Check(ctx, t, path)
 }
 
 // lab compare takes report files or their folders, and says what is wrong

@@ -159,3 +159,29 @@ func (p *Page) Faults() []string {
 	}
 	return faults
 }
+
+// TB is the part of testing.TB that Check uses.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+}
+
+// Check is Open in a test: it skips the test where there is no browser,
+// fails it on any other error, reports each of the page's Faults, and
+// returns the page for the test's own checks.
+func Check(ctx context.Context, t TB, path string) *Page {
+	t.Helper()
+	p, err := Open(ctx, path)
+	if errors.Is(err, ErrNoBrowser) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.Faults() {
+		t.Errorf("%s: %s", filepath.Base(path), f)
+	}
+	return p
+}

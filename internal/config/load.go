@@ -335,22 +335,20 @@ var verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", 
 // and set to their effective values: the file's (or [DEFAULT]'s), else the
 // key's default. Its error is an *Error naming the file, section and key.
 func (c *Config) StrategySettings(keys []taskproto.Key) (map[string]string, error) {
-	out := c.Settings()
+	settings := c.Settings()
 	for _, k := range keys {
-		v, ok := c.Raw[k.ID()]
-		if !ok {
-			v, ok = c.Raw[ini.DefaultSection+"."+k.Name]
+		if _, ok := settings[k.ID()]; !ok {
+			if v, ok := c.Raw[ini.DefaultSection+"."+k.Name]; ok {
+				settings[k.ID()] = v
+			}
 		}
-		if !ok {
-			v = k.Default
-		}
-		p, err := k.Parse(v)
-		if err != nil {
-			return nil, &Error{File: c.Path, Section: k.Section, Key: k.Name, Problem: err.Error()}
-		}
-		out[k.ID()] = p
 	}
-	return out, nil
+	out, err := taskproto.ApplyKeys(settings, keys)
+	var ke *taskproto.KeyError
+	if errors.As(err, &ke) {
+		return nil, &Error{File: c.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
+	}
+	return out, err
 }
 
 // LoadOrDefault is Load, except that when the user did not name the file

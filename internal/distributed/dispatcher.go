@@ -366,16 +366,25 @@ func decodeCancel(b []byte) (seq uint64, ttl time.Duration, ok bool) {
 // Info describes the strategy. With an embedded server only the local
 // workers can reach it, so it says how many tasks they run at once.
 func (d *Dispatcher) Info() taskproto.StrategyInfo {
-	where, concurrency := "NATS at "+d.opt.Conn.URLs, 0
+	where := "NATS at " + d.opt.Conn.URLs
 	if d.embed != nil {
-		where, concurrency = "an embedded NATS server", d.opt.Workers*d.opt.Concurrency
+		where = "an embedded NATS server"
 	}
 	return taskproto.StrategyInfo{
 		Name:        "distributed",
 		Description: fmt.Sprintf("JetStream work queue on %s, %d local workers", where, d.opt.Workers),
-		Concurrency: concurrency,
+		Concurrency: d.concurrency(),
 		PID:         os.Getpid(),
 	}
+}
+
+// concurrency is what the local workers run at once with an embedded
+// server; 0 on a cluster, whose workers may be anywhere.
+func (d *Dispatcher) concurrency() int {
+	if d.embed == nil {
+		return 0
+	}
+	return d.opt.Workers * d.opt.Concurrency
 }
 
 // Stats counts tasks and describes the local workers. The dispatcher sees
@@ -383,7 +392,7 @@ func (d *Dispatcher) Info() taskproto.StrategyInfo {
 // local workers' concurrency known, at most that many run and the rest are
 // counted queued; on a cluster of unknown size all of them count running.
 func (d *Dispatcher) Stats(context.Context) (taskproto.Stats, error) {
-	capacity := int64(d.Info().Concurrency)
+	capacity := int64(d.concurrency())
 	d.mu.Lock()
 	out := int64(len(d.pending))
 	st := taskproto.Stats{

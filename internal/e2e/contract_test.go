@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto/plugin"
 )
 
@@ -117,31 +118,9 @@ func TestOldProtocolPluginRefused(t *testing.T) {
 	if !waitGone(pid, 5*time.Second) {
 		t.Errorf("the refused plugin %d is still running", pid)
 	}
-	if left := groupMembers(pid); len(left) > 0 {
+	if left := supervise.GroupMembers(pid); len(left) > 0 {
 		t.Errorf("processes of the refused plugin's group still running: %v", left)
 	}
-}
-
-// groupMembers lists the live processes of process group pgid.
-func groupMembers(pgid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !processAlive(pid) {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 2 && fields[2] == strconv.Itoa(pgid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // describedKey is a key as `host --describe` prints it.

@@ -26,6 +26,7 @@ import (
 	"github.com/wslab/wslab/host"
 	"github.com/wslab/wslab/internal/hostproc"
 	"github.com/wslab/wslab/internal/pythonplugins"
+	"github.com/wslab/wslab/internal/supervise"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -258,16 +259,7 @@ func (r reply) code() string {
 }
 
 // processAlive reports whether pid is a live (not zombie) process.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
-}
+func processAlive(pid int) bool { return supervise.Alive(pid) }
 
 // waitGone waits until pid is no longer a live process.
 func waitGone(pid int, limit time.Duration) bool {

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,16 +170,7 @@ func TestLabTiny(t *testing.T) {
 
 	// The real pages, drawn by a real browser.
 	for _, path := range []string{filepath.Join(r.dir, "report.html"), page} {
-		p, err := browsercheck.Open(ctx, path)
-		if errors.Is(err, browsercheck.ErrNoBrowser) {
-			t.Skip(err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range p.Faults() {
-			t.Errorf("%s: %s", filepath.Base(path), f)
-		}
+		browsercheck.Check(ctx, t, path)
 	}
 }
 

@@ -1,5 +1,5 @@
-// Package pythonasyncio_test runs the conformance kit against the python-asyncio plugin,
-// written in Python, as the host starts it.
+// Package pythonasyncio_test runs the conformance kit against the python-asyncio
+// plugin, written in Python, as the host starts it.
 package pythonasyncio_test
 
 import (
@@ -10,9 +10,5 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	if why := pythonplugins.Missing(); why != "" {
-		t.Skip(why)
-	}
-	t.Setenv("PYTHONDONTWRITEBYTECODE", "1") // no __pycache__ in the source tree
-	conformance.Run(t, "./python-asyncio", conformance.Options{})
+	pythonplugins.RunConformance(t, "./python-asyncio", conformance.Options{})
 }

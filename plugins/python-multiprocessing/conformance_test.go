@@ -1,5 +1,5 @@
-// Package pythonmultiprocessing_test runs the conformance kit against the python-multiprocessing plugin,
-// written in Python, as the host starts it.
+// Package pythonmultiprocessing_test runs the conformance kit against the python-multiprocessing
+// plugin, written in Python, as the host starts it.
 package pythonmultiprocessing_test
 
 import (
@@ -10,9 +10,5 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	if why := pythonplugins.Missing(); why != "" {
-		t.Skip(why)
-	}
-	t.Setenv("PYTHONDONTWRITEBYTECODE", "1") // no __pycache__ in the source tree
-	conformance.Run(t, "./python-multiprocessing", conformance.Options{Settings: map[string]string{"other.multiprocessing_processes": "2"}})
+	pythonplugins.RunConformance(t, "./python-multiprocessing", conformance.Options{Settings: map[string]string{"other.multiprocessing_processes": "2"}})
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
 )
@@ -385,17 +386,7 @@ func checkKilled(ctx context.Context, k *kit) error {
 	if err := killProcess(pid); err != nil {
 		return fmt.Errorf("kill plugin %d: %w", pid, err)
 	}
-	ended := make(chan struct{})
-	go func() {
-		for !w.isEnded() {
-			time.Sleep(10 * time.Millisecond)
-		}
-		close(ended)
-	}()
-	select {
-	case <-ended:
-	case <-time.After(goneBy):
-		proc.Data().Close() // ends the goroutine above
+	if !w.awaitEnd(goneBy) {
 		return fmt.Errorf("the data channel of the killed plugin is still open %v after the kill", goneBy)
 	}
 	if p := w.problems(); len(p) > 0 {
@@ -407,11 +398,19 @@ func checkKilled(ctx context.Context, k *kit) error {
 	return nil
 }
 
+func killProcess(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}
+
 // waitGone waits until process pid no longer exists.
 func waitGone(pid int, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if !alive(pid) {
+		if !supervise.Alive(pid) {
 			return true
 		}
 		time.Sleep(25 * time.Millisecond)
@@ -424,7 +423,7 @@ func waitGone(pid int, limit time.Duration) bool {
 func waitGroupGone(pgid int, limit time.Duration) []int {
 	deadline := time.Now().Add(limit)
 	for {
-		left := groupMembers(pgid)
+		left := supervise.GroupMembers(pgid)
 		if len(left) == 0 || time.Now().After(deadline) {
 			return left
 		}

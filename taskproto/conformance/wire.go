@@ -83,27 +83,46 @@ func (w *wire) cancel(seq uint64) {
 	w.out.Write(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Cancel{Cancel: &pb.Cancel{Seq: seq}}})
 }
 
-// await waits up to limit for task seq's reply.
-func (w *wire) await(seq uint64, limit time.Duration) (*pb.ExecuteResponse, error) {
+// wait waits up to limit for done, called with w.mu held, to hold.
+func (w *wire) wait(limit time.Duration, done func() bool) bool {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
 		w.mu.Lock()
-		if r := w.replies[seq]; len(r) > 0 {
-			w.mu.Unlock()
-			return r[0], nil
-		}
-		ended, arrived := w.ended, w.arrived
+		ok, arrived := done(), w.arrived
 		w.mu.Unlock()
-		if ended != nil {
-			return nil, fmt.Errorf("no reply to task %d: %w", seq, ended)
+		if ok {
+			return true
 		}
 		select {
 		case <-arrived:
 		case <-deadline.C:
-			return nil, fmt.Errorf("no reply to task %d within %v", seq, limit)
+			return false
 		}
 	}
+}
+
+// await waits up to limit for task seq's reply.
+func (w *wire) await(seq uint64, limit time.Duration) (*pb.ExecuteResponse, error) {
+	var (
+		reply *pb.ExecuteResponse
+		ended error
+	)
+	w.wait(limit, func() bool {
+		if r := w.replies[seq]; len(r) > 0 {
+			reply = r[0]
+			return true
+		}
+		ended = w.ended
+		return ended != nil
+	})
+	switch {
+	case reply != nil:
+		return reply, nil
+	case ended != nil:
+		return nil, fmt.Errorf("no reply to task %d: %w", seq, ended)
+	}
+	return nil, fmt.Errorf("no reply to task %d within %v", seq, limit)
 }
 
 // awaitAll waits for every task of seqs, each within limit of the call.
@@ -120,11 +139,9 @@ func (w *wire) awaitAll(seqs []uint64, limit time.Duration) ([]*pb.ExecuteRespon
 	return out, nil
 }
 
-// isEnded reports whether the channel has ended.
-func (w *wire) isEnded() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.ended != nil
+// awaitEnd waits up to limit for the channel to end, and says whether it did.
+func (w *wire) awaitEnd(limit time.Duration) bool {
+	return w.wait(limit, func() bool { return w.ended != nil })
 }
 
 // problems are the replies that should not have come.

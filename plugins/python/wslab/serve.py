@@ -27,7 +27,9 @@ class Config:
     def __init__(self, config, settings):
         self.data_dir = config.data_dir
         self.large_file_name = config.large_file_name
-        self.limits = config.limits
+        # An empty Limits gives none, as Go's Serve reads it: None.
+        lim = config.limits
+        self.limits = lim if (lim.max_fib_n or lim.max_cpu_n or lim.max_io_bytes or lim.max_sleep_ms) else None
         self.task_timeout_ms = config.task_timeout_ms
         self.settings = settings
 

@@ -57,11 +57,9 @@ def unknown(kind):
 
 def check(kind, n, limits):
     """Refuses a task whose kind is unknown or whose n is outside limits (a
-    pb.Limits), before it costs anything (tasks.Check)."""
+    pb.Limits; None: no bounds), before it costs anything (tasks.Check)."""
     if kind == "noop":
         return
-    if not (limits.max_fib_n or limits.max_cpu_n or limits.max_io_bytes or limits.max_sleep_ms):
-        limits = None  # none given, as Go's Serve reads an empty Limits
     if limits is None:
         if kind not in KINDS:
             raise unknown(kind)
