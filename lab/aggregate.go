@@ -171,6 +171,12 @@ func (c *Capacity) summarise(rounds int) {
 	}
 }
 
+// atTop says whether the strategy sustained every rate offered: its
+// capacity is then at least the highest, not found.
+func (c *Capacity) atTop() bool {
+	return len(c.Points) > 0 && c.Sustained > 0 && c.Sustained == c.Points[len(c.Points)-1].Rate
+}
+
 // ran says whether any round offered the point.
 func (pt *CapacityPoint) ran() bool { return pt.P99.N() > 0 }
 

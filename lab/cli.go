@@ -39,7 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.String("out", "lab", "out", "report `directory`", func(c *config.Config) *string { return &c.Lab.Out })
 	flags.List("strategies", "lab", "strategies", "comma-separated strategies", func(c *config.Config) *[]string { return &c.Lab.Strategies })
 	flags.List("scenarios", "lab", "scenarios", "comma-separated scenarios", func(c *config.Config) *[]string { return &c.Lab.Scenarios })
-	flags.Duration("duration", "lab", "duration_sec", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
+	flags.Duration("duration", "lab", "duration_ms", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
 	flags.Int64("rounds", "lab", "rounds", "rounds of every strategy under every scenario", func(c *config.Config) *int64 { return &c.Lab.Rounds })
 	cfg, err := flags.Parse(args)
 	if err != nil {

@@ -334,3 +334,33 @@ func TestNumberFormats(t *testing.T) {
 		}
 	}
 }
+
+// A strategy that sustains every rate offered has a capacity above the
+// ladder, and the report says so rather than naming the top rate as its
+// limit.
+func TestCapacityAboveTheLadder(t *testing.T) {
+	r := &Report{Rounds: 2, SLOP99MS: 50}
+	for _, st := range []string{"fast", "slow"} {
+		c := Capacity{Strategy: st}
+		for _, rate := range []float64{100, 200} {
+			pt := CapacityPoint{Rate: rate}
+			for round := 1; round <= 2; round++ {
+				ok := st == "fast" || rate == 100
+				pt.Trials = append(pt.Trials, CapacityTrial{Round: round, P50: 1, P99: 2, Throughput: rate, Offered: 100, Sustained: ok})
+			}
+			c.Points = append(c.Points, pt)
+		}
+		c.summarise(r.Rounds)
+		r.Capacity = append(r.Capacity, c)
+	}
+	if got := capacityCell(&r.Capacity[0]); got != "≥ 200 tasks/s" {
+		t.Errorf("fast: %q, want ≥ 200 tasks/s", got)
+	}
+	if got := capacityCell(&r.Capacity[1]); got != "100 tasks/s" {
+		t.Errorf("slow: %q, want 100 tasks/s", got)
+	}
+	v := r.capacityVerdict()
+	if !strings.Contains(v, "fast ≥ 200 tasks/s, slow 100 tasks/s") || !strings.Contains(v, "200/s is the highest rate offered, so fast may carry more") {
+		t.Errorf("verdict: %s", v)
+	}
+}

@@ -52,7 +52,7 @@ func Scenarios(cfg *config.Config) []Scenario {
 		case scenarioMixed:
 			sc = Scenario{Name: name, Description: "the Python lab's run: each client sends its task sequence in plain text and waits for each reply"}
 		case scenarioCPU:
-			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.Pipeline), l.Duration
+			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.CPUPipeline), l.Duration
 			opt.Clients, opt.Tasks = int(l.CPUClients), []string{taskproto.KindCPU}
 			opt.N = map[string]int64{taskproto.KindCPU: l.CPUN}
 			sc = Scenario{Name: name, Description: "CPU-bound throughput: pipelined cpu tasks for a fixed time"}
@@ -68,7 +68,7 @@ func Scenarios(cfg *config.Config) []Scenario {
 			}
 			sc = Scenario{Name: name, Description: "the semaphore test: one sleep per client, all at once; a bounded strategy runs them in waves"}
 		case scenarioNoop:
-			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.Pipeline), l.Duration
+			opt.Protocol, opt.Pipeline, opt.Duration = "json", int(l.NoopPipeline), l.Duration
 			opt.Clients, opt.Tasks = int(l.NoopClients), []string{taskproto.KindNoop}
 			sc = Scenario{Name: name, Description: "the hop to where tasks run, pipelined: noop tasks for a fixed time"}
 		case scenarioRTT:
@@ -84,8 +84,9 @@ func Scenarios(cfg *config.Config) []Scenario {
 			// it would only stretch the run.
 			opt.ReplyTimeout = max(2*time.Second, 20*time.Duration(l.SLOP99MS)*time.Millisecond)
 			sc = Scenario{Name: name, Description: fmt.Sprintf(
-				"open loop: the mix at a constant rate, each rate for %s, latency from the intended send time; a strategy sustains a rate while p99 stays within %d ms with no error",
-				opt.Duration, l.SLOP99MS)}
+				"open loop: the mix at a constant rate, each rate for %s, latency from the intended send time; a strategy sustains a rate while p99 stays within %d ms with no error "+
+					"(a rate up to %s× what a strategy can serve still passes: its backlog needs longer than one step to delay replies past the SLO; a longer capacity_step_ms narrows this)",
+				opt.Duration, l.SLOP99MS, num(1+float64(l.SLOP99MS)/float64(l.CapacityStepMS)))}
 		}
 		sc.Client = opt
 		sc.Load = describeLoad(sc)

@@ -267,9 +267,14 @@ func (r *Report) capacityTable() *table {
 	return t
 }
 
+// capacityCell is a strategy's capacity: "≥ 4000 tasks/s" when it
+// sustained every rate offered, so that its limit lies above the ladder.
 func capacityCell(c *Capacity) string {
-	if c.Sustained == 0 {
+	switch {
+	case c.Sustained == 0:
 		return "none of the rates"
+	case c.atTop():
+		return "≥ " + num(c.Sustained) + " tasks/s"
 	}
 	return num(c.Sustained) + " tasks/s"
 }

@@ -155,12 +155,15 @@ func (r *Report) capacityVerdict() string {
 	}
 	caps := slices.Clone(r.Capacity)
 	slices.SortStableFunc(caps, func(a, b Capacity) int { return cmp.Compare(b.Sustained, a.Sustained) })
-	var some, none []string
+	var some, none, top []string
 	for _, c := range caps {
 		if c.Sustained > 0 {
-			some = append(some, fmt.Sprintf("%s %s tasks/s", c.Strategy, num(c.Sustained)))
+			some = append(some, c.Strategy+" "+capacityCell(&c))
 		} else {
 			none = append(none, c.Strategy)
+		}
+		if c.atTop() {
+			top = append(top, c.Strategy)
 		}
 	}
 	mix := ""
@@ -175,6 +178,10 @@ func (r *Report) capacityVerdict() string {
 	}
 	if len(none) > 0 {
 		text += "; " + andList(none) + " sustained none of the rates"
+	}
+	if len(top) > 0 {
+		text += fmt.Sprintf("; %s/s is the highest rate offered, so %s may carry more ([lab] capacity_rates)",
+			num(caps[0].Points[len(caps[0].Points)-1].Rate), andList(top))
 	}
 	return text
 }

@@ -102,21 +102,22 @@ type Lab struct {
 	// strategies in an order rotated from round to round.
 	Rounds       int64
 	WarmupMS     int64         // warmup_ms = 200: load run and discarded on each fresh host
-	Duration     time.Duration // duration_sec = 1: length of the timed scenarios (cpu, noop)
+	Duration     time.Duration // duration_ms = 400: length of the timed scenarios (cpu, noop)
 	CPUClients   int64         // cpu_clients = 4
+	CPUPipeline  int64         // cpu_pipeline = 4: in-flight requests per cpu connection
 	CPUN         int64         // cpu_n = 2000000: integers summed per cpu task
 	SleepClients int64         // sleep_clients = 15
-	SleepMS      int64         // sleep_ms = 200
+	SleepMS      int64         // sleep_ms = 100
 	NoopClients  int64         // noop_clients = 8
-	Pipeline     int64         // pipeline = 16: in-flight requests per connection (cpu, noop)
+	NoopPipeline int64         // noop_pipeline = 16: in-flight requests per noop connection
 	RTTCount     int64         // rtt_count = 300: noop round trips of the rtt scenario, one at a time
 	// CapacityTasks = fib, cpu, io: the mix the capacity scenario offers
 	// (cpu tasks sum cpu_n integers).
 	CapacityTasks []string
-	// CapacityRates = 250, 500, 1000, 1500, 2000, 3000, 4000: the offered
+	// CapacityRates = 250, 500, 1000, 2000, 3000, 4000, 5000: the offered
 	// rates, tasks per second, in rising order.
 	CapacityRates   []float64
-	CapacityStepMS  int64 // capacity_step_ms = 400: how long each rate is offered
+	CapacityStepMS  int64 // capacity_step_ms = 250: how long each rate is offered
 	CapacityClients int64 // capacity_clients = 16: connections the rate is spread over
 	// SLOP99MS = 50: the p99 latency a rate must keep to be sustained.
 	SLOP99MS int64

@@ -334,7 +334,7 @@ func TestListsDropEmptyItems(t *testing.T) {
 
 func TestLabSection(t *testing.T) {
 	c := mustLoad(t, "[client]\nnum_client = 3\n")
-	if c.Lab.Duration != time.Second || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 6 ||
+	if c.Lab.Duration != 400*time.Millisecond || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 6 ||
 		c.Lab.Rounds != 6 || c.Lab.SLOP99MS != 50 || len(c.Lab.CapacityRates) != 7 || len(c.Lab.External) != 0 {
 		t.Errorf("lab defaults %+v", c.Lab)
 	}
@@ -364,9 +364,12 @@ func TestLabSection(t *testing.T) {
 	path := write(t, "[lab]\nscenarios = mixed, warp\n")
 	_, err := Load(path)
 	checkError(t, err, path, "lab", "scenarios", `unknown scenario "warp"`)
-	path = write(t, "[lab]\nduration_sec = 0\n")
+	path = write(t, "[lab]\nduration_ms = 0\n")
 	_, err = Load(path)
-	checkError(t, err, path, "lab", "duration_sec", "got 0")
+	checkError(t, err, path, "lab", "duration_ms", "got 0")
+	if c := mustLoad(t, "[lab]\nduration_ms = 1500\n"); c.Lab.Duration != 1500*time.Millisecond {
+		t.Errorf("duration_ms = 1500: %v", c.Lab.Duration)
+	}
 }
 
 func TestSettingsCarryEffectiveValues(t *testing.T) {

@@ -46,7 +46,7 @@ func TestConfigFileDocumentsTheDefaults(t *testing.T) {
 		{"client.tasks", strings.Join(Default().Client.Tasks, ", ")},
 		{"lab.scenarios", strings.Join(Default().Lab.Scenarios, ", ")},
 		{"lab.capacity_tasks", strings.Join(Default().Lab.CapacityTasks, ", ")},
-		{"lab.capacity_rates", "250, 500, 1000, 1500, 2000, 3000, 4000"},
+		{"lab.capacity_rates", "250, 500, 1000, 2000, 3000, 4000, 5000"},
 	} {
 		want[k.key] = k.value
 	}

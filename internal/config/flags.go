@@ -70,8 +70,8 @@ func (f *Flags) Int64(name, section, key, usage string, field func(*Config) *int
 	f.bind(name, section, key, func(c *Config) { *field(c) = *v })
 }
 
-// Duration binds flag name, a duration such as 10s, to the key
-// section.key, held in whole seconds.
+// Duration binds flag name, a duration such as 10s or 500ms, to the key
+// section.key, which counts it in the unit its name says.
 func (f *Flags) Duration(name, section, key, usage string, field func(*Config) *time.Duration) {
 	v := f.fset.Duration(name, 0, usage+" (overrides ["+section+"] "+key+")")
 	f.bind(name, section, key, func(c *Config) { *field(c) = *v })

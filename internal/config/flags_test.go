@@ -17,7 +17,7 @@ func newTestFlags() (*flag.FlagSet, *Flags) {
 	f.String("host", "server", "host", "address", func(c *Config) *string { return &c.Server.Host })
 	f.Int("port", "server", "port", "port", func(c *Config) *int { return &c.Server.Port })
 	f.List("scenarios", "lab", "scenarios", "scenarios", func(c *Config) *[]string { return &c.Lab.Scenarios })
-	f.Duration("duration", "lab", "duration_sec", "length", func(c *Config) *time.Duration { return &c.Lab.Duration })
+	f.Duration("duration", "lab", "duration_ms", "length", func(c *Config) *time.Duration { return &c.Lab.Duration })
 	return fset, f
 }
 

@@ -81,17 +81,18 @@ func Default() *Config {
 			Scenarios:       LabScenarios,
 			Rounds:          6,
 			WarmupMS:        200,
-			Duration:        time.Second,
+			Duration:        400 * time.Millisecond,
 			CPUClients:      4,
 			CPUN:            2_000_000,
 			SleepClients:    15,
-			SleepMS:         200,
+			SleepMS:         100,
 			NoopClients:     8,
-			Pipeline:        16,
+			CPUPipeline:     4,
+			NoopPipeline:    16,
 			RTTCount:        300,
 			CapacityTasks:   []string{taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO},
-			CapacityRates:   []float64{250, 500, 1000, 1500, 2000, 3000, 4000},
-			CapacityStepMS:  400,
+			CapacityRates:   []float64{250, 500, 1000, 2000, 3000, 4000, 5000},
+			CapacityStepMS:  250,
 			CapacityClients: 16,
 			SLOP99MS:        50,
 			Out:             "lab-report",
@@ -100,9 +101,12 @@ func Default() *Config {
 	}
 }
 
+// millis is a time.Duration field whose key counts milliseconds.
+type millis struct{ d *time.Duration }
+
 // intKey binds an integer key to its field and bounds. Upper bounds keep
-// channels, processes and buffers sized from the file within reason. ptr is *int, *int64
-// or *time.Duration (counted in whole seconds).
+// channels, processes and buffers sized from the file within reason. ptr is *int, *int64,
+// *time.Duration (counted in whole seconds) or millis.
 type intKey struct {
 	section, key string
 	ptr          any
@@ -131,13 +135,14 @@ func (c *Config) intKeys() []intKey {
 		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
 		{"lab", "rounds", &c.Lab.Rounds, 1, 1000},
 		{"lab", "warmup_ms", &c.Lab.WarmupMS, 0, 60_000},
-		{"lab", "duration_sec", &c.Lab.Duration, 1, 3600},
+		{"lab", "duration_ms", millis{&c.Lab.Duration}, 100, 3_600_000},
 		{"lab", "cpu_clients", &c.Lab.CPUClients, 1, 100_000},
 		{"lab", "cpu_n", &c.Lab.CPUN, 0, tasks.MaxCPUN},
 		{"lab", "sleep_clients", &c.Lab.SleepClients, 1, 100_000},
 		{"lab", "sleep_ms", &c.Lab.SleepMS, 0, 3_600_000},
 		{"lab", "noop_clients", &c.Lab.NoopClients, 1, 100_000},
-		{"lab", "pipeline", &c.Lab.Pipeline, 1, 65536},
+		{"lab", "cpu_pipeline", &c.Lab.CPUPipeline, 1, 65536},
+		{"lab", "noop_pipeline", &c.Lab.NoopPipeline, 1, 65536},
 		{"lab", "rtt_count", &c.Lab.RTTCount, 1, 10_000_000},
 		{"lab", "capacity_step_ms", &c.Lab.CapacityStepMS, 100, 3_600_000},
 		{"lab", "capacity_clients", &c.Lab.CapacityClients, 1, 100_000},
@@ -153,6 +158,8 @@ func (k intKey) get() int64 {
 		return *p
 	case *time.Duration:
 		return int64(*p / time.Second)
+	case millis:
+		return int64(*p.d / time.Millisecond)
 	}
 	panic("config: unsupported field type")
 }
@@ -165,6 +172,8 @@ func (k intKey) set(v int64) {
 		*p = v
 	case *time.Duration:
 		*p = time.Duration(v) * time.Second
+	case millis:
+		*p.d = time.Duration(v) * time.Millisecond
 	}
 }
 

@@ -61,13 +61,14 @@ num_client = 5
 [lab]
 rounds = 2
 warmup_ms = 100
-duration_sec = 1
+duration_ms = 500
 cpu_clients = 2
 cpu_n = 200000
 sleep_clients = 3
 sleep_ms = 100
 noop_clients = 2
-pipeline = 4
+cpu_pipeline = 2
+noop_pipeline = 4
 rtt_count = 50
 capacity_rates = 50, 100, 200
 capacity_step_ms = 300

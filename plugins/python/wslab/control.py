@@ -147,6 +147,9 @@ class Stdio:
         self._fd = read_fd
         self._chunks = queue.Queue(maxsize=64)
         self._stopping = threading.Event()
+        # stop writes here, so that the copier's select wakes at once rather
+        # than at its next poll: a plugin's every stop would wait for it.
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._copy, name="stdio", daemon=True)
         self._thread.start()
 
@@ -158,8 +161,8 @@ class Stdio:
     def _copy(self):
         # Children may hold the pipe open past our own end: poll, not EOF, stops it.
         while not self._stopping.is_set():  # bounded: ends at EOF or stop
-            ready, _, _ = select.select([self._fd], [], [], _POLL_S)
-            if not ready:
+            ready, _, _ = select.select([self._fd, self._wake_r], [], [], _POLL_S)
+            if self._fd not in ready:
                 continue
             data = os.read(self._fd, 1024)
             if not data:
@@ -181,11 +184,22 @@ class Stdio:
                 data = self._chunks.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
+            if data is None:  # stop's wake-up
+                return
             yield self._STDOUT + b"\x12" + _varint(len(data)) + data
 
     def stop(self):
         self._stopping.set()
+        os.write(self._wake_w, b"\0")
         self._thread.join()
+        # The stream's thread is joined at the interpreter's exit: wake it
+        # too (a full queue has a reader that sees _stopping soon anyway).
+        try:
+            self._chunks.put_nowait(None)
+        except queue.Full:
+            pass
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 def _varint(n):
