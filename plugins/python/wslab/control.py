@@ -159,7 +159,7 @@ class Stdio:
         os.close(self._handshake_fd)
 
     def _copy(self):
-        # Children may hold the pipe open past our own end: poll, not EOF, stops it.
+        # Children may hold the pipe open past our own end: stop (its wake-up), not EOF, ends it.
         while not self._stopping.is_set():  # bounded: ends at EOF or stop
             ready, _, _ = select.select([self._fd, self._wake_r], [], [], _POLL_S)
             if self._fd not in ready:
