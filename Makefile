@@ -9,17 +9,22 @@ FUZZTIME ?= 10s
 # real NATS cluster in the distributed strategy's test. Installed when
 # missing and we may (root, apt); otherwise those tests skip and say so.
 CHROMIUM ?= /usr/bin/chromium
-# The Python plugins run on Debian's interpreter with Debian's gRPC.
-PYTHON ?= /usr/bin/python3
+# The Python plugins run on Debian's interpreter with Debian's gRPC. Fixed
+# (override: not even the command line changes it), for it must be the one
+# their first lines (#!/usr/bin/python3) and pythonplugins.Interpreter name.
+override PYTHON := /usr/bin/python3
 PYTHON_PACKAGES := python3 python3-grpcio python3-protobuf python3-cryptography
-PYTHON_PLUGINS := python-asyncio python-multiprocessing
+# Succeeds when $(PYTHON) has what the Python plugins import.
+PYTHON_READY := $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null
+# The Python plugins' executables: each plugins/NAME/NAME, NAME python-*.
+PYTHON_PLUGINS := $(foreach d,$(patsubst %/,%,$(wildcard plugins/python-*/)),$(d)/$(notdir $(d)))
 
 build:
 	$(GO) build -o $(BIN)/host ./cmd/host
 	$(GO) build -o $(BIN)/client ./cmd/client
 	$(GO) build -o $(BIN)/lab ./cmd/lab
 	$(GO) build -o $(BIN)/plugins/ ./plugins/...
-	install -m 0755 $(foreach p,$(PYTHON_PLUGINS),plugins/$(p)/$(p)) $(BIN)/plugins/
+	install -m 0755 $(PYTHON_PLUGINS) $(BIN)/plugins/
 	rm -rf $(BIN)/plugins/python && install -d $(BIN)/plugins/python/wslab
 	install -m 0644 plugins/python/wslab/*.py $(BIN)/plugins/python/wslab/
 	@# The manifest [server] verify_plugins checks plugins (and the Python
@@ -27,23 +32,29 @@ build:
 	cd $(BIN)/plugins && { find . -maxdepth 1 -type f -perm -u+x; find python -type f -name '*.py'; } | \
 		sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 
-# Debian's gRPC for the Python plugins, installed when missing and we may;
-# otherwise their tests skip and say so, and the lab leaves them out.
-python-deps:
-	@if ! $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null && \
-		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing $(PYTHON_PACKAGES) for the Python plugins"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PYTHON_PACKAGES) >/dev/null) || \
-		echo "$(PYTHON_PACKAGES) could not be installed: the Python plugins will not start"; \
+# Shell for the deps targets: each adds what is missing to $missing, then
+# APT_INSTALL installs it all with one apt-get update, when we may (root,
+# apt); otherwise the tests that need it skip and say so, and the lab leaves
+# the Python plugins out.
+PYTHON_MISSING = $(PYTHON_READY) || missing="$$missing $(PYTHON_PACKAGES)"
+APT_INSTALL = if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
+		echo "$$missing could not be installed: what needs it skips (the Python plugins will not start)"; \
 	fi
 
-deps: python-deps
-	@if { [ ! -x $(CHROMIUM) ] || ! command -v ip >/dev/null || ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; } && \
-		[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium, nats-server and iproute2 for the browser, NATS cluster and network tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nats-server iproute2 >/dev/null) || \
-		echo "chromium, nats-server or iproute2 could not be installed: their tests will skip"; \
-	fi
+# Debian's gRPC for the Python plugins.
+python-deps:
+	@missing=; $(PYTHON_MISSING); $(APT_INSTALL)
+
+# The Python plugins' packages, and chromium, nats-server and iproute2 for
+# the browser, NATS cluster and network tests.
+deps:
+	@missing=; $(PYTHON_MISSING); \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	$(APT_INSTALL)
 
 test: build deps fmt-check vet cross
 	$(GO) test -race -timeout 9m ./...
@@ -53,7 +64,7 @@ test: build deps fmt-check vet cross
 # The Python plugins' own unit tests (the kit and the end-to-end tests run
 # them from Go as well).
 pytest:
-	@if $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null; then \
+	@if $(PYTHON_READY); then \
 		$(PYTHON) -B -m unittest discover -s plugins/python; \
 	else echo "$(PYTHON) lacks grpc, protobuf or cryptography: Python plugin tests skipped"; fi
 

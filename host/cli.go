@@ -158,7 +158,7 @@ func ListPlugins(dir string) ([]string, error) {
 }
 
 // StrategyConfig is what a strategy is told of cfg; a plugin's Settings
-// are completed once it has declared its keys (config.StrategySettings).
+// are added once it has declared its keys (config.StrategySettings).
 func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
 	return taskproto.Config{
 		Strategy:       name,
@@ -167,7 +167,6 @@ func StrategyConfig(cfg *config.Config, name string) taskproto.Config {
 		LargeFileName:  cfg.TaskSetting.LargeFileName,
 		TaskTimeout:    cfg.Server.Timeout,
 		Limits:         limits(cfg),
-		Settings:       cfg.Settings(),
 	}
 }
 
@@ -207,14 +206,11 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		strat = readyAlways{strategy.NewInproc(scfg)}
 	} else {
 		defer goplugin.CleanupClients()
-		checksum, verify, err := pluginChecksum(cfg, name)
+		launch, err := pluginLaunch(cfg, name, log)
 		if err != nil {
 			return err
 		}
-		sup, err := StartPlugin(ctx, PluginOptions{
-			Name: name, Path: filepath.Join(cfg.Server.PluginDir, name),
-			Config: scfg, Settings: cfg.StrategySettings, Checksum: checksum, Verify: verify, Logger: log,
-		})
+		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: launch, Config: scfg, Settings: cfg.StrategySettings})
 		if err != nil {
 			return err
 		}

@@ -26,13 +26,11 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
 		return ExitOK
 	}
-	checksum, err := checkedPluginChecksum(cfg, name)
+	launch, err := pluginLaunch(cfg, name, log)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
-	proc, err := plugin.Launch(context.Background(), plugin.LaunchOptions{
-		Name: name, Path: filepath.Join(cfg.Server.PluginDir, name), Logger: log, Checksum: checksum,
-	})
+	proc, err := plugin.Launch(context.Background(), launch)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
@@ -50,36 +48,34 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 // one line per check: the way to check a plugin written in another
 // language, which cannot call the kit from its own tests.
 func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout, stderr io.Writer) int {
-	path := filepath.Join(cfg.Server.PluginDir, name)
-	if _, err := os.Stat(path); err != nil {
-		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, err)
+	// The plugin's warnings say why a check failed; its routine logs would
+	// bury the table, unless debugging was asked for.
+	level := hclog.LevelFromString(cfg.Server.LogLevel)
+	if level == hclog.Info {
+		level = hclog.Warn
+	}
+	launch, err := pluginLaunch(cfg, name, hclog.New(&hclog.LoggerOptions{Name: name, Output: stderr, Level: level}))
+	if _, serr := os.Stat(launch.Path); serr != nil {
+		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, serr)
 		return ExitUsage
 	}
-	checksum, err := checkedPluginChecksum(cfg, name)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
-	// The plugin's warnings say why a check failed; its routine logs would
-	// bury the table.
-	level := hclog.LevelFromString(cfg.Server.LogLevel)
-	quiet := hclog.New(&hclog.LoggerOptions{Name: name, Output: stderr, Level: max(level, hclog.Warn)})
-	if level <= hclog.Debug {
-		quiet.SetLevel(level)
-	}
-	failed := 0
-	opt := conformance.Options{Resolve: cfg.StrategySettings, Checksum: checksum, Logger: quiet}
-	for _, r := range conformance.Check(context.Background(), path, opt) {
+	fails := 0
+	opt := conformance.Options{Resolve: cfg.StrategySettings, Checksum: launch.Checksum, Verify: launch.Verify, Logger: launch.Logger}
+	for _, r := range conformance.Check(context.Background(), launch.Path, opt) {
 		status := "ok"
 		switch {
 		case conformance.Skipped(r.Err):
 			status = r.Err.Error()
 		case r.Err != nil:
-			status, failed = "FAIL: "+r.Err.Error(), failed+1
+			status, fails = "FAIL: "+r.Err.Error(), fails+1
 		}
 		fmt.Fprintf(stdout, "%-32s %8v  %s\n", r.Check, r.Took.Round(time.Millisecond), status)
 	}
-	if failed > 0 {
-		fmt.Fprintf(stdout, "%s: %d checks failed\n", name, failed)
+	if fails > 0 {
+		fmt.Fprintf(stdout, "%s: %d checks failed\n", name, fails)
 		return ExitFailed
 	}
 	fmt.Fprintf(stdout, "%s: conforms\n", name)
@@ -105,37 +101,30 @@ func formatDescription(d plugin.Description) string {
 	return b.String()
 }
 
-// pluginChecksum is the SHA-256 the plugin's binary must have, from the
-// plugin directory's manifest, and verify, the check of the other files
-// the manifest lists, to run before each start; nil and a check that
-// passes when [server] verify_plugins is off.
-func pluginChecksum(cfg *config.Config, name string) (sum []byte, verify func() error, err error) {
+// pluginLaunch says how to start the plugin of the plugin directory: with
+// [server] verify_plugins on, its binary must have the SHA-256 the
+// directory's manifest gives, and the other files the manifest lists are
+// checked before each start.
+func pluginLaunch(cfg *config.Config, name string, log hclog.Logger) (plugin.LaunchOptions, error) {
+	opt := plugin.LaunchOptions{Name: name, Path: filepath.Join(cfg.Server.PluginDir, name), Logger: log}
 	if !cfg.Server.VerifyPlugins {
-		return nil, func() error { return nil }, nil
+		return opt, nil
 	}
 	sums, err := plugin.ReadChecksums(cfg.Server.PluginDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("[server] verify_plugins is on: %w", err)
+		return opt, fmt.Errorf("[server] verify_plugins is on: %w", err)
 	}
 	sum, ok := sums[name]
 	if !ok {
-		return nil, nil, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
+		return opt, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
 			filepath.Join(cfg.Server.PluginDir, plugin.ChecksumsFile), name)
 	}
-	return sum, func() error {
+	opt.Checksum = sum
+	opt.Verify = func() error {
 		if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
 			return fmt.Errorf("[server] verify_plugins is on: %w", err)
 		}
 		return nil
-	}, nil
-}
-
-// checkedPluginChecksum is pluginChecksum for a command that starts the
-// plugin itself: the other files are checked once, now.
-func checkedPluginChecksum(cfg *config.Config, name string) ([]byte, error) {
-	sum, verify, err := pluginChecksum(cfg, name)
-	if err == nil {
-		err = verify()
 	}
-	return sum, err
+	return opt, nil
 }

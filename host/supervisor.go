@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -22,19 +20,14 @@ const (
 
 // PluginOptions say which plugin a PluginSupervisor runs and how.
 type PluginOptions struct {
-	Name, Path string
+	// LaunchOptions start each run of the plugin.
+	plugin.LaunchOptions
 	// Config is what the plugin is told, but for Settings, which come
 	// from Settings once the plugin has declared its keys.
 	Config taskproto.Config
 	// Settings checks the configuration's values of the declared keys
 	// (config.Config.StrategySettings); its error stops the start.
 	Settings func([]taskproto.Key) (map[string]string, error)
-	// Checksum, when set, is the SHA-256 the binary must have.
-	Checksum []byte
-	// Verify, when set, checks what the plugin reads besides its binary
-	// before each start (plugin.CheckSupportFiles).
-	Verify func() error
-	Logger hclog.Logger
 }
 
 // PluginSupervisor runs one strategy plugin: it starts the process through
@@ -44,7 +37,6 @@ type PluginOptions struct {
 // restarts wait for it, up to restartWait.
 type PluginSupervisor struct {
 	opt PluginOptions
-	log hclog.Logger
 	sup *supervise.Supervisor
 
 	mu      sync.Mutex
@@ -74,7 +66,7 @@ type pluginInstance struct {
 // ready for tasks. A value of a key the plugin declares that its checks
 // refuse is returned as the error of Settings.
 func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, error) {
-	s := &PluginSupervisor{opt: opt, log: opt.Logger}
+	s := &PluginSupervisor{opt: opt}
 	sup, err := supervise.Start(ctx, supervise.Options{
 		Name:  "plugin " + opt.Name,
 		Start: s.launch,
@@ -90,14 +82,7 @@ func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, err
 }
 
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
-	if s.opt.Verify != nil {
-		if err := s.opt.Verify(); err != nil {
-			return nil, err
-		}
-	}
-	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{
-		Name: s.opt.Name, Path: s.opt.Path, Logger: s.log, Checksum: s.opt.Checksum,
-	})
+	proc, err := plugin.Launch(ctx, s.opt.LaunchOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +91,7 @@ func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error
 		proc.Kill()
 		return nil, err
 	}
-	s.log.Info("plugin ready", "plugin", s.opt.Name, "pid", proc.PID(), "strategy", remote.Info().Description)
+	s.opt.Logger.Info("plugin ready", "plugin", s.opt.Name, "pid", proc.PID(), "strategy", remote.Info().Description)
 	return &pluginInstance{proc: proc, remote: remote}, nil
 }
 
@@ -180,7 +165,7 @@ func (s *PluginSupervisor) setDown(inst *pluginInstance, why error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
-		s.log.Error("plugin died", "plugin", s.opt.Name, "pid", inst.proc.PID(), "reason", why)
+		s.opt.Logger.Error("plugin died", "plugin", s.opt.Name, "pid", inst.proc.PID(), "reason", why)
 	}
 }
 

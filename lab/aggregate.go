@@ -80,17 +80,11 @@ func (res *Result) summarise() {
 	res.MeanUS, res.QueueUS, res.RunUS = stats.Estimated(mean), stats.Estimated(queue), stats.Estimated(run)
 }
 
-// allKinds is the percentiles over all task kinds, when any was measured.
+// allKinds is the percentiles over all task kinds (the client's "all"),
+// when any was measured.
 func allKinds(m map[string]client.Percentiles) (client.Percentiles, bool) {
-	if p, ok := m["all"]; ok && p.Count > 0 {
-		return p, true
-	}
-	if len(m) == 1 {
-		for _, p := range m {
-			return p, p.Count > 0
-		}
-	}
-	return client.Percentiles{}, false
+	p := m["all"]
+	return p, p.Count > 0
 }
 
 // errorCount is every reply that was not right, plus failed connections.

@@ -19,7 +19,7 @@ func TestReportInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	path := filepath.Join(dir, "report.html")
-	p := browsercheck.Check(ctx, t, path)
+	p := browsercheck.Check(ctx, t, path, browsercheck.FullScreenshot)
 	if p.Title != r.title() {
 		t.Errorf("title %q, want %q", p.Title, r.title())
 	}

@@ -47,12 +47,31 @@ var chartKinds = []chartKind{
 		series:  perStrategy("RSS MB", func(r *Result) stats.Estimate { return r.PeakRSSMB })},
 }
 
+// charts are the scenario's figures in page order: the chart of its
+// extraTable, then one per chartKind with data (none for capacity, whose
+// curves say it all).
 func (r *Report) charts(scenario string) ([]figure, error) {
+	var out []figure
+	var own func() (*figure, error)
+	switch scenario {
+	case scenarioCapacity:
+		own = r.capacityChart
+	case scenarioRTT:
+		own = r.isolationChart
+	}
+	if own != nil {
+		fig, err := own()
+		if err != nil {
+			return nil, err
+		}
+		if fig != nil {
+			out = append(out, *fig)
+		}
+	}
 	names, res := r.scenarioResults(scenario)
 	if len(names) == 0 || scenario == scenarioCapacity {
-		return nil, nil
+		return out, nil
 	}
-	var out []figure
 	for _, k := range chartKinds {
 		series := k.series(res)
 		if !hasValues(series) {
@@ -160,27 +179,20 @@ func nans(n int) []float64 {
 func (r *Report) isolationChart() (*figure, error) {
 	names, results := r.scenarioResults(scenarioRTT)
 	var cats []string
-	var vals, lo, hi []float64
+	var costed []*Result
 	var colors []drawing.Color
 	for i, res := range results {
 		if res == nil || res.IsolationUS == nil {
 			continue
 		}
-		e := *res.IsolationUS
-		cats = append(cats, names[i])
-		vals = append(vals, e.Median)
-		l, h := math.NaN(), math.NaN()
-		if e.Bounded {
-			l, h = e.Lo, e.Hi
-		}
-		lo, hi = append(lo, l), append(hi, h)
+		cats, costed = append(cats, names[i]), append(costed, res)
 		colors = append(colors, strategyColor(i))
 	}
 	if len(cats) == 0 {
 		return nil, nil
 	}
-	s := barSeries{name: "µs", values: vals, lo: lo, hi: hi, label: short,
-		color: func(i int) drawing.Color { return colors[i] }}
+	s := barSeries{name: "µs", label: short, color: func(i int) drawing.Color { return colors[i] }}
+	s.values, s.lo, s.hi = estimates(costed, func(r *Result) stats.Estimate { return *r.IsolationUS })
 	svg, err := barChart("Isolation cost per task", "µs over inproc's round trip", cats, false, s)
 	if err != nil {
 		return nil, fmt.Errorf("isolation chart: %w", err)

@@ -66,11 +66,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		LogDir:   filepath.Join(cfg.Lab.Out, "logs"),
 		Progress: stderr,
 	}, names, scs)
-	if err := WriteReports(cfg.Lab.Out, report); err != nil {
+	md, err := WriteReports(cfg.Lab.Out, report)
+	if err != nil {
 		fmt.Fprintf(stderr, "lab: write report: %v\n", err)
 		return ExitFailed
 	}
-	fmt.Fprint(stdout, report.Markdown())
+	fmt.Fprint(stdout, md)
 	fmt.Fprintf(stderr, "lab: done in %s; report in %s (report.md, report.json, report.html)\n",
 		time.Duration(report.Seconds*float64(time.Second)).Round(time.Second), cfg.Lab.Out)
 	if len(report.failures()) > 0 {

@@ -116,8 +116,8 @@ func (row CompareRow) change() string {
 // figure, a line per strategy.
 func (c *Comparison) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "old: %s (%s, %d rounds)\nnew: %s (%s, %d rounds)\n",
-		c.OldPath, c.Old.Started.Format("2006-01-02 15:04"), c.Old.Rounds,
-		c.NewPath, c.New.Started.Format("2006-01-02 15:04"), c.New.Rounds)
+		c.OldPath, c.Old.Started.Format(startedLayout), c.Old.Rounds,
+		c.NewPath, c.New.Started.Format(startedLayout), c.New.Rounds)
 	if c.Old.Machine != c.New.Machine {
 		fmt.Fprintf(w, "machines differ: old %s; new %s\n", c.Old.Machine, c.New.Machine)
 	}
@@ -150,7 +150,7 @@ const compareNote = "Medians of each run's rounds with the 95 % interval's half-
 //go:embed assets/compare.html.tmpl
 var comparePageSource string
 
-var comparePageTemplate = template.Must(template.New("compare.html").Parse(comparePageSource))
+var comparePageTemplate = parsePage("compare.html", comparePageSource)
 
 // comparePage is what assets/compare.html.tmpl draws.
 type comparePage struct {
@@ -188,18 +188,16 @@ func (c *Comparison) HTML() ([]byte, error) {
 		}
 	}
 	p := comparePage{
-		Title:    "wslab lab comparison",
-		Old:      fmt.Sprintf("old: %s · %s · %s", c.OldPath, c.Old.Started.Format("2006-01-02 15:04"), c.Old.about()),
-		New:      fmt.Sprintf("new: %s · %s · %s", c.NewPath, c.New.Started.Format("2006-01-02 15:04"), c.New.about()),
-		Note:     compareNote,
-		FontFace: fontFace(),
-		Style:    template.CSS(pageStyle),
+		Title:      "wslab lab comparison",
+		Old:        fmt.Sprintf("old: %s · %s", c.OldPath, c.Old.about()),
+		New:        fmt.Sprintf("new: %s · %s", c.NewPath, c.New.about()),
+		Note:       compareNote,
+		FontFace:   fontFace(),
+		Style:      template.CSS(pageStyle),
+		Strategies: swatches(names),
 	}
 	if c.Old.Machine != c.New.Machine {
 		p.Machines = "The two runs were on different machines."
-	}
-	for i, n := range names {
-		p.Strategies = append(p.Strategies, swatch{n, template.CSS(strategyColor(i).String())})
 	}
 	for _, sc := range c.New.Scenarios {
 		sec := compareSection{Name: sc.Name}

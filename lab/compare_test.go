@@ -81,7 +81,7 @@ func TestCompareMain(t *testing.T) {
 	old, new := twoRuns()
 	dirs := []string{filepath.Join(t.TempDir(), "old"), filepath.Join(t.TempDir(), "new")}
 	for i, r := range []*Report{old, new} {
-		if err := WriteReports(dirs[i], r); err != nil {
+		if _, err := WriteReports(dirs[i], r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -23,12 +23,24 @@ import (
 //go:embed assets/report.html.tmpl
 var pageSource string
 
+// pageParts are the templates the pages call: the head, the swatches and
+// the charts, which report.html and compare.html share, and report.html's
+// tables.
+//
+//go:embed assets/common.html.tmpl
+var pageParts string
+
 // pageStyle is the style sheet report.html and compare.html share.
 //
 //go:embed assets/report.css
 var pageStyle string
 
-var pageTemplate = template.Must(template.New("report.html").Parse(pageSource))
+var pageTemplate = parsePage("report.html", pageSource)
+
+// parsePage parses a page's template along with pageParts.
+func parsePage(name, source string) *template.Template {
+	return template.Must(template.Must(template.New(name).Parse(pageParts)).Parse(source))
+}
 
 // page is what assets/report.html.tmpl draws.
 type page struct {
@@ -38,8 +50,6 @@ type page struct {
 	FontFace           template.CSS
 	Style              template.CSS
 	Failures           []failure
-	Header             []string
-	Span               int // columns after the strategy
 	Scenarios          []scenarioPage
 	Contenders         []Contender
 }
@@ -50,15 +60,23 @@ type swatch struct {
 	Color template.CSS
 }
 
+// swatches are the names, each in its colour: the one the charts give it
+// by its place in names.
+func swatches(names []string) []swatch {
+	out := make([]swatch, len(names))
+	for i, n := range names {
+		out[i] = swatch{n, template.CSS(strategyColor(i).String())}
+	}
+	return out
+}
+
 type scenarioPage struct {
 	Scenario
 	ID     string
 	Charts []figure
-	Rows   []tableRow // the main table; none for capacity
-	// Extra is the scenario's own table before the main one: the
-	// isolation costs of rtt, the rates of capacity.
-	Extra *table
-	Kinds *table
+	// Extra, Main and Kinds are the scenario's tables, in page order;
+	// nil where it has none.
+	Extra, Main, Kinds *table
 }
 
 // figure is one chart: data-chart="ID" on its <figure class="chart">.
@@ -78,40 +96,22 @@ func (r *Report) HTML() ([]byte, error) {
 		FontFace:   fontFace(),
 		Style:      template.CSS(pageStyle),
 		Failures:   r.failures(),
-		Header:     tableHeader,
-		Span:       len(tableHeader) - 1,
+		Strategies: swatches(r.strategyNames()),
 		Contenders: r.Contenders,
 	}
-	for i, n := range r.strategyNames() {
-		p.Strategies = append(p.Strategies, swatch{n, template.CSS(strategyColor(i).String())})
-	}
 	for _, sc := range r.Scenarios {
-		sp := scenarioPage{Scenario: sc, ID: slug(sc.Name)}
-		var extra func() (*figure, error)
-		switch sc.Name {
-		case scenarioCapacity:
-			sp.Extra, extra = r.capacityTable(), r.capacityChart
-		case scenarioRTT:
-			sp.Extra, extra = r.isolationTable(), r.isolationChart
-		}
-		if extra != nil {
-			fig, err := extra()
-			if err != nil {
-				return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
-			}
-			if fig != nil {
-				sp.Charts = append(sp.Charts, *fig)
-			}
-		}
 		charts, err := r.charts(sc.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
-		sp.Charts = append(sp.Charts, charts...)
-		if sc.Name != scenarioCapacity {
-			sp.Rows, sp.Kinds = r.rows(sc.Name), r.kinds(sc.Name)
-		}
-		p.Scenarios = append(p.Scenarios, sp)
+		p.Scenarios = append(p.Scenarios, scenarioPage{
+			Scenario: sc,
+			ID:       slug(sc.Name),
+			Charts:   charts,
+			Extra:    r.extraTable(sc.Name),
+			Main:     r.mainTable(sc.Name),
+			Kinds:    r.kinds(sc.Name),
+		})
 	}
 	var b bytes.Buffer
 	if err := pageTemplate.Execute(&b, p); err != nil {

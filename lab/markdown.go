@@ -26,23 +26,22 @@ func (r *Report) Markdown() string {
 		if sc.Load != "" {
 			fmt.Fprintf(&b, "Load: %s\n\n", sc.Load)
 		}
-		switch sc.Name {
-		case scenarioCapacity:
-			if t := r.capacityTable(); t != nil {
+		extra, mt := r.extraTable(sc.Name), r.mainTable(sc.Name)
+		if extra != nil {
+			if sc.Name == scenarioCapacity {
 				b.WriteString("Median p99 at each offered rate, (rounds that sustained it / rounds):\n\n")
-				mdTable(&b, t.Header, t.Rows)
 			}
-			continue
-		case scenarioRTT:
-			if t := r.isolationTable(); t != nil {
-				mdTable(&b, t.Header, t.Rows)
+			mdTable(&b, extra)
+			if mt != nil {
 				b.WriteString("\n")
 			}
 		}
-		mdTable(&b, tableHeader, r.rows(sc.Name))
+		if mt != nil {
+			mdTable(&b, mt)
+		}
 		if kt := r.kinds(sc.Name); kt != nil {
 			b.WriteString("\nLatency per task kind, p50 / p99 ms (medians over the rounds):\n\n")
-			mdTable(&b, kt.Header, kt.Rows)
+			mdTable(&b, kt)
 		}
 	}
 	if fs := r.failures(); len(fs) > 0 {
@@ -60,15 +59,15 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
-func mdTable(b *strings.Builder, header []string, rows []tableRow) {
-	mdRow(b, header)
-	align := make([]string, len(header))
+func mdTable(b *strings.Builder, t *table) {
+	mdRow(b, t.Header)
+	align := make([]string, len(t.Header))
 	for i := range align {
 		align[i] = "---:"
 	}
 	align[0] = "---"
 	mdRow(b, align)
-	for _, row := range rows {
+	for _, row := range t.Rows {
 		cells := append([]string{row.Strategy}, row.Cells...)
 		switch {
 		case row.Failed != "":
@@ -76,7 +75,7 @@ func mdTable(b *strings.Builder, header []string, rows []tableRow) {
 		case row.Note != "":
 			cells = append(cells, row.Note)
 		}
-		for len(cells) < len(header) {
+		for len(cells) < len(t.Header) {
 			cells = append(cells, "")
 		}
 		mdRow(b, cells)

@@ -107,7 +107,7 @@ func writeSample(t *testing.T) (string, *Report) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "out") // WriteReports creates it
 	r := sampleReport()
-	if err := WriteReports(dir, r); err != nil {
+	if _, err := WriteReports(dir, r); err != nil {
 		t.Fatal(err)
 	}
 	return dir, r
@@ -293,17 +293,17 @@ func TestEdgeCases(t *testing.T) {
 			r.Results[i] = Result{Strategy: r.Results[i].Strategy, Scenario: "cpu", Failed: "broken"}
 		}
 	}
-	if err := WriteReports(t.TempDir(), r); err != nil {
+	if _, err := WriteReports(t.TempDir(), r); err != nil {
 		t.Fatal(err)
 	}
 	if md := r.Markdown(); !strings.Contains(md, "| ghost | no result |") {
 		t.Errorf("no row for a strategy without results:\n%s", md)
 	}
 	one := &Report{Strategies: []string{"inproc"}, Scenarios: r.Scenarios[:1], Results: r.Results[:1]}
-	if err := WriteReports(t.TempDir(), one); err != nil {
+	if _, err := WriteReports(t.TempDir(), one); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteReports(t.TempDir(), &Report{}); err != nil {
+	if _, err := WriteReports(t.TempDir(), &Report{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,30 +10,31 @@ import (
 )
 
 // WriteReports writes report.md, report.json and report.html into dir,
-// creating it.
-func WriteReports(dir string, r *Report) error {
+// creating it, and returns report.md's text for the lab to print.
+func WriteReports(dir string, r *Report) (string, error) {
 	page, err := r.HTML()
 	if err != nil {
-		return fmt.Errorf("report.html: %w", err)
+		return "", fmt.Errorf("report.html: %w", err)
 	}
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return fmt.Errorf("report.json: %w", err)
+		return "", fmt.Errorf("report.json: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
+	md := r.Markdown()
 	for _, f := range []struct {
 		name string
 		data []byte
 	}{
-		{"report.md", []byte(r.Markdown())},
+		{"report.md", []byte(md)},
 		{"report.json", append(js, '\n')},
 		{"report.html", page},
 	} {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return md, nil
 }

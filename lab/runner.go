@@ -177,33 +177,25 @@ func Run(ctx context.Context, opt Options, strategies []string, scenarios []Scen
 		CapacityTasks: l.CapacityTasks,
 		Scenarios:     scenarios,
 	}
-	run := &labRun{opt: opt, report: r, results: map[string]*Result{}, capacity: map[string]*Capacity{}}
+	run := &labRun{opt: opt, report: r}
 	for _, e := range l.External {
 		if slices.Contains(strategies, e.Name) {
 			r.Contenders = append(r.Contenders, Contender{Name: e.Name, Command: e.Command})
 		}
 	}
+	// Every result and curve exists before the first round, so that the
+	// rounds can record into them through the report's lookups.
 	for _, st := range strategies {
 		for _, sc := range scenarios {
 			if sc.Name == scenarioCapacity {
-				c := &Capacity{Strategy: st}
+				c := Capacity{Strategy: st}
 				for _, rate := range l.CapacityRates {
 					c.Points = append(c.Points, CapacityPoint{Rate: rate})
 				}
-				run.capacity[st] = c
+				r.Capacity = append(r.Capacity, c)
 				continue
 			}
 			r.Results = append(r.Results, Result{Strategy: st, Scenario: sc.Name})
-		}
-	}
-	for i := range r.Results {
-		res := &r.Results[i]
-		run.results[res.Strategy+"\x00"+res.Scenario] = res
-	}
-	for _, st := range strategies {
-		if c := run.capacity[st]; c != nil {
-			r.Capacity = append(r.Capacity, *c)
-			run.capacity[st] = &r.Capacity[len(r.Capacity)-1]
 		}
 	}
 
@@ -233,26 +225,20 @@ func rotate(names []string, k int) []string {
 
 // labRun is the state of one Run.
 type labRun struct {
-	opt      Options
-	report   *Report
-	results  map[string]*Result // by strategy + "\x00" + scenario
-	capacity map[string]*Capacity
-}
-
-func (l *labRun) result(strategy, scenario string) *Result {
-	return l.results[strategy+"\x00"+scenario]
+	opt    Options
+	report *Report
 }
 
 // failSession records why a strategy's round measured nothing.
 func (l *labRun) failSession(strategy string, round int, why string) {
 	for _, sc := range l.report.Scenarios {
 		if sc.Name == scenarioCapacity {
-			if c := l.capacity[strategy]; c != nil && len(c.Points) > 0 {
+			if c := l.report.capacityOf(strategy); c != nil && len(c.Points) > 0 {
 				c.Points[0].Trials = append(c.Points[0].Trials, CapacityTrial{Round: round, Failed: why})
 			}
 			continue
 		}
-		res := l.result(strategy, sc.Name)
+		res := l.report.result(strategy, sc.Name)
 		res.Trials = append(res.Trials, Trial{Round: round, Failed: why})
 	}
 }
@@ -273,12 +259,11 @@ func (l *labRun) session(ctx context.Context, strategy string, round int) {
 	var trials []*Trial
 	for _, sc := range l.report.Scenarios {
 		if sc.Name == scenarioCapacity {
-			c := l.capacity[strategy]
-			sustained := l.capacityRamp(ctx, h, sc, c, round)
+			sustained := l.capacityRamp(ctx, h, sc, l.report.capacityOf(strategy), round)
 			said = append(said, fmt.Sprintf("capacity %s/s", num(sustained)))
 			continue
 		}
-		res := l.result(strategy, sc.Name)
+		res := l.report.result(strategy, sc.Name)
 		res.Trials = append(res.Trials, measure(ctx, h, sc.Client, round))
 		t := &res.Trials[len(res.Trials)-1]
 		trials = append(trials, t)
@@ -303,7 +288,7 @@ func trialFigure(scenario string, t *Trial) string {
 	case t.Failed != "":
 		return "failed"
 	case scenario == scenarioRTT:
-		if p, ok := t.Summary.Latency["all"]; ok {
+		if p, ok := allKinds(t.Summary.Latency); ok {
 			return num(p.P50*1000) + " µs"
 		}
 		return dash
@@ -335,7 +320,8 @@ func (l *labRun) warmUp(ctx context.Context, h *hostproc.Host) {
 }
 
 // capacityRamp offers the scenario's rates in rising order until one is
-// not sustained, and returns the highest sustained one (0 for none).
+// not sustained, and returns the highest sustained one (0 for none). The
+// steps go unmetered: a CapacityTrial holds no resources.
 func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario, c *Capacity, round int) float64 {
 	slo := l.report.SLOP99MS
 	sustained := 0.0
@@ -343,14 +329,14 @@ func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario
 		pt := &c.Points[i]
 		opt := sc.Client
 		opt.Rate = pt.Rate
-		t := measure(ctx, h, opt, round)
+		t := runLoad(ctx, h, opt, round)
 		ct := CapacityTrial{Round: round, Failed: t.Failed}
 		if t.Failed == "" {
 			s := t.Summary
 			ct.Throughput = s.Throughput
 			ct.Errors = errorCount(s) + s.Unsent
 			ct.Offered = s.Sent + s.Unsent
-			if p, ok := s.Latency["all"]; ok && p.Count > 0 {
+			if p, ok := allKinds(s.Latency); ok {
 				ct.P50, ct.P99 = p.P50, p.P99
 				ct.Sustained = ct.Errors == 0 && p.P99 <= slo
 			}
@@ -366,12 +352,21 @@ func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario
 
 // measure applies one load to the host while metering its process tree.
 func measure(ctx context.Context, h *hostproc.Host, copt client.Options, round int) Trial {
-	t := Trial{Round: round}
 	meter := newTreeMeter(h.PID(), 50*time.Millisecond)
 	meter.Start()
+	t := runLoad(ctx, h, copt, round)
+	cpu, rss, procs := meter.Stop()
+	if t.Summary != nil {
+		t.CPUSeconds, t.PeakRSSMB, t.Processes = cpu, float64(rss)/(1<<20), procs
+	}
+	return t
+}
+
+// runLoad applies one load to the host.
+func runLoad(ctx context.Context, h *hostproc.Host, copt client.Options, round int) Trial {
+	t := Trial{Round: round}
 	copt.URL = h.URL
 	sum, err := client.Run(ctx, copt)
-	cpu, rss, procs := meter.Stop()
 	if err != nil {
 		t.Failed = fmt.Sprintf("client: %v", err)
 		return t
@@ -380,7 +375,6 @@ func measure(ctx context.Context, h *hostproc.Host, copt client.Options, round i
 		t.Failed = "lab interrupted"
 	}
 	t.Summary = sum
-	t.CPUSeconds, t.PeakRSSMB, t.Processes = cpu, float64(rss)/(1<<20), procs
 	return t
 }
 

@@ -101,9 +101,26 @@ func measured(res *Result) bool {
 	return res != nil && res.Throughput.N() > 0
 }
 
-func (r *Report) rows(scenario string) []tableRow {
+// extraTable is the scenario's own table, before its main one: the
+// isolation costs of rtt, the rates of capacity; nil for the others.
+func (r *Report) extraTable(scenario string) *table {
+	switch scenario {
+	case scenarioCapacity:
+		return r.capacityTable()
+	case scenarioRTT:
+		return r.isolationTable()
+	}
+	return nil
+}
+
+// mainTable is the scenario's figures, a row per strategy under
+// tableHeader; nil for capacity, which has no Results.
+func (r *Report) mainTable(scenario string) *table {
+	if scenario == scenarioCapacity {
+		return nil
+	}
 	names, results := r.scenarioResults(scenario)
-	var rows []tableRow
+	t := &table{Header: tableHeader}
 	for i, res := range results {
 		row := tableRow{Strategy: names[i]}
 		switch {
@@ -125,9 +142,9 @@ func (r *Report) rows(scenario string) []tableRow {
 				strconv.Itoa(res.Processes),
 			}
 		}
-		rows = append(rows, row)
+		t.Rows = append(t.Rows, row)
 	}
-	return rows
+	return t
 }
 
 // kinds builds the per-task-kind latency table of a scenario, medians over
@@ -203,7 +220,7 @@ func (r *Report) isolationTable() *table {
 			t.Rows = append(t.Rows, row)
 			continue
 		}
-		rtt := estimate(scaled(res.P50, 1000))
+		rtt := estimate(res.P50.Scaled(1000))
 		iso, vs := dash, dash
 		if res.IsolationUS != nil {
 			iso = estimate(*res.IsolationUS)
@@ -218,15 +235,6 @@ func (r *Report) isolationTable() *table {
 		t.Rows = append(t.Rows, row)
 	}
 	return t
-}
-
-// scaled is e with every value multiplied by k (ms to µs).
-func scaled(e stats.Estimate, k float64) stats.Estimate {
-	vals := make([]float64, len(e.Values))
-	for i, v := range e.Values {
-		vals[i] = v * k
-	}
-	return stats.Estimated(vals)
 }
 
 // capacityTable is each strategy's capacity at the SLO and its median
@@ -300,7 +308,8 @@ func estimate(e stats.Estimate) string {
 }
 
 // delta formats a comparison benchstat's way: the change of the median
-// when the U test calls it significant, "~" when it does not.
+// ("+5.2%", "−6.1%") when the U test calls it significant, "~" when it
+// does not.
 func delta(c stats.Comparison) string {
 	switch {
 	case c.N1 == 0 || c.N2 == 0:
@@ -310,16 +319,7 @@ func delta(c stats.Comparison) string {
 	case c.Ratio == 0:
 		return "?"
 	}
-	return signedPercent(c.Ratio - 1)
-}
-
-// signedPercent is "+5.2%" or "−6.1%".
-func signedPercent(f float64) string {
-	s := num(math.Abs(100 * f))
-	if f < 0 {
-		return "−" + s + "%"
-	}
-	return "+" + s + "%"
+	return signed(100*(c.Ratio-1)) + "%"
 }
 
 // Numbers and text.
@@ -373,8 +373,11 @@ func firstLine(s string, limit int) string {
 	return s
 }
 
+// startedLayout dates a run in titles and in lab compare's table.
+const startedLayout = "2006-01-02 15:04"
+
 func (r *Report) title() string {
-	return "wslab lab report, " + r.Started.Format("2006-01-02 15:04")
+	return "wslab lab report, " + r.Started.Format(startedLayout)
 }
 
 // about says where and when the lab ran, and for how long.

@@ -54,7 +54,7 @@ type figureOf struct {
 func rankFigure(scenario string) figureOf {
 	if scenario == scenarioRTT {
 		return figureOf{
-			of:          func(r *Result) stats.Estimate { return scaled(r.P50, 1000) },
+			of:          func(r *Result) stats.Estimate { return r.P50.Scaled(1000) },
 			lowerBetter: true,
 			format:      func(v float64) string { return num(v) + " µs" },
 		}
@@ -93,7 +93,11 @@ func (r *Report) scenarioVerdict(scenario string) string {
 		fmt.Fprintf(&b, "only %s measured without errors: %s", ranked[0].Strategy, fig.format(fig.of(ranked[0]).Median))
 	default:
 		best, behind := ranked[0], ranked[1:]
-		switch tied := tiedWith(fig, best, behind); {
+		next := behind[0]
+		// One test of the next against the best says whether they tie
+		// and, when they do not, by how much the best leads.
+		c := stats.Compare(fig.of(next), fig.of(best))
+		switch tied := tiedWith(fig, best, behind, c); {
 		case r.Rounds < stats.MinTrialsForSignificance():
 			fmt.Fprintf(&b, "%s leads at %s (too few rounds to call it significant)", best.Strategy, fig.format(fig.of(best).Median))
 		case len(tied) > 0:
@@ -104,8 +108,6 @@ func (r *Report) scenarioVerdict(scenario string) string {
 			fmt.Fprintf(&b, "no significant difference between %s", andList(names))
 			behind = behind[len(tied):]
 		default:
-			next := behind[0]
-			c := stats.Compare(fig.of(next), fig.of(best))
 			lead := c.Ratio // how many times better the best is
 			if fig.lowerBetter && lead > 0 {
 				lead = 1 / lead
@@ -129,10 +131,14 @@ func (r *Report) scenarioVerdict(scenario string) string {
 }
 
 // tiedWith is the leading run of others (ranked best first) that the U
-// test does not tell apart from best.
-func tiedWith(fig figureOf, best *Result, others []*Result) []*Result {
-	n := 0
-	for n < len(others) && !stats.Compare(fig.of(best), fig.of(others[n])).Significant {
+// test does not tell apart from best; first is the test of others[0]
+// against best, made already.
+func tiedWith(fig figureOf, best *Result, others []*Result, first stats.Comparison) []*Result {
+	if first.Significant {
+		return nil
+	}
+	n := 1
+	for n < len(others) && !stats.Compare(fig.of(others[n]), fig.of(best)).Significant {
 		n++
 	}
 	return others[:n]

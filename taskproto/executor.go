@@ -2,6 +2,7 @@ package taskproto
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -54,6 +55,11 @@ type StrategyInfo struct {
 	// others, and the host hands it the unlisted kinds as they come.
 	BoundedKinds []string
 	PID          int // process that executes or dispatches tasks
+}
+
+// Bounds reports whether Concurrency bounds the tasks of kind.
+func (i StrategyInfo) Bounds(kind string) bool {
+	return i.Concurrency > 0 && (len(i.BoundedKinds) == 0 || slices.Contains(i.BoundedKinds, kind))
 }
 
 // WorkerStats describes one worker of a strategy that has workers.

@@ -87,15 +87,9 @@ func (k Key) Accepted() string {
 func (k Key) Parse(v string) (string, error) {
 	switch k.Type {
 	case KeyInt:
-		s := strings.TrimSpace(v)
-		n, err := strconv.ParseInt(s, 10, 64)
-		switch {
-		case errors.Is(err, strconv.ErrRange):
-			return "", fmt.Errorf("%q is out of range, must be %s", s, k.Accepted())
-		case err != nil:
-			return "", fmt.Errorf("%q is not a whole number, must be %s", s, k.Accepted())
-		case n < k.Min || n > k.Max:
-			return "", fmt.Errorf("must be %s, got %d", k.Accepted(), n)
+		n, err := k.ParseInt(v)
+		if err != nil {
+			return "", err
 		}
 		return strconv.FormatInt(n, 10), nil
 	case KeyBool:
@@ -114,6 +108,27 @@ func (k Key) Parse(v string) (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("the strategy declares the key with unknown type %v", k.Type)
+}
+
+// ParseInt is Parse for a KeyInt, giving the number.
+func (k Key) ParseInt(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%q is out of range, must be %s", s, k.Accepted())
+	case err != nil:
+		return 0, fmt.Errorf("%q is not a whole number, must be %s", s, k.Accepted())
+	}
+	return n, k.CheckInt(n)
+}
+
+// CheckInt says what is wrong with n as a KeyInt's value; nil if nothing.
+func (k Key) CheckInt(n int64) error {
+	if n < k.Min || n > k.Max {
+		return fmt.Errorf("must be %s, got %d", k.Accepted(), n)
+	}
+	return nil
 }
 
 // Check reports what is wrong with the declaration itself: a name the

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -43,12 +44,19 @@ type Page struct {
 	// Problems are exceptions, console and log errors, and requests to
 	// anything but the file itself and data: URLs.
 	Problems   []string
-	Screenshot []byte // PNG of the whole page
+	Screenshot []byte // PNG of the whole page, when asked for
 }
+
+// Option asks Open for more than it does by default.
+type Option int
+
+// FullScreenshot fills Page.Screenshot. It is opt-in: encoding a tall page
+// as PNG takes a while, and only a test that keeps the picture needs it.
+const FullScreenshot Option = 1
 
 // Open loads the page at path in a fresh headless Chromium and waits for
 // its fonts.
-func Open(ctx context.Context, path string) (*Page, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
 	if _, err := os.Stat(Chromium); err != nil {
 		return nil, ErrNoBrowser
 	}
@@ -134,8 +142,10 @@ func Open(ctx context.Context, path string) (*Page, error) {
 	})`)); err != nil {
 		return nil, err
 	}
-	if p.Screenshot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
-		return nil, err
+	if slices.Contains(opts, FullScreenshot) {
+		if p.Screenshot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -171,9 +181,9 @@ type TB interface {
 // Check is Open in a test: it skips the test where there is no browser,
 // fails it on any other error, reports each of the page's Faults, and
 // returns the page for the test's own checks.
-func Check(ctx context.Context, t TB, path string) *Page {
+func Check(ctx context.Context, t TB, path string, opts ...Option) *Page {
 	t.Helper()
-	p, err := Open(ctx, path)
+	p, err := Open(ctx, path, opts...)
 	if errors.Is(err, ErrNoBrowser) {
 		t.Skip(err)
 	}

@@ -42,9 +42,6 @@ func (e *Error) Error() string {
 	return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(b.String())) // one line
 }
 
-// maxSeconds is the longest duration, in whole seconds, time.Duration holds.
-const maxSeconds = int64(math.MaxInt64 / time.Second)
-
 // LabScenarios are the scenarios [lab] scenarios accepts, in their default order.
 var LabScenarios = []string{"mixed", "cpu", "sleep", "noop", "rtt", "capacity"}
 
@@ -104,49 +101,52 @@ func Default() *Config {
 // millis is a time.Duration field whose key counts milliseconds.
 type millis struct{ d *time.Duration }
 
-// intKey binds an integer key to its field and bounds. Upper bounds keep
-// channels, processes and buffers sized from the file within reason. ptr is *int, *int64,
-// *time.Duration (counted in whole seconds) or millis.
+// intKey binds an integer key to its field. Upper bounds keep channels,
+// processes and buffers sized from the file within reason. ptr is *int,
+// *int64, *time.Duration (counted in whole seconds) or millis.
 type intKey struct {
-	section, key string
-	ptr          any
-	min, max     int64
+	ptr any
+	taskproto.Key
+}
+
+func intField(ptr any, section, name string, lo, hi int64) intKey {
+	return intKey{ptr, taskproto.Key{Section: section, Name: name, Type: taskproto.KeyInt, Min: lo, Max: hi}}
 }
 
 func (c *Config) intKeys() []intKey {
 	l := &c.Limits
 	return []intKey{
-		{"server", "port", &c.Server.Port, 0, 65535},
-		{"server", "timeout_sec", &c.Server.Timeout, 1, maxSeconds},
-		{"server", "shutdown_grace_sec", &c.Server.ShutdownGrace, 0, maxSeconds},
-		{"client", "num_client", &c.Client.NumClient, 1, 1_000_000},
-		{"task_setting", "fibonacci_limit", &c.TaskSetting.FibonacciLimit, 0, math.MaxInt64},
-		{"limits", "max_frame_bytes", &l.MaxFrameBytes, 1, 64 << 20},
-		{"limits", "max_inflight_per_conn", &l.MaxInflightPerConn, 1, 65536},
-		{"limits", "max_queued", &l.MaxQueued, 1, 100_000_000},
-		{"limits", "max_connections", &l.MaxConnections, 1, 10_000_000},
-		{"limits", "max_pending_reply_bytes", &l.MaxPendingReplyBytes, 1024, 1 << 30},
-		{"limits", "min_reply_read_rate", &l.MinReplyReadRate, 1, 1 << 40},
-		{"limits", "max_running", &l.MaxRunning, 1, 1_000_000},
-		{"limits", "strategy_prefetch", &l.StrategyPrefetch, 0, 65536},
-		{"limits", "strategy_queue_ms", &l.StrategyQueueMS, 0, 60000},
-		{"limits", "max_fib_n", &l.MaxFibN, 1, math.MaxInt64},
-		{"limits", "max_cpu_n", &l.MaxCPUN, 1, tasks.MaxCPUN},
-		{"limits", "max_io_bytes", &l.MaxIOBytes, 1, math.MaxInt64},
-		{"lab", "rounds", &c.Lab.Rounds, 1, 1000},
-		{"lab", "warmup_ms", &c.Lab.WarmupMS, 0, 60_000},
-		{"lab", "duration_ms", millis{&c.Lab.Duration}, 100, 3_600_000},
-		{"lab", "cpu_clients", &c.Lab.CPUClients, 1, 100_000},
-		{"lab", "cpu_n", &c.Lab.CPUN, 0, tasks.MaxCPUN},
-		{"lab", "sleep_clients", &c.Lab.SleepClients, 1, 100_000},
-		{"lab", "sleep_ms", &c.Lab.SleepMS, 0, 3_600_000},
-		{"lab", "noop_clients", &c.Lab.NoopClients, 1, 100_000},
-		{"lab", "cpu_pipeline", &c.Lab.CPUPipeline, 1, 65536},
-		{"lab", "noop_pipeline", &c.Lab.NoopPipeline, 1, 65536},
-		{"lab", "rtt_count", &c.Lab.RTTCount, 1, 10_000_000},
-		{"lab", "capacity_step_ms", &c.Lab.CapacityStepMS, 100, 3_600_000},
-		{"lab", "capacity_clients", &c.Lab.CapacityClients, 1, 100_000},
-		{"lab", "slo_p99_ms", &c.Lab.SLOP99MS, 1, 3_600_000},
+		intField(&c.Server.Port, "server", "port", 0, 65535),
+		intField(&c.Server.Timeout, "server", "timeout_sec", 1, math.MaxInt64),
+		intField(&c.Server.ShutdownGrace, "server", "shutdown_grace_sec", 0, math.MaxInt64),
+		intField(&c.Client.NumClient, "client", "num_client", 1, 1_000_000),
+		intField(&c.TaskSetting.FibonacciLimit, "task_setting", "fibonacci_limit", 0, math.MaxInt64),
+		intField(&l.MaxFrameBytes, "limits", "max_frame_bytes", 1, 64<<20),
+		intField(&l.MaxInflightPerConn, "limits", "max_inflight_per_conn", 1, 65536),
+		intField(&l.MaxQueued, "limits", "max_queued", 1, 100_000_000),
+		intField(&l.MaxConnections, "limits", "max_connections", 1, 10_000_000),
+		intField(&l.MaxPendingReplyBytes, "limits", "max_pending_reply_bytes", 1024, 1<<30),
+		intField(&l.MinReplyReadRate, "limits", "min_reply_read_rate", 1, 1<<40),
+		intField(&l.MaxRunning, "limits", "max_running", 1, 1_000_000),
+		intField(&l.StrategyPrefetch, "limits", "strategy_prefetch", 0, 65536),
+		intField(&l.StrategyQueueMS, "limits", "strategy_queue_ms", 0, 60000),
+		intField(&l.MaxFibN, "limits", "max_fib_n", 1, math.MaxInt64),
+		intField(&l.MaxCPUN, "limits", "max_cpu_n", 1, tasks.MaxCPUN),
+		intField(&l.MaxIOBytes, "limits", "max_io_bytes", 1, math.MaxInt64),
+		intField(&c.Lab.Rounds, "lab", "rounds", 1, 1000),
+		intField(&c.Lab.WarmupMS, "lab", "warmup_ms", 0, 60_000),
+		intField(millis{&c.Lab.Duration}, "lab", "duration_ms", 100, 3_600_000),
+		intField(&c.Lab.CPUClients, "lab", "cpu_clients", 1, 100_000),
+		intField(&c.Lab.CPUN, "lab", "cpu_n", 0, tasks.MaxCPUN),
+		intField(&c.Lab.SleepClients, "lab", "sleep_clients", 1, 100_000),
+		intField(&c.Lab.SleepMS, "lab", "sleep_ms", 0, 3_600_000),
+		intField(&c.Lab.NoopClients, "lab", "noop_clients", 1, 100_000),
+		intField(&c.Lab.CPUPipeline, "lab", "cpu_pipeline", 1, 65536),
+		intField(&c.Lab.NoopPipeline, "lab", "noop_pipeline", 1, 65536),
+		intField(&c.Lab.RTTCount, "lab", "rtt_count", 1, 10_000_000),
+		intField(&c.Lab.CapacityStepMS, "lab", "capacity_step_ms", 100, 3_600_000),
+		intField(&c.Lab.CapacityClients, "lab", "capacity_clients", 1, 100_000),
+		intField(&c.Lab.SLOP99MS, "lab", "slo_p99_ms", 1, 3_600_000),
 	}
 }
 
@@ -164,50 +164,27 @@ func (k intKey) get() int64 {
 	panic("config: unsupported field type")
 }
 
-func (k intKey) set(v int64) {
+// maxSeconds is the longest duration, in whole seconds, time.Duration holds.
+const maxSeconds = int64(math.MaxInt64 / time.Second)
+
+// set sets the field to v, a value within the key's bounds; a key in
+// seconds has one more, what a time.Duration holds (no bound worth
+// naming among the key's own).
+func (k intKey) set(v int64) error {
 	switch p := k.ptr.(type) {
 	case *int:
 		*p = int(v)
 	case *int64:
 		*p = v
 	case *time.Duration:
+		if v > maxSeconds {
+			return fmt.Errorf("must be at most %d seconds (292 years), got %d", maxSeconds, v)
+		}
 		*p = time.Duration(v) * time.Second
 	case millis:
 		*p.d = time.Duration(v) * time.Millisecond
 	}
-}
-
-// accepted describes the key's bounds: "a whole number ≥ 1".
-func (k intKey) accepted() string {
-	if k.max >= maxSeconds { // no upper bound worth naming
-		return fmt.Sprintf("a whole number ≥ %d", k.min)
-	}
-	return fmt.Sprintf("a whole number between %d and %d", k.min, k.max)
-}
-
-// check returns the problem with v, "" if it is within bounds.
-func (k intKey) check(v int64) string {
-	if v < k.min || v > k.max {
-		return fmt.Sprintf("must be %s, got %d", k.accepted(), v)
-	}
-	return ""
-}
-
-// parse sets the field from the text s, or returns what is wrong with it.
-func (k intKey) parse(s string) string {
-	s = strings.TrimSpace(s)
-	v, err := strconv.ParseInt(s, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return fmt.Sprintf("%q is out of range, must be %s", s, k.accepted())
-	}
-	if err != nil {
-		return fmt.Sprintf("%q is not a whole number, must be %s", s, k.accepted())
-	}
-	if p := k.check(v); p != "" {
-		return p
-	}
-	k.set(v)
-	return ""
+	return nil
 }
 
 // Load reads the ini file at path on top of Default and checks every value.
@@ -257,19 +234,14 @@ func Load(path string) (*Config, error) {
 			}
 		}
 	}
-	// lookup finds section.key, falling back to [DEFAULT] as configparser does.
-	lookup := func(section, key string) (string, bool) {
-		if v, ok := c.Raw[section+"."+key]; ok {
-			return v, true
-		}
-		v, ok := c.Raw[ini.DefaultSection+"."+key]
-		return v, ok
-	}
-
 	for _, k := range c.intKeys() {
-		if v, ok := lookup(k.section, k.key); ok {
-			if p := k.parse(v); p != "" {
-				return fail(k.section, k.key, p)
+		if v, ok := c.lookup(k.Section, k.Name); ok {
+			n, err := k.ParseInt(v)
+			if err == nil {
+				err = k.set(n)
+			}
+			if err != nil {
+				return fail(k.Section, k.Name, err.Error())
 			}
 		}
 	}
@@ -296,18 +268,18 @@ func Load(path string) (*Config, error) {
 		{"lab", "scenarios", list(&c.Lab.Scenarios)},
 		{"lab", "capacity_tasks", list(&c.Lab.CapacityTasks)},
 	} {
-		if v, ok := lookup(k.section, k.key); ok {
+		if v, ok := c.lookup(k.section, k.key); ok {
 			k.set(v)
 		}
 	}
-	if v, ok := lookup("server", "verify_plugins"); ok {
+	if v, ok := c.lookup("server", "verify_plugins"); ok {
 		b, err := verifyPluginsKey.Parse(v)
 		if err != nil {
 			return fail("server", "verify_plugins", err.Error())
 		}
 		c.Server.VerifyPlugins = b == "true"
 	}
-	if v, ok := lookup("lab", "capacity_rates"); ok {
+	if v, ok := c.lookup("lab", "capacity_rates"); ok {
 		c.Lab.CapacityRates = nil
 		for _, item := range SplitList(v) {
 			r, err := strconv.ParseFloat(item, 64)
@@ -333,7 +305,7 @@ func (c *Config) Settings() map[string]string {
 		out[k] = v
 	}
 	for _, k := range c.intKeys() {
-		out[k.section+"."+k.key] = strconv.FormatInt(k.get(), 10)
+		out[k.ID()] = strconv.FormatInt(k.get(), 10)
 	}
 	return out
 }
@@ -346,10 +318,8 @@ var verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", 
 func (c *Config) StrategySettings(keys []taskproto.Key) (map[string]string, error) {
 	settings := c.Settings()
 	for _, k := range keys {
-		if _, ok := settings[k.ID()]; !ok {
-			if v, ok := c.Raw[ini.DefaultSection+"."+k.Name]; ok {
-				settings[k.ID()] = v
-			}
+		if v, ok := c.lookup(k.Section, k.Name); ok {
+			settings[k.ID()] = v
 		}
 	}
 	out, err := taskproto.ApplyKeys(settings, keys)
@@ -358,6 +328,16 @@ func (c *Config) StrategySettings(keys []taskproto.Key) (map[string]string, erro
 		return nil, &Error{File: c.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
 	}
 	return out, err
+}
+
+// lookup finds the file's section.key, falling back to [DEFAULT] as
+// configparser does.
+func (c *Config) lookup(section, key string) (string, bool) {
+	if v, ok := c.Raw[section+"."+key]; ok {
+		return v, true
+	}
+	v, ok := c.Raw[ini.DefaultSection+"."+key]
+	return v, ok
 }
 
 // LoadOrDefault is Load, except that when the user did not name the file
@@ -378,8 +358,8 @@ func (c *Config) Validate() error {
 		return &Error{File: c.Path, Section: section, Key: key, Problem: problem}
 	}
 	for _, k := range c.intKeys() {
-		if p := k.check(k.get()); p != "" {
-			return fail(k.section, k.key, p)
+		if err := k.CheckInt(k.get()); err != nil {
+			return fail(k.Section, k.Name, err.Error())
 		}
 	}
 	if c.TaskSetting.FibonacciLimit > c.Limits.MaxFibN {

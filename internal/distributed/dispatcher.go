@@ -450,11 +450,7 @@ func Main() {
 			if err != nil {
 				return nil, fmt.Errorf("find own binary: %w", err)
 			}
-			opt, err := OptionsFrom(cfg, exe)
-			if err != nil {
-				return nil, err
-			}
-			return New(context.Background(), opt, log)
+			return New(context.Background(), OptionsFrom(cfg, exe), log)
 		},
 	})
 }

@@ -13,6 +13,7 @@
 package distributed
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -126,16 +127,16 @@ func text(name, def, help string) taskproto.Key {
 }
 
 // OptionsFrom reads [distributed] from the host's configuration.
-func OptionsFrom(cfg taskproto.Config, exe string) (Options, error) {
+func OptionsFrom(cfg taskproto.Config, exe string) Options {
 	s := func(key string) string { return cfg.String("distributed." + key) }
-	storage := s("storage")
 	return Options{
-		Storage: storage,
+		Storage: s("storage"),
 		Conn: Conn{
 			URLs: s("nats_url"), Token: s("token"), User: s("user"), Password: s("password"),
 			Creds: s("creds"), TLSCA: s("tls_ca"),
 		},
-		Listen:         cmpOr(s("listen"), "127.0.0.1:0"),
+		// An explicit empty listen = is the default too.
+		Listen:         cmp.Or(s("listen"), "127.0.0.1:0"),
 		Workers:        int(cfg.Int("distributed.workers")),
 		Concurrency:    int(cfg.Int("distributed.worker_concurrency")),
 		Replicas:       int(cfg.Int("distributed.replicas")),
@@ -145,14 +146,7 @@ func OptionsFrom(cfg taskproto.Config, exe string) (Options, error) {
 		Exe:            exe,
 		DataDir:        cfg.DataDir,
 		LargeFileName:  cfg.LargeFileName,
-	}, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
 	}
-	return b
 }
 
 // ackWait is how long a worker may hold a task without a sign of life

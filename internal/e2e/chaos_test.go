@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/host"
+	"github.com/wslab/wslab/internal/supervise"
 )
 
 // TestChaos: many pipelined connections for a bounded time while the
@@ -81,7 +82,7 @@ func TestChaos(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, p := range seen {
-				if !waitGone(p, 5*time.Second) {
+				if !supervise.WaitGone(p, 5*time.Second) {
 					syscall.Kill(p, syscall.SIGKILL)
 					t.Errorf("%s: process %d outlived the host", s, p)
 				}

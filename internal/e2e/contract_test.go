@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/host"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto/plugin"
 )
@@ -115,7 +116,7 @@ func TestOldProtocolPluginRefused(t *testing.T) {
 		t.Fatalf("the old plugin never ran: %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	if !waitGone(pid, 5*time.Second) {
+	if !supervise.WaitGone(pid, 5*time.Second) {
 		t.Errorf("the refused plugin %d is still running", pid)
 	}
 	if left := supervise.GroupMembers(pid); len(left) > 0 {
@@ -123,30 +124,50 @@ func TestOldProtocolPluginRefused(t *testing.T) {
 	}
 }
 
-// describedKey is a key as `host --describe` prints it.
-type describedKey struct{ section, name, def string }
+// documentedKey is a key as config.ini documents it and `host --describe`
+// prints it.
+type documentedKey struct{ section, name, value string }
+
+// documentedKeys reads keys in the format config.ini and `host --describe`
+// share: "[section]" lines, then "key = value" or "; key = value ; note"
+// lines. The other lines (prose, a note's next lines) are left out, and
+// returned in prose.
+func documentedKeys(text string) (keys []documentedKey, prose []string) {
+	section := ""
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = strings.Trim(line, "[]")
+			continue
+		}
+		key, value, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, ";")), "=")
+		if key = strings.TrimSpace(key); !ok || key == "" || strings.ContainsAny(key, " ()") {
+			prose = append(prose, line)
+			continue
+		}
+		value, _, _ = strings.Cut(value, " ;")
+		keys = append(keys, documentedKey{section, key, strings.TrimSpace(value)})
+	}
+	return keys, prose
+}
 
 // describe runs `host --plugin name --describe` and reads its lines.
-func describe(t *testing.T, name string) []describedKey {
+func describe(t *testing.T, name string) []documentedKey {
 	t.Helper()
 	conf := errWriteFile(t, "empty.ini", "")
 	stdout, stderr, code := errRunHost(t, "--config", conf, "--plugin", name, "--plugin-dir", filepath.Join(binDir, "plugins"), "--describe")
 	if code != 0 {
 		t.Fatalf("describe %s: exit status %d; stderr:\n%s", name, code, stderr)
 	}
-	var keys []describedKey
-	section := ""
-	for _, line := range strings.Split(stdout, "\n") {
-		switch {
-		case strings.HasPrefix(line, "["):
-			section = strings.Trim(line, "[]")
-		case strings.HasPrefix(line, "; "):
-			assignment, _, _ := strings.Cut(strings.TrimPrefix(line, "; "), " ; ")
-			key, def, ok := strings.Cut(assignment, "=")
-			if !ok || section == "" {
-				t.Fatalf("describe %s: unreadable line %q", name, line)
-			}
-			keys = append(keys, describedKey{section, strings.TrimSpace(key), strings.TrimSpace(def)})
+	keys, prose := documentedKeys(stdout)
+	for _, line := range prose {
+		if strings.HasPrefix(line, "; ") { // every such line declares a key
+			t.Fatalf("describe %s: unreadable line %q", name, line)
+		}
+	}
+	for _, k := range keys {
+		if k.section == "" {
+			t.Fatalf("describe %s: key %s outside a section", name, k.name)
 		}
 	}
 	return keys
@@ -160,37 +181,25 @@ func TestConfigFileDocumentsPluginKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys, _ := documentedKeys(string(data))
 	documented := map[string]string{} // section.key → value written
-	section := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "[") {
-			section = strings.Trim(line, "[]")
-			continue
-		}
-		key, value, ok := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, ";")), "=")
-		if key = strings.TrimSpace(key); ok && key != "" && !strings.ContainsAny(key, " ()") {
-			value, _, _ = strings.Cut(value, " ;")
-			documented[section+"."+key] = strings.TrimSpace(value)
-		}
+	for _, k := range keys {
+		documented[k.section+"."+k.name] = k.value
 	}
-	names, err := os.ReadDir(filepath.Join(binDir, "plugins"))
+	names, err := host.ListPlugins(filepath.Join(binDir, "plugins"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	checked := 0
-	for _, e := range names {
-		if e.Name() == plugin.ChecksumsFile || e.IsDir() {
-			continue
-		}
-		for _, k := range describe(t, e.Name()) {
+	for _, name := range names {
+		for _, k := range describe(t, name) {
 			v, ok := documented[k.section+"."+k.name]
 			switch {
 			case !ok:
-				t.Errorf("plugin %s declares [%s] %s, which config.ini does not document", e.Name(), k.section, k.name)
+				t.Errorf("plugin %s declares [%s] %s, which config.ini does not document", name, k.section, k.name)
 			case strings.HasPrefix(v, "<"): // described, not stated ("<number of CPUs>")
-			case v != k.def:
-				t.Errorf("config.ini documents [%s] %s = %q; plugin %s's default is %q", k.section, k.name, v, e.Name(), k.def)
+			case v != k.value:
+				t.Errorf("config.ini documents [%s] %s = %q; plugin %s's default is %q", k.section, k.name, v, name, k.value)
 			}
 			checked++
 		}

@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,15 +77,12 @@ var pythonMissing string
 // withPython is strategies and the Python plugins, for the tests the
 // Python plugins must pass as the Go ones do; the Python ones skip, saying
 // why, where they cannot run.
-func withPython() []string { return append(slices.Clone(strategies), pythonStrategies...) }
-
-// pythonStrategies are the Python lab's own strategies, as plugins.
-var pythonStrategies = pythonplugins.Names
+func withPython() []string { return append(slices.Clone(strategies), pythonplugins.Names...) }
 
 // skipMissingPython skips a subtest of a Python strategy that cannot run here.
 func skipMissingPython(t *testing.T, strategy string) {
 	t.Helper()
-	if pythonMissing != "" && slices.Contains(pythonStrategies, strategy) {
+	if pythonMissing != "" && slices.Contains(pythonplugins.Names, strategy) {
 		t.Skip(pythonMissing)
 	}
 }
@@ -258,21 +253,6 @@ func (r reply) code() string {
 	return r.Error.Code
 }
 
-// processAlive reports whether pid is a live (not zombie) process.
-func processAlive(pid int) bool { return supervise.Alive(pid) }
-
-// waitGone waits until pid is no longer a live process.
-func waitGone(pid int, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if !processAlive(pid) {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
-
 // descendantsOf lists the live processes below pid, children first; none
 // for pid 0 (no process).
 func descendantsOf(pid int) []int {
@@ -283,37 +263,10 @@ func descendantsOf(pid int) []int {
 	for next := []int{pid}; len(next) > 0; {
 		var kids []int
 		for _, p := range next {
-			kids = append(kids, childrenOf(p)...)
+			kids = append(kids, supervise.Children(p)...)
 		}
 		all = append(all, kids...)
 		next = kids
 	}
 	return all
-}
-
-// childrenOf lists the live processes whose parent is pid.
-func childrenOf(pid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := os.Open("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "PPid:"); ok {
-				if pp, _ := strconv.Atoi(strings.TrimSpace(v)); pp == pid && processAlive(p) {
-					kids = append(kids, p)
-				}
-				break
-			}
-		}
-		f.Close()
-	}
-	return kids
 }

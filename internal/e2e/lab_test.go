@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,16 +37,12 @@ func runLab(t *testing.T, bin string, ini string, args ...string) (int, *labRepo
 			t.Fatalf("%s not written: %v", name, err)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(out, "report.json"))
+	r, err := lab.ReadReport(filepath.Join(out, "report.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r lab.Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		t.Fatalf("report.json: %v", err)
-	}
 	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
-	return cmd.ProcessState.ExitCode(), &labReport{&r, out}, string(md)
+	return cmd.ProcessState.ExitCode(), &labReport{r, out}, string(md)
 }
 
 // labReport is a report and the folder it was written to.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wslab/wslab/host"
 	"github.com/wslab/wslab/internal/faults"
+	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -25,7 +26,7 @@ func workerStats(t *testing.T, h *hostProc, n int) []taskproto.WorkerStats {
 		st = h.stats(t)
 		up := 0
 		for _, w := range st.Executor.Workers {
-			if w.State != "restarting" && processAlive(w.PID) {
+			if w.State != "restarting" && supervise.Alive(w.PID) {
 				up++
 			}
 		}

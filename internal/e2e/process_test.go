@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wslab/wslab/internal/supervise"
 )
 
 // TestPluginKilledUnderLoad SIGKILLs the plugin process while every
@@ -110,11 +112,11 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			if after.Executor.Restarts != 0 {
 				t.Errorf("after the kill the executor counts %d restarts of its own, want 0 (the plugin's are plugin_restarts)", after.Executor.Restarts)
 			}
-			if !waitGone(before.PluginPID, 5*time.Second) {
+			if !supervise.WaitGone(before.PluginPID, 5*time.Second) {
 				t.Errorf("killed plugin %d still alive", before.PluginPID)
 			}
 			for _, pid := range workers {
-				if !waitGone(pid, 5*time.Second) {
+				if !supervise.WaitGone(pid, 5*time.Second) {
 					t.Errorf("worker %d of the killed plugin still alive", pid)
 				}
 			}
@@ -134,7 +136,7 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 		t.Run(s, func(t *testing.T) {
 			h := startHost(t, s, "")
 			pid := h.stats(t).PluginPID
-			if !processAlive(pid) {
+			if !supervise.Alive(pid) {
 				t.Fatalf("plugin %d not running", pid)
 			}
 			below := descendantsOf(pid)
@@ -144,12 +146,12 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 			if _, ok := h.waitExit(5 * time.Second); !ok {
 				t.Fatal("host survived SIGKILL")
 			}
-			if !waitGone(pid, 5*time.Second) {
+			if !supervise.WaitGone(pid, 5*time.Second) {
 				syscall.Kill(pid, syscall.SIGKILL)
 				t.Fatalf("plugin %d outlived its SIGKILLed host by 5 s", pid)
 			}
 			for _, p := range below {
-				if !waitGone(p, 5*time.Second) {
+				if !supervise.WaitGone(p, 5*time.Second) {
 					syscall.Kill(p, syscall.SIGKILL)
 					t.Errorf("worker %d outlived its SIGKILLed host by 5 s", p)
 				}
@@ -200,7 +202,7 @@ func TestSIGTERMGraceful(t *testing.T) {
 				t.Fatalf("host exit: code %d, exited %v; want 0", code, ok)
 			}
 			for _, p := range append(below, pid) {
-				if p != 0 && !waitGone(p, 5*time.Second) {
+				if p != 0 && !supervise.WaitGone(p, 5*time.Second) {
 					t.Errorf("process %d still running after the host exited", p)
 				}
 			}

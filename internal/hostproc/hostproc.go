@@ -59,9 +59,9 @@ type Host struct {
 	http *http.Client
 	base string // http(s)://Addr
 
-	exited  chan struct{}
-	waitErr error
-	stopMu  sync.Mutex
+	proc   *supervise.Command
+	exited <-chan struct{} // proc.Exited(); once closed, cmd.ProcessState is set
+	stopMu sync.Mutex
 }
 
 // Start starts the host and returns once /healthz answers 200. On failure
@@ -78,7 +78,6 @@ func Start(ctx context.Context, opt Options) (*Host, error) {
 			return nil, err
 		}
 		cmd = exec.Command("/bin/sh", "-c", strings.ReplaceAll(opt.Shell, "{port}", strconv.Itoa(port)))
-		supervise.Prepare(cmd, true)
 	case len(opt.Command) > 0:
 		args := append([]string(nil), opt.Command[1:]...)
 		if !opt.NoPortZero {
@@ -93,17 +92,20 @@ func Start(ctx context.Context, opt Options) (*Host, error) {
 		log = io.Discard
 	}
 	tail := &lastLines{w: log}
-	h := &Host{cmd: cmd, exited: make(chan struct{})}
-	h.cmd.Env = append(os.Environ(), opt.Env...)
-	h.cmd.Stderr = tail
-	stdout, err := h.cmd.StdoutPipe()
+	cmd.Env = append(os.Environ(), opt.Env...)
+	cmd.Stderr = tail
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("host stdout: %w", err)
 	}
-	supervise.OnSpawnerThread(func() { err = h.cmd.Start() })
+	// With the parent-death signal: a lab or test that dies takes its
+	// hosts along. An outside server's shell gets a group of its own, so
+	// that what it starts is stopped with it.
+	proc, err := supervise.Spawn(cmd, opt.Shell != "")
 	if err != nil {
-		return nil, fmt.Errorf("start host: %w", err)
+		return nil, err
 	}
+	h := &Host{cmd: cmd, proc: proc, exited: proc.Exited()}
 	announced := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -120,10 +122,6 @@ func Start(ctx context.Context, opt Options) (*Host, error) {
 		if !sent {
 			close(announced)
 		}
-	}()
-	go func() {
-		h.waitErr = h.cmd.Wait()
-		close(h.exited)
 	}()
 
 	limit := opt.Ready
@@ -272,8 +270,7 @@ func (h *Host) Stop(grace time.Duration) int {
 	select {
 	case <-h.exited:
 	case <-time.After(grace):
-		supervise.KillGroup(h.cmd)
-		h.cmd.Process.Kill()
+		h.proc.Kill()
 		<-h.exited
 	}
 	return h.ExitCode()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -77,13 +76,8 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	defer cancel()
 	go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 
-	pool, err := strategy.NewPool(taskproto.Config{
-		Settings: map[string]string{
-			"pool.workers":    strconv.Itoa(max(*concurrency, 1)),
-			"pool.queue_size": strconv.Itoa(max(*queue, 1)),
-		},
-		DataDir: *dataDir, LargeFileName: *fileName,
-	})
+	pool, err := strategy.NewPoolOf(max(*concurrency, 1), max(*queue, 1),
+		taskproto.Config{DataDir: *dataDir, LargeFileName: *fileName})
 	if err != nil {
 		log.Error("start runners", "error", err)
 		return 1

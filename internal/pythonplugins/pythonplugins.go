@@ -16,7 +16,9 @@ import (
 // Debian's python3-grpcio.
 const Interpreter = "/usr/bin/python3"
 
-// Names are the Python plugins, each plugins/NAME/NAME in the source tree.
+// Names are the Python plugins, each plugins/NAME/NAME in the source tree:
+// every plugins/python-* there, which is where `make build` finds them (a
+// test holds this list to the tree).
 var Names = []string{"python-asyncio", "python-multiprocessing"}
 
 // Missing says why the Python plugins cannot run on this machine, "" when

@@ -39,7 +39,12 @@ var PoolKeys = []taskproto.Key{
 // NewPool builds the strategy from [pool] workers (0: the number of CPUs)
 // and queue_size, and starts its goroutines. Close stops them.
 func NewPool(cfg taskproto.Config) (*Pool, error) {
-	workers, queueSize := int(cfg.Int("pool.workers")), int(cfg.Int("pool.queue_size"))
+	return NewPoolOf(int(cfg.Int("pool.workers")), int(cfg.Int("pool.queue_size")), cfg)
+}
+
+// NewPoolOf is NewPool with its sizes given rather than read from cfg's
+// settings, for a caller whose own keys size it (a multiproc worker).
+func NewPoolOf(workers, queueSize int, cfg taskproto.Config) (*Pool, error) {
 	if workers == 0 {
 		workers = runtime.NumCPU()
 	}

@@ -1,6 +1,6 @@
 // Package strategy holds the concurrency strategies that run tasks inside
-// one process: the host's built-in inproc baseline, and the semaphore and
-// pool strategies that the plugins of the same names serve.
+// one process: the host's built-in inproc baseline, and the semaphore, pool
+// and adaptive strategies that the plugins of the same names serve.
 package strategy
 
 import (

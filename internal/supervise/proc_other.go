@@ -11,8 +11,7 @@ import (
 // Children watch their parent instead (plugin.ExitWithParent).
 func Prepare(*exec.Cmd, bool) {}
 
-// KillGroup does nothing here; Kill ends the process itself.
-func KillGroup(*exec.Cmd) {}
-
-// SignalGroup signals the process itself: there are no groups here.
-func SignalGroup(cmd *exec.Cmd, sig syscall.Signal) error { return cmd.Process.Signal(sig) }
+// signalGroup sends nothing here: there are no groups, so KillGroup does
+// nothing (Kill ends the process itself) and SignalGroup signals the
+// process alone.
+func signalGroup(*exec.Cmd, syscall.Signal) (sent bool) { return false }

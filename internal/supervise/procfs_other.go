@@ -16,3 +16,6 @@ func Alive(pid int) bool {
 
 // GroupMembers is nil here: process groups are a Unix idea.
 func GroupMembers(int) []int { return nil }
+
+// Children is nil here: nothing lists them.
+func Children(int) []int { return nil }

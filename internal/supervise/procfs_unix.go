@@ -10,3 +10,6 @@ func Alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 // GroupMembers is nil here: there is no /proc to list a group from.
 func GroupMembers(int) []int { return nil }
+
+// Children is nil here: there is no /proc to list them from.
+func Children(int) []int { return nil }

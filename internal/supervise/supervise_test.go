@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,6 +171,34 @@ func TestSpawnGroup(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("killed child did not end")
 	}
+}
+
+// Children lists a live child, then none once it has ended; WaitGone
+// sees both the child and its parent go.
+func TestChildrenAndWaitGone(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Children reads /proc")
+	}
+	c, err := Spawn(exec.Command("sh", "-c", "sleep 60 & wait"), true)
+	if err != nil {
+		t.Skipf("no sh here: %v", err)
+	}
+	var kids []int
+	waitUntil(t, func() bool { kids = Children(c.PID()); return len(kids) == 1 })
+	if got := GroupMembers(c.PID()); !slices.Contains(got, kids[0]) || !slices.Contains(got, c.PID()) {
+		t.Errorf("group %d has %v; want the shell and its child %d", c.PID(), got, kids[0])
+	}
+	if WaitGone(kids[0], 50*time.Millisecond) {
+		t.Fatalf("child %d gone before it was killed", kids[0])
+	}
+	c.Kill()
+	if !WaitGone(kids[0], 5*time.Second) || !WaitGone(c.PID(), 5*time.Second) {
+		t.Fatal("killed processes still live")
+	}
+	if left := Children(c.PID()); len(left) > 0 {
+		t.Errorf("children %v of a killed process", left)
+	}
+	c.Wait()
 }
 
 func waitUntil(t *testing.T, cond func() bool) {

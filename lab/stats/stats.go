@@ -9,6 +9,7 @@ package stats
 import (
 	"math"
 	"slices"
+	"sync"
 
 	"golang.org/x/perf/benchmath"
 )
@@ -79,6 +80,19 @@ func Estimated(xs []float64) Estimate {
 // N is how many trials measured something.
 func (e Estimate) N() int { return len(e.Values) }
 
+// Scaled is e in other units: every value, the median and the interval's
+// bounds multiplied by k, which must be positive. The order statistics an
+// Estimate rests on scale alike, so this is what Estimated of the scaled
+// values would say, without estimating again.
+func (e Estimate) Scaled(k float64) Estimate {
+	vals := make([]float64, len(e.Values))
+	for i, v := range e.Values {
+		vals[i] = v * k
+	}
+	e.Values, e.Median, e.Lo, e.Hi = vals, e.Median*k, e.Lo*k, e.Hi*k
+	return e
+}
+
 // Spread is the interval's larger half-width relative to the median, as
 // benchstat prints it (±4%); NaN without an interval or for a zero median.
 func (e Estimate) Spread() float64 {
@@ -89,15 +103,15 @@ func (e Estimate) Spread() float64 {
 }
 
 // MinTrialsForInterval is how many trials a median needs for an interval
-// at Confidence.
-func MinTrialsForInterval() int {
+// at Confidence. It depends on Confidence alone, so it is found once.
+var MinTrialsForInterval = sync.OnceValue(func() int {
 	for n := 2; n <= 50; n++ {
 		if Estimated(make([]float64, n)).Bounded {
 			return n
 		}
 	}
 	return 51
-}
+})
 
 // Comparison is the outcome of the U test of a new sample against an old
 // one.
@@ -132,8 +146,9 @@ func Compare(old, new Estimate) Comparison {
 }
 
 // MinTrialsForSignificance is how many trials each side needs before the
-// U test can call any difference significant at Alpha.
-func MinTrialsForSignificance() int {
+// U test can call any difference significant at Alpha. It depends on Alpha
+// alone, so it is found once.
+var MinTrialsForSignificance = sync.OnceValue(func() int {
 	for n := 1; n <= 50; n++ {
 		old, new := make([]float64, n), make([]float64, n)
 		for i := range new {
@@ -144,4 +159,4 @@ func MinTrialsForSignificance() int {
 		}
 	}
 	return 51
-}
+})

@@ -61,6 +61,32 @@ func TestMedianInterval(t *testing.T) {
 	}
 }
 
+// Scaling an estimate changes its units and nothing else: it says what
+// estimating the scaled values would.
+func TestScaled(t *testing.T) {
+	for _, xs := range [][]float64{nil, {0.066}, {0.07, 0.066, 0.071, 0.065, 0.069, 0.068}} {
+		scaled := make([]float64, len(xs))
+		for i, x := range xs {
+			scaled[i] = x * 1000
+		}
+		got, want := Estimated(xs).Scaled(1000), Estimated(scaled)
+		if got.N() != want.N() || !near(got.Median, want.Median) || !near(got.Lo, want.Lo) || !near(got.Hi, want.Hi) ||
+			got.Bounded != want.Bounded || got.Level != want.Level {
+			t.Errorf("Estimated(%v).Scaled(1000) = %+v, want %+v", xs, got, want)
+		}
+		for i := range scaled {
+			if !near(got.Values[i], scaled[i]) {
+				t.Errorf("value %d: %v, want %v", i, got.Values[i], scaled[i])
+			}
+		}
+	}
+	e := Estimated([]float64{1, 2, 3})
+	e.Scaled(10)
+	if e.Values[0] != 1 {
+		t.Error("Scaled changed the estimate it was called on")
+	}
+}
+
 // exactP is the two-sided p-value of the rank-sum test by enumerating
 // every way of drawing len(y) of the pooled values: a reference computed
 // independently of the library, ties given their mean rank.

@@ -16,7 +16,7 @@ import unittest
 from wslab import aio, frame, keys, pool, tasks
 from wslab import executor_pb2 as pb
 from wslab.log import Logger
-from wslab.serve import Config
+from wslab.control import Config
 
 LIMITS = pb.Limits(max_fib_n=100_000, max_cpu_n=1_000_000_000, max_io_bytes=100_000_000, max_sleep_ms=100_000)
 QUIET = Logger("test", "off")
@@ -199,6 +199,24 @@ class MultiprocessingTest(StrategyCases, unittest.TestCase):
         time.sleep(0.3)  # the backoff
         st = self.host.strategy.stats()
         self.assertEqual((st.restarts, len(st.workers), {w.state for w in st.workers}), (1, 4, {"idle"}))
+
+    def test_cancelled_queued_tasks_leave_room(self):
+        self.host.send(*(task(i, "sleep", 5000) for i in range(1, 5)))  # every worker busy
+        time.sleep(0.3)
+        self.assertEqual(self.host.strategy.stats().running, 4)
+        saved, pool.MAX_QUEUED = pool.MAX_QUEUED, 2
+        try:
+            for base in range(100, 300, 2):  # each queued, then cancelled
+                self.host.send(task(base, "sleep", 5000), task(base + 1, "sleep", 5000), cancel(base),
+                               cancel(base + 1))
+                r = self.host.replies(2)
+                self.assertEqual({r[base].error_code, r[base + 1].error_code}, {"shutting_down"})
+            # The dead entries are dropped from the queue, not kept until dispatch.
+            self.assertLess(len(self.host.strategy._queue), 100)
+            self.host.send(task(1000, "noop"), task(1001, "noop"), task(1002, "noop"))
+            self.assertEqual(self.host.replies(1)[1002].error_code, "overloaded")
+        finally:
+            pool.MAX_QUEUED = saved
 
     def test_a_stopped_io_task_leaves_no_file(self):
         self.host.send(task(1, "io", 100_000_000, timeout_ms=30))

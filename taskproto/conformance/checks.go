@@ -231,7 +231,7 @@ func checkDeadline(ctx context.Context, k *kit) error {
 // and stop, and the slots they held serve the next task.
 func checkCancel(ctx context.Context, k *kit) error {
 	n := 4
-	if k.sleepBounded() && k.info.Concurrency <= 64 {
+	if k.info.Bounds(taskproto.KindSleep) && k.info.Concurrency <= 64 {
 		n = k.info.Concurrency + 2 // some run, two wait
 	}
 	seqs := make([]uint64, n)
@@ -272,7 +272,7 @@ func checkConcurrency(ctx context.Context, k *kit) error {
 	const d = 300 * time.Millisecond
 	c := k.info.Concurrency
 	n := 8
-	if k.sleepBounded() && c <= 64 {
+	if k.info.Bounds(taskproto.KindSleep) && c <= 64 {
 		n = 2*c + 1
 	}
 	start := time.Now()
@@ -303,7 +303,7 @@ func checkConcurrency(ctx context.Context, k *kit) error {
 		k.succeeded++
 	}
 	switch {
-	case k.sleepBounded() && c <= 64:
+	case k.info.Bounds(taskproto.KindSleep) && c <= 64:
 		if most > int64(c) {
 			return fmt.Errorf("declares concurrency %d, and its stats showed %d tasks running at once", c, most)
 		}
@@ -346,7 +346,7 @@ func checkStats(ctx context.Context, k *kit) error {
 func checkDataChannelEnd(_ context.Context, k *kit) error {
 	pid := k.proc.PID()
 	k.proc.Data().Close()
-	if !waitGone(pid, goneBy) {
+	if !supervise.WaitGone(pid, goneBy) {
 		return fmt.Errorf("plugin process %d still runs %v after its data channel closed", pid, goneBy)
 	}
 	if left := waitGroupGone(pid, goneBy); len(left) > 0 {
@@ -404,18 +404,6 @@ func killProcess(pid int) error {
 		return err
 	}
 	return p.Kill()
-}
-
-// waitGone waits until process pid no longer exists.
-func waitGone(pid int, limit time.Duration) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if !supervise.Alive(pid) {
-			return true
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return false
 }
 
 // waitGroupGone waits until process group pgid is empty, and returns its

@@ -33,8 +33,10 @@ type Options struct {
 	// resolution (config.Config.StrategySettings), so the kit checks the
 	// values the host would send.
 	Resolve func([]taskproto.Key) (map[string]string, error)
-	// Checksum, when set, is the SHA-256 the binary must have.
+	// Checksum and Verify, when set, check the plugin before each start,
+	// as plugin.LaunchOptions says.
 	Checksum []byte
+	Verify   func() error
 	// Logger receives the plugin's logs; nil discards them.
 	Logger hclog.Logger
 }
@@ -158,7 +160,7 @@ type kit struct {
 // launch starts a fresh plugin process, stopping the one before, if any.
 func (k *kit) launch(ctx context.Context) (*plugin.Process, error) {
 	k.stop()
-	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum})
+	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
 	k.proc = proc
 	return proc, err
 }
@@ -192,22 +194,6 @@ func (k *kit) config() (taskproto.Config, error) {
 		Limits:         limits,
 		Settings:       settings,
 	}, os.MkdirAll(filepath.Join(k.dir, "data"), 0o700)
-}
-
-// sleepBounded reports whether the strategy's concurrency bounds sleeps.
-func (k *kit) sleepBounded() bool {
-	if k.info.Concurrency <= 0 {
-		return false
-	}
-	if len(k.info.BoundedKinds) == 0 {
-		return true
-	}
-	for _, kind := range k.info.BoundedKinds {
-		if kind == taskproto.KindSleep {
-			return true
-		}
-	}
-	return false
 }
 
 // waitIdle waits until the plugin says it runs and queues nothing.

@@ -31,6 +31,10 @@ type LaunchOptions struct {
 	// Checksum, when set, is the SHA-256 the binary must have: go-plugin
 	// checks it before it runs the binary (SecureConfig).
 	Checksum []byte
+	// Verify, when set, runs before each start, which its error refuses:
+	// the check of what the plugin reads besides its binary
+	// (CheckSupportFiles), which Checksum does not cover.
+	Verify func() error
 }
 
 // Process is a plugin started by Launch: handshaken, not yet configured.
@@ -43,7 +47,6 @@ type Process struct {
 	rpc     goplugin.ClientProtocol
 	control *Client
 	data    net.Conn
-	pid     int
 	killed  sync.Once
 }
 
@@ -52,6 +55,11 @@ type Process struct {
 // (protocol version, AutoMTLS). A plugin of another contract version is
 // refused with an error naming both versions.
 func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
+	if opt.Verify != nil {
+		if err := opt.Verify(); err != nil {
+			return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, err)
+		}
+	}
 	ours, theirs, err := NewChannel("plugin-" + opt.Name)
 	if err != nil {
 		return nil, err
@@ -104,9 +112,6 @@ func (p *Process) connect() error {
 	supervise.OnSpawnerThread(func() { p.rpc, err = p.client.Client() })
 	if err != nil {
 		return err
-	}
-	if rc := p.client.ReattachConfig(); rc != nil {
-		p.pid = rc.Pid
 	}
 	raw, err := p.rpc.Dispense(PluginName)
 	if err != nil {
@@ -187,7 +192,7 @@ func (p *Process) Alive(limit time.Duration) error {
 }
 
 // PID is the plugin process's ID, which is also its process group's.
-func (p *Process) PID() int { return p.pid }
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // killGrace is how long Kill lets go-plugin stop the plugin (it allows a
 // graceful exit 2 s) before it kills the plugin's process group.

@@ -40,11 +40,13 @@ class AsyncioStrategy(Strategy):
         self._stop_requested = False
         self._transport = None
         self._jobs = {}  # seq -> _Job, received and not yet answered
+        self._requests = None  # a frame.Requests, once configured
         self._out = []  # reply frames to write at the end of this turn of the loop
         self.queued = self.running = self.completed = self.failed = 0
 
     def configure(self, config, log):
         self._config, self._log = config, log
+        self._requests = frame.Requests(self._jobs, config.bounds, log, self._start, self._refuse, self._cancel)
         return pb.StrategyInfo(name=self.name, description=self.description, concurrency=0, pid=os.getpid())
 
     def serve(self, sock):
@@ -90,28 +92,20 @@ class AsyncioStrategy(Strategy):
 
     def handle(self, req):
         """Acts on one request from the host (on the loop)."""
-        which = req.WhichOneof("msg")
-        if which == "task":
-            self._start(frame.Task(req.task))
-        elif which == "cancel":
-            job = self._jobs.get(req.cancel.seq)
-            if job is not None:  # a finished or unknown task's cancel is ignored
-                self._stop(job, frame.cancelled())
+        self._requests.handle(req)
 
     def _start(self, task):
-        if task.seq in self._jobs:
-            self._log.warn("task sequence number already running, ignoring the second", seq=task.seq)
-            return
-        try:
-            tasks.check(task.kind, task.n, self._config.limits)
-        except tasks.TaskError as e:
-            self.failed += 1
-            self._reply(frame.reply(task.seq, worker=WORKER, error=e))
-            return
         job = _Job(task)
         self._jobs[task.seq] = job
         self.queued += 1
         job.coro = self._loop.create_task(self._run(job))
+
+    def _refuse(self, task, error):
+        self.failed += 1
+        self._reply(frame.reply(task.seq, worker=WORKER, error=error))
+
+    def _cancel(self, job):
+        self._stop(job, frame.cancelled())
 
     def _stop(self, job, why):
         """Stops job with why: a job not yet started answers why when its

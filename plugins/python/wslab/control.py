@@ -25,6 +25,7 @@ import grpc
 
 from . import executor_pb2 as pb
 from . import keys as keyslib
+from . import tasks
 
 # The control service's threads: the stdio stream holds one for good; the
 # host's pings, Describe, Configure and Stats come one at a time.
@@ -47,6 +48,24 @@ def _raw(handler, streaming=False):
 def _typed(handler, request, response):
     return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request.FromString,
                                                response_serializer=response.SerializeToString)
+
+
+class Config:
+    """What the host sent in Configure, with the declared keys checked and
+    set to their effective values in settings, and the limits' bounds
+    worked out once for every task's check."""
+
+    def __init__(self, config, settings):
+        self.data_dir = config.data_dir
+        self.large_file_name = config.large_file_name
+        # An empty Limits gives none, as Go's Serve reads it.
+        lim = config.limits
+        self.bounds = tasks.Bounds(
+            lim if (lim.max_fib_n or lim.max_cpu_n or lim.max_io_bytes or lim.max_sleep_ms) else None)
+        self.settings = settings
+
+    def int(self, key):
+        return int(self.settings[key])
 
 
 class Control:
@@ -79,8 +98,6 @@ class Control:
         return pb.DescribeResponse(name=s.name, description=s.description, keys=[k.to_pb() for k in s.keys])
 
     def configure(self, request, context):
-        from .serve import Config  # serve imports this module
-
         with self._lock:
             if self._configured:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, "plugin is already configured")

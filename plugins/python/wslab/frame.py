@@ -2,7 +2,8 @@
 4-byte big-endian length and a serialized ExecuteRequest (host to plugin)
 or ExecuteResponse (plugin to host). The decoder does no I/O, so that a
 thread's blocking reads and an event loop's callbacks share it; and replies
-that are ready together are joined into one write by their callers."""
+that are ready together are joined into one write by their callers.
+Requests is what every strategy does with what the decoder gives."""
 
 import time
 
@@ -60,10 +61,44 @@ class Task:
 
     __slots__ = ("seq", "kind", "n", "received", "deadline")
 
-    def __init__(self, m, received=None):
+    def __init__(self, m):
         self.seq, self.kind, self.n = m.seq, m.kind, m.n
-        self.received = time.monotonic() if received is None else received
+        self.received = time.monotonic()
         self.deadline = self.received + m.timeout_ms / 1000 if m.timeout_ms > 0 else None
+
+
+class Requests:
+    """What every strategy does with the host's requests, however it reads
+    them (an event loop, a select loop): a task whose sequence number is out
+    already is ignored, with a warning; one the bounds refuse goes to
+    refuse(task, error), which owes it its reply; the rest go to
+    start(task). A cancel goes to cancel(job), job being jobs[seq] (jobs:
+    the strategy's unanswered tasks by sequence number)."""
+
+    __slots__ = ("_jobs", "_bounds", "_log", "_start", "_refuse", "_cancel")
+
+    def __init__(self, jobs, bounds, log, start, refuse, cancel):
+        self._jobs, self._bounds, self._log = jobs, bounds, log
+        self._start, self._refuse, self._cancel = start, refuse, cancel
+
+    def handle(self, req):
+        """Acts on one ExecuteRequest."""
+        which = req.WhichOneof("msg")
+        if which == "task":
+            task = Task(req.task)
+            if task.seq in self._jobs:
+                self._log.warn("task sequence number already running, ignoring the second", seq=task.seq)
+                return
+            try:
+                self._bounds.check(task.kind, task.n)
+            except tasks.TaskError as e:
+                self._refuse(task, e)
+                return
+            self._start(task)
+        elif which == "cancel":
+            job = self._jobs.get(req.cancel.seq)
+            if job is not None:  # a finished or unknown task's cancel is ignored
+                self._cancel(job)
 
 
 def reply(seq, result="", worker="", queue_s=0.0, run_s=0.0, error=None):

@@ -41,9 +41,6 @@ class Logger:
             except OSError:
                 pass  # nobody reads stderr any more: nothing to tell
 
-    def trace(self, message, **kv):
-        self.log("trace", message, **kv)
-
     def debug(self, message, **kv):
         self.log("debug", message, **kv)
 

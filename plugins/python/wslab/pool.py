@@ -88,9 +88,11 @@ class MultiprocessingStrategy(Strategy):
         self._config = None
         self._slots = []
         self._lock = threading.Lock()  # Stats reads the pool under it
-        self._jobs = {}  # seq -> _Job, received and not yet answered
-        self._queue = collections.deque()  # of _Job waiting for a worker; answered ones are skipped
-        self._deadlines = []  # heap of (deadline, seq); answered ones are skipped
+        self._jobs = {}  # seq -> _Job, received and not yet answered: queued or running
+        self._running = 0  # slots holding a job
+        self._requests = None  # a frame.Requests, once configured
+        self._queue = collections.deque()  # of _Job waiting for a worker; answered ones: see _compact
+        self._deadlines = []  # heap of (deadline, seq); answered ones: see _compact
         self._idle = {}  # id -> _Slot, in the order they became idle
         self._restarting = {}  # id -> _Slot waiting for restart_at
         self._dying = {}  # sentinel -> (process, io file), killed and not yet reaped
@@ -114,6 +116,7 @@ class MultiprocessingStrategy(Strategy):
 
     def configure(self, config, log):
         self._config, self._log = config, log
+        self._requests = frame.Requests(self._jobs, config.bounds, log, self._admit, self._refuse, self._cancel)
         self._slots = [_Slot(i) for i in range(config.int(PROCESSES.id))]
         for slot in self._slots:
             try:
@@ -169,6 +172,7 @@ class MultiprocessingStrategy(Strategy):
             self._reap(sentinel)
         now = time.monotonic()
         self._expire(now)
+        self._compact()
         self._restart_due(now)
         self._dispatch()
         return more
@@ -178,37 +182,35 @@ class MultiprocessingStrategy(Strategy):
         if not data:
             return False
         for req in decoder.feed(data):
-            which = req.WhichOneof("msg")
-            if which == "task":
-                self._receive(frame.Task(req.task))
-            elif which == "cancel":
-                self._cancel(req.cancel.seq)
+            self._requests.handle(req)
         return True
 
-    def _receive(self, task):
-        if task.seq in self._jobs:
-            self._log.warn("task sequence number already running, ignoring the second", seq=task.seq)
+    def _admit(self, task):
+        """Queues a checked task, or refuses it: too many are waiting, or an
+        io task has no directory for its file."""
+        if len(self._jobs) - self._running >= MAX_QUEUED:  # the live queued ones
+            self._refuse(task, tasks.TaskError(tasks.OVERLOADED, f"all {len(self._slots)} workers busy and "
+                                                                 f"{MAX_QUEUED} tasks queued; retry later"))
             return
         job = _Job(task)
-        self._jobs[task.seq] = job
-        try:
-            tasks.check(task.kind, task.n, self._config.limits)
-            if len(self._queue) >= MAX_QUEUED:
-                raise tasks.TaskError(tasks.OVERLOADED, f"all {len(self._slots)} workers busy and "
-                                                        f"{MAX_QUEUED} tasks queued; retry later")
-            if task.kind == "io":
+        if task.kind == "io":
+            try:
                 job.path = tasks.io_path(self._config.data_dir, self._config.large_file_name)
-        except tasks.TaskError as e:
-            self._answer(job, error=e)
-            return
+            except tasks.TaskError as e:
+                self._refuse(task, e)
+                return
+        self._jobs[task.seq] = job
         self._queue.append(job)
         if task.deadline is not None:
             heapq.heappush(self._deadlines, (task.deadline, task.seq))
 
-    def _cancel(self, seq):
-        job = self._jobs.get(seq)
-        if job is not None:  # a finished or unknown task's cancel is ignored
-            self._stop(job, frame.cancelled())
+    def _refuse(self, task, error):
+        """Answers a task that never got a job."""
+        self.failed += 1
+        self._out.append(frame.reply(task.seq, queue_s=time.monotonic() - task.received, error=error))
+
+    def _cancel(self, job):
+        self._stop(job, frame.cancelled())
 
     def _stop(self, job, why):
         """Answers job with why; its worker, if it has one, is replaced."""
@@ -223,11 +225,16 @@ class MultiprocessingStrategy(Strategy):
             job = self._jobs.get(seq)
             if job is not None:
                 self._stop(job, tasks.timed_out())
-        # Deadlines of answered tasks stay in the heap until their time:
-        # rebuild it once they outnumber the live ones.
+
+    def _compact(self):
+        """Answered tasks stay in the queue until their turn and their
+        deadlines in the heap until their time: each is rebuilt once they
+        outnumber the live ones."""
         if len(self._deadlines) > 2 * len(self._jobs) + 64:
             self._deadlines = [(j.task.deadline, s) for s, j in self._jobs.items() if j.task.deadline is not None]
             heapq.heapify(self._deadlines)
+        if len(self._queue) > 2 * (len(self._jobs) - self._running) + 64:
+            self._queue = collections.deque(j for j in self._queue if not j.answered)
 
     def _dispatch(self):
         while self._queue and self._idle:  # bounded: each turn takes a job off the queue
@@ -236,6 +243,7 @@ class MultiprocessingStrategy(Strategy):
                 continue
             slot = self._idle.pop(next(iter(self._idle)))
             job.slot, job.sent, slot.job = slot, time.monotonic(), job
+            self._running += 1
             t = job.task
             try:
                 slot.conn.send((t.seq, t.kind, t.n, job.path))
@@ -253,6 +261,7 @@ class MultiprocessingStrategy(Strategy):
             self._log.warn("worker answered a task it does not hold", worker=slot.id, seq=seq)
             return
         slot.job, job.slot = None, None
+        self._running -= 1
         slot.tasks += 1
         self._idle[slot.id] = slot
         self._answer(job, value, tasks.TaskError(code, message) if code else None, run_s, slot.id)
@@ -336,6 +345,7 @@ class MultiprocessingStrategy(Strategy):
         slot.proc = slot.conn = slot.job = None
         if job is not None:
             job.slot = None
+            self._running -= 1
 
     def _restart_due(self, now):
         for slot in [s for s in self._restarting.values() if s.restart_at <= now]:
@@ -376,7 +386,7 @@ class MultiprocessingStrategy(Strategy):
         with self._lock:
             workers = [pb.WorkerStats(id=s.id, pid=s.proc.pid if s.proc else 0, state=s.state(), tasks=s.tasks,
                                       restarts=s.restarts) for s in self._slots]
-            running = sum(1 for s in self._slots if s.job is not None)
+            running = self._running
             return pb.StatsResponse(running=running, queued=len(self._jobs) - running, completed=self.completed,
                                     failed=self.failed, capacity=len(self._slots),
                                     restarts=sum(s.restarts for s in self._slots), workers=workers)

@@ -20,23 +20,6 @@ PARENT_POLL_S = 0.25
 STOP_GRACE_S = 0.25
 
 
-class Config:
-    """What the host sent in Configure, with the declared keys checked and
-    set to their effective values in settings."""
-
-    def __init__(self, config, settings):
-        self.data_dir = config.data_dir
-        self.large_file_name = config.large_file_name
-        # An empty Limits gives none, as Go's Serve reads it: None.
-        lim = config.limits
-        self.limits = lim if (lim.max_fib_n or lim.max_cpu_n or lim.max_io_bytes or lim.max_sleep_ms) else None
-        self.task_timeout_ms = config.task_timeout_ms
-        self.settings = settings
-
-    def int(self, key):
-        return int(self.settings[key])
-
-
 class Strategy:
     """What a strategy plugin implements. name, description and keys (a
     sequence of keys.Key) describe it before it is configured."""
@@ -49,7 +32,7 @@ class Strategy:
         """Runs before the control service starts any thread."""
 
     def configure(self, config, log):
-        """Builds the strategy from config (a Config) and returns its
+        """Builds the strategy from config (a control.Config) and returns its
         pb.StrategyInfo; ValueError refuses the configuration."""
         raise NotImplementedError
 

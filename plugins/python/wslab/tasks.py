@@ -55,23 +55,36 @@ def unknown(kind):
     return TaskError(UNKNOWN_TASK, f'unknown task "{kind}"; accepted: {", ".join(KINDS)}')
 
 
-def check(kind, n, limits):
-    """Refuses a task whose kind is unknown or whose n is outside limits (a
-    pb.Limits; None: no bounds), before it costs anything (tasks.Check)."""
-    if kind == "noop":
-        return
-    if limits is None:
-        if kind not in KINDS:
+class Bounds:
+    """The highest n of each kind under limits (a pb.Limits; None: no
+    bounds), worked out once, so that checking a task is a lookup."""
+
+    __slots__ = ("_hi",)
+
+    def __init__(self, limits):
+        self._hi = None if limits is None else {
+            "fib": limits.max_fib_n, "cpu": min(limits.max_cpu_n, MAX_CPU_N), "io": limits.max_io_bytes,
+            "sleep": limits.max_sleep_ms}
+
+    def check(self, kind, n):
+        """Refuses a task whose kind is unknown or whose n is outside the
+        bounds, before it costs anything (tasks.Check)."""
+        if kind == "noop":
+            return
+        if self._hi is None:
+            if kind not in KINDS:
+                raise unknown(kind)
+            return
+        hi = self._hi.get(kind)
+        if hi is None:
             raise unknown(kind)
-        return
-    hi = {"fib": limits.max_fib_n, "cpu": limits.max_cpu_n, "io": limits.max_io_bytes,
-          "sleep": limits.max_sleep_ms}.get(kind)
-    if hi is None:
-        raise unknown(kind)
-    if kind == "cpu":
-        hi = min(hi, MAX_CPU_N)
-    if not 0 <= n <= hi:
-        raise TaskError(OUT_OF_RANGE, f"{kind} n must be between 0 and {hi}, got {n}")
+        if not 0 <= n <= hi:
+            raise TaskError(OUT_OF_RANGE, f"{kind} n must be between 0 and {hi}, got {n}")
+
+
+def check(kind, n, limits):
+    """Bounds(limits).check(kind, n), for a one-off check."""
+    Bounds(limits).check(kind, n)
 
 
 def run(kind, n, path=None, deadline=None):

@@ -1,7 +1,6 @@
-package main
+package strategy
 
 import (
-	"container/list"
 	"context"
 	"fmt"
 	"runtime"
@@ -13,8 +12,8 @@ import (
 	"github.com/wslab/wslab/tasks"
 )
 
-// Keys are the keys the adaptive strategy reads.
-var Keys = []taskproto.Key{
+// AdaptiveKeys are the keys the adaptive strategy reads.
+var AdaptiveKeys = []taskproto.Key{
 	{Section: "adaptive", Name: "min_concurrency", Type: taskproto.KeyInt, Default: "1", Min: 1, Max: 65536,
 		Help: "the fewest CPU tasks it runs at once"},
 	{Section: "adaptive", Name: "max_concurrency", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 65536,
@@ -38,35 +37,25 @@ const maxBaselines = 256
 // once the oldest has waited max_queue_ms, new tasks are refused with
 // overloaded (CoDel's "standing queue" signal), so that under overload the
 // latency of what is accepted stays bounded instead of growing with the
-// queue. Sleeps and noops take no slot: they run on their own timers.
+// queue. Sleeps and noops take no slot.
 type Adaptive struct {
 	runner    tasks.Runner
 	limit     *limit.AIMD
 	tolerance float64
 	maxWait   time.Duration
 	queueSize int
+	meter
+	wg sync.WaitGroup
 
-	mu                        sync.Mutex
-	running                   int       // CPU tasks running
-	waiting                   list.List // of *job, in arrival order
-	closed                    bool
-	quickest                  map[taskproto.Task]time.Duration
-	completed, failed, others int64 // others: sleeps and noops running
-	wg                        sync.WaitGroup
+	// waiting's lock guards the fields below too.
+	waiting  jobQueue
+	slots    int // CPU tasks holding a slot
+	closed   bool
+	quickest map[taskproto.Task]time.Duration
 }
 
-// job is a task from Submit to its answer.
-type job struct {
-	ctx      context.Context
-	task     taskproto.Task
-	done     taskproto.Done
-	enqueued time.Time
-	place    *list.Element // in waiting; nil once taken out
-	stop     func() bool   // unregisters the answer on ctx's end
-}
-
-// New builds the strategy from its keys.
-func New(cfg taskproto.Config) (*Adaptive, error) {
+// NewAdaptive builds the strategy from its keys.
+func NewAdaptive(cfg taskproto.Config) (*Adaptive, error) {
 	lo, hi := int(cfg.Int("adaptive.min_concurrency")), int(cfg.Int("adaptive.max_concurrency"))
 	if hi == 0 {
 		hi = 4 * runtime.NumCPU()
@@ -74,90 +63,91 @@ func New(cfg taskproto.Config) (*Adaptive, error) {
 	if lo > hi {
 		return nil, fmt.Errorf("adaptive: min_concurrency %d is above max_concurrency %d", lo, hi)
 	}
-	return &Adaptive{
-		runner:    tasks.Runner{DataDir: cfg.DataDir, LargeFileName: cfg.LargeFileName},
+	a := &Adaptive{
+		runner:    runnerFor(cfg),
 		limit:     limit.New(lo, runtime.NumCPU(), hi, 0),
 		tolerance: float64(cfg.Int("adaptive.tolerance_pct")) / 100,
 		maxWait:   time.Duration(cfg.Int("adaptive.max_queue_ms")) * time.Millisecond,
 		queueSize: int(cfg.Int("adaptive.queue_size")),
 		quickest:  map[taskproto.Task]time.Duration{},
-	}, nil
+	}
+	a.waiting.dropped = func(j *job) {
+		a.queued.Add(-1)
+		a.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())
+	}
+	return a, nil
 }
 
 // Submit runs t at once if a slot is free, queues it, or sheds it.
 func (a *Adaptive) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
 	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
-	a.mu.Lock()
+	q := &a.waiting
+	q.mu.Lock()
 	switch {
 	case a.closed:
-		a.mu.Unlock()
+		q.mu.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
 	case !tasks.UsesCPU(t.Kind):
-		a.others++
-		a.start(j, 0)
-		a.mu.Unlock()
-	case a.waiting.Len() == 0 && a.running < a.limit.Limit():
-		a.running++
-		a.start(j, 0)
-		a.mu.Unlock()
-	case a.waiting.Len() >= a.queueSize:
-		a.mu.Unlock()
+		a.start(j, false)
+		q.mu.Unlock()
+	case q.jobs.Len() == 0 && a.slots < a.limit.Limit():
+		a.slots++
+		a.start(j, true)
+		q.mu.Unlock()
+	case q.jobs.Len() >= a.queueSize:
+		q.mu.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded, "%d tasks wait already; retry later", a.queueSize))
-	case a.waiting.Len() > 0 && time.Since(a.waiting.Front().Value.(*job).enqueued) > a.maxWait:
-		a.mu.Unlock()
+	case q.jobs.Len() > 0 && time.Since(q.jobs.Front().Value.(*job).enqueued) > a.maxWait:
+		q.mu.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded,
 			"tasks wait more than max_queue_ms (%v) for a slot; retry later", a.maxWait))
 	default:
-		j.place = a.waiting.PushBack(j)
-		j.stop = context.AfterFunc(ctx, func() { a.abandon(j) })
-		a.mu.Unlock()
+		a.queued.Add(1)
+		q.pushLocked(j)
+		q.mu.Unlock()
 	}
 }
 
-// start runs j on a goroutine of its own; a.mu is held.
-func (a *Adaptive) start(j *job, waited time.Duration) {
+// start runs j on a goroutine of its own, in a slot when slot is set;
+// a.waiting.mu is held.
+func (a *Adaptive) start(j *job, slot bool) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		began := time.Now()
-		v, err := a.runner.Run(j.ctx, j.task)
-		ran := time.Since(began)
-		j.done(taskproto.Result{Value: v, Worker: "adaptive", Queue: waited, Run: ran}, err)
-		a.finished(j.task, ran, err)
+		a.run(j.ctx, a.runner, j.task, "adaptive", time.Since(j.enqueued), func(res taskproto.Result, err error) {
+			j.done(res, err)
+			if slot {
+				a.finished(j.task, res.Run, err)
+			}
+		})
 	}()
 }
 
-// finished counts a task, feeds the limit, and starts what now fits.
+// finished frees a CPU task's slot, feeds the limit with how long it ran,
+// and starts what now fits.
 func (a *Adaptive) finished(t taskproto.Task, ran time.Duration, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err != nil {
-		a.failed++
-	} else {
-		a.completed++
-	}
-	if !tasks.UsesCPU(t.Kind) {
-		a.others--
-		return
-	}
-	saturated := a.running >= a.limit.Limit()
-	a.running--
+	q := &a.waiting
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	saturated := a.slots >= a.limit.Limit()
+	a.slots--
 	if err == nil {
 		a.limit.Observe(a.slowdown(t, ran), saturated)
 	}
-	for a.waiting.Len() > 0 && a.running < a.limit.Limit() {
-		j := a.waiting.Remove(a.waiting.Front()).(*job)
-		j.place = nil
-		if !j.stop() { // its ctx ended: abandon answers it
-			continue
+	for a.slots < a.limit.Limit() {
+		j := q.popLocked()
+		if j == nil {
+			break
 		}
-		a.running++
-		a.start(j, time.Since(j.enqueued))
+		a.queued.Add(-1)
+		a.slots++
+		a.start(j, true)
 	}
 }
 
 // slowdown is how much longer t ran than tolerance times its quickest run
-// (of the same kind and size); 0 when it was no slower. a.mu is held.
+// (of the same kind and size); 0 when it was no slower. a.waiting.mu is
+// held.
 func (a *Adaptive) slowdown(t taskproto.Task, ran time.Duration) time.Duration {
 	q, ok := a.quickest[t]
 	if !ok || ran < q {
@@ -170,20 +160,6 @@ func (a *Adaptive) slowdown(t taskproto.Task, ran time.Duration) time.Duration {
 	}
 	a.quickest[t] = q
 	return max(ran-time.Duration(float64(q)*a.tolerance), 0)
-}
-
-// abandon answers a waiting task whose context ended. Whoever takes a job
-// out of waiting calls j.stop first: false means abandon runs, and it
-// alone answers the job.
-func (a *Adaptive) abandon(j *job) {
-	a.mu.Lock()
-	if j.place != nil {
-		a.waiting.Remove(j.place)
-		j.place = nil
-	}
-	a.failed++
-	a.mu.Unlock()
-	j.done(taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())
 }
 
 // Info describes the strategy. It declares no concurrency: it bounds its
@@ -200,29 +176,17 @@ func (a *Adaptive) Info() taskproto.StrategyInfo {
 
 // Stats are the strategy's counts; Capacity is the limit now.
 func (a *Adaptive) Stats(context.Context) (taskproto.Stats, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return taskproto.Stats{
-		Running: int64(a.running) + a.others, Queued: int64(a.waiting.Len()),
-		Completed: a.completed, Failed: a.failed, Capacity: int64(a.limit.Limit()),
-	}, nil
+	return a.stats(int64(a.limit.Limit())), nil
 }
 
 // Close refuses what waits and waits for what runs.
 func (a *Adaptive) Close() error {
-	a.mu.Lock()
+	a.waiting.mu.Lock()
 	a.closed = true
-	var waiting []*job
-	for e := a.waiting.Front(); e != nil; e = a.waiting.Front() {
-		j := a.waiting.Remove(e).(*job)
-		j.place = nil
-		waiting = append(waiting, j)
-	}
-	a.mu.Unlock()
-	for _, j := range waiting {
-		if j.stop() {
-			j.done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
-		}
+	a.waiting.mu.Unlock()
+	for _, j := range a.waiting.drain() {
+		a.queued.Add(-1)
+		j.done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
 	}
 	a.wg.Wait()
 	return nil

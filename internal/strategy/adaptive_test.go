@@ -1,4 +1,4 @@
-package main
+package strategy
 
 import (
 	"context"
@@ -11,38 +11,16 @@ import (
 
 func newAdaptive(t *testing.T, settings map[string]string) *Adaptive {
 	t.Helper()
-	s, err := taskproto.ApplyKeys(settings, Keys)
+	s, err := taskproto.ApplyKeys(settings, AdaptiveKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(taskproto.Config{Settings: s, DataDir: t.TempDir(), LargeFileName: "large_file.txt"})
+	a, err := NewAdaptive(taskproto.Config{Settings: s, DataDir: t.TempDir(), LargeFileName: "large_file.txt"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
 	return a
-}
-
-type outcome struct {
-	res taskproto.Result
-	err error
-}
-
-func submit(a *Adaptive, ctx context.Context, task taskproto.Task) <-chan outcome {
-	ch := make(chan outcome, 1)
-	a.Submit(ctx, task, func(r taskproto.Result, err error) { ch <- outcome{r, err} })
-	return ch
-}
-
-func await(t *testing.T, ch <-chan outcome) outcome {
-	t.Helper()
-	select {
-	case o := <-ch:
-		return o
-	case <-time.After(20 * time.Second):
-		t.Fatal("no answer within 20 s")
-	}
-	return outcome{}
 }
 
 func code(err error) taskproto.Code {
@@ -62,20 +40,20 @@ func TestShedsWhenTheQueueStands(t *testing.T) {
 	// Seconds of work, stopped by its context once the test has seen the queue.
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	first := submit(a, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: 4_000_000_000})
-	second := submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})
+	first := execAsync(a, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: 4_000_000_000})
+	second := execAsync(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})
 	time.Sleep(60 * time.Millisecond)
-	if o := await(t, submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})); code(o.err) != taskproto.CodeOverloaded {
+	if o := await(t, execAsync(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10}), "adaptive task"); code(o.err) != taskproto.CodeOverloaded {
 		t.Errorf("a task behind a queue that has stood 60 ms: %+v, %v; want overloaded", o.res, o.err)
 	}
-	if o := await(t, submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1})); o.err != nil {
+	if o := await(t, execAsync(a, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1}), "adaptive task"); o.err != nil {
 		t.Errorf("a sleep takes no slot and is not shed: %v", o.err)
 	}
 	stop()
-	if o := await(t, first); !errors.Is(o.err, context.Canceled) {
+	if o := await(t, first, "first task"); !errors.Is(o.err, context.Canceled) {
 		t.Errorf("the running task, cancelled: %v", o.err)
 	}
-	if o := await(t, second); o.err != nil || o.res.Value != "55" || o.res.Queue <= 0 {
+	if o := await(t, second, "second task"); o.err != nil || o.res.Value != "55" || o.res.Queue <= 0 {
 		t.Errorf("the waiting task: %+v, %v", o.res, o.err)
 	}
 }
@@ -109,23 +87,23 @@ func TestWaitingTasksEnd(t *testing.T) {
 		"adaptive.min_concurrency": "1", "adaptive.max_concurrency": "1", "adaptive.max_queue_ms": "60000",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	running := submit(a, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: 1_000_000_000})
+	running := execAsync(a, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: 1_000_000_000})
 	waitCtx, stop := context.WithCancel(context.Background())
-	waiting := submit(a, waitCtx, taskproto.Task{Kind: taskproto.KindFib, N: 10})
+	waiting := execAsync(a, waitCtx, taskproto.Task{Kind: taskproto.KindFib, N: 10})
 	stop()
-	if o := await(t, waiting); !errors.Is(o.err, context.Canceled) {
+	if o := await(t, waiting, "waiting task"); !errors.Is(o.err, context.Canceled) {
 		t.Errorf("cancelled waiting task: %v, want context.Canceled", o.err)
 	}
-	last := submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})
+	last := execAsync(a, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 10})
 	cancel() // stops the running cpu task
-	if o := await(t, running); o.err == nil {
+	if o := await(t, running, "running task"); o.err == nil {
 		t.Error("the cancelled cpu task succeeded")
 	}
-	if o := await(t, last); o.err != nil && code(o.err) != taskproto.CodeShuttingDown {
+	if o := await(t, last, "last task"); o.err != nil && code(o.err) != taskproto.CodeShuttingDown {
 		t.Errorf("the last task: %v", o.err)
 	}
 	a.Close()
-	if o := await(t, submit(a, context.Background(), taskproto.Task{Kind: taskproto.KindNoop})); code(o.err) != taskproto.CodeShuttingDown {
+	if o := await(t, execAsync(a, context.Background(), taskproto.Task{Kind: taskproto.KindNoop}), "adaptive task"); code(o.err) != taskproto.CodeShuttingDown {
 		t.Errorf("after Close: %v, want shutting_down", o.err)
 	}
 }
