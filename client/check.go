@@ -44,12 +44,13 @@ func (c *conn) readLoop() {
 // its buffers: reset points the optional fields at sentinels, so that a
 // field absent from the reply can be told from a zero.
 type wireReply struct {
-	ID      json.RawMessage `json:"id"`
-	OK      bool            `json:"ok"`
-	Result  json.RawMessage `json:"result"`
-	QueueUS *int64          `json:"queue_us"`
-	RunUS   *int64          `json:"run_us"`
-	Error   *wireError      `json:"error"`
+	ID      json.RawMessage  `json:"id"`
+	OK      bool             `json:"ok"`
+	Result  json.RawMessage  `json:"result"`
+	QueueUS *int64           `json:"queue_us"`
+	RunUS   *int64           `json:"run_us"`
+	Error   *wireError       `json:"error"`
+	Timing  map[string]int64 `json:"timing"`
 
 	q, r int64
 	e    wireError
@@ -62,6 +63,7 @@ func (w *wireReply) reset() {
 	w.ID, w.OK, w.Result = w.ID[:0], false, w.Result[:0]
 	w.q, w.r, w.e.Code = -1, -1, ""
 	w.QueueUS, w.RunUS, w.Error = &w.q, &w.r, &w.e
+	w.Timing = nil
 }
 
 // handleReply checks one reply frame received at now and records it. It
@@ -168,6 +170,9 @@ func (c *conn) handleJSON(data []byte, now int64) bool {
 		lag = (e.sent - e.intended) / 1000
 	}
 	c.record(t.kind, now-e.intended, q, r, lag)
+	if d.Timing != nil {
+		c.timings.add(timelineOf(t.kind, d.Timing, c.r.mono+e.sent, c.r.mono+now))
+	}
 	return true
 }
 

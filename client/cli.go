@@ -124,6 +124,7 @@ type cliFlags struct {
 
 	url, protocol, json                         string
 	pipeline                                    int
+	timing                                      bool
 	duration, rampUp, replyTimeout, dialTimeout time.Duration
 	rate                                        float64
 	n                                           nFlag
@@ -155,6 +156,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags, *config.Flags) {
 	flags.List("tasks", "client", "tasks", "comma-separated task `sequence`: fib, cpu, io, sleep, noop or N (sleep N s)", func(c *config.Config) *[]string { return &c.Client.Tasks })
 	fset.StringVar(&f.protocol, "protocol", "plain", "plain (the Python lab's) or json (ids, pipelining, queue/run times)")
 	fset.IntVar(&f.pipeline, "pipeline", 1, "requests in flight per connection (json only)")
+	fset.BoolVar(&f.timing, "timing", false, "ask for each request's timeline and show where its time went, per stage (json only)")
 	fset.DurationVar(&f.duration, "duration", 0, "repeat the sequence for this `long` (0: send it once)")
 	fset.Float64Var(&f.rate, "rate", 0, "open loop: requests per second across all connections (json, needs --duration)")
 	fset.DurationVar(&f.rampUp, "ramp-up", 0, "open the connections evenly over this `time`")
@@ -201,6 +203,7 @@ func (f *cliFlags) options(cfg *config.Config) Options {
 	}
 	opt.Protocol = f.protocol
 	opt.Pipeline = f.pipeline
+	opt.Timing = f.timing
 	opt.Duration = f.duration
 	opt.Rate = f.rate
 	opt.RampUp = f.rampUp

@@ -76,6 +76,7 @@ type conn struct {
 	wrongSamples []string
 	rec          []record
 	dec          wireReply
+	timings      timings
 }
 
 func newConn(r *run, id int, sh *shard) *conn {

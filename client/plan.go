@@ -167,6 +167,9 @@ func (p *plan) setProtocol() error {
 	if o.Pipeline < 1 || o.Pipeline > MaxPipeline {
 		return fmt.Errorf("--pipeline must be between 1 and %d, got %d", MaxPipeline, o.Pipeline)
 	}
+	if !p.json && o.Timing {
+		return fmt.Errorf("--timing needs --protocol json: plain-text replies carry no timeline")
+	}
 	if !p.json && o.Pipeline > 1 {
 		return fmt.Errorf("--pipeline %d needs --protocol json: plain-text replies carry no id to match them with", o.Pipeline)
 	}
@@ -294,6 +297,9 @@ func (p *plan) newToken(name string, fibs map[int64]string) (token, error) {
 	tail := `","task":"` + kindNames[t.kind] + `"`
 	if hasN {
 		tail += `,"n":` + strconv.FormatInt(n, 10)
+	}
+	if p.opt.Timing {
+		tail += `,"timing":true`
 	}
 	t.jsonTail = []byte(tail + "}")
 	t.expectJSON = strconv.AppendQuote(nil, t.expect)

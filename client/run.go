@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/wslab/wslab/taskproto"
 )
 
 // maxReplyBytes bounds one reply frame (F(10^7) has 2.1 million digits).
@@ -39,6 +41,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 type run struct {
 	p      *plan
 	base   time.Time // time zero of the run; times are ns since it
+	mono   int64     // base on CLOCK_MONOTONIC, as timelines count
 	shards []*shard
 	conns  []*conn
 	tick   time.Duration // how often connections look for expired replies
@@ -163,6 +166,7 @@ func (r *run) verbosef(format string, args ...any) {
 
 func (r *run) exec(ctx context.Context) *Summary {
 	r.base = time.Now()
+	r.mono = taskproto.MonotonicAt(r.base)
 	stopProgress := r.startProgress()
 	var wg sync.WaitGroup
 	for _, c := range r.conns {
@@ -254,6 +258,7 @@ func (r *run) summary(wall time.Duration) *Summary {
 		s.Throughput = float64(s.OK) / s.WallSeconds
 	}
 	r.addTimes(s)
+	s.Timing = stageSpans(r.conns)
 	return s
 }
 

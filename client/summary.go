@@ -120,7 +120,7 @@ func fmtMS(v float64) string {
 
 // kindOrder lists latency keys in the documented order, then any other,
 // then "all".
-func kindOrder(m map[string]Percentiles) []string {
+func kindOrder[V any](m map[string]V) []string {
 	var out []string
 	for _, k := range kindNames {
 		if _, ok := m[k]; ok {
@@ -177,6 +177,12 @@ func (s *Summary) WriteReport(w io.Writer) {
 		for _, k := range kindOrder(s.Run) {
 			q, r := s.Queue[k], s.Run[k]
 			p("%-14s %9s %9s %9s   %9s %9s %9s\n", k, fmtMS(q.P50), fmtMS(q.P99), fmtMS(q.Max), fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.Max))
+		}
+	}
+	for _, k := range kindOrder(s.Timing) {
+		p("\ntimeline of %s, µs (median of %d timed requests)\n", k, s.Timing[k][0].Count)
+		for _, sp := range s.Timing[k] {
+			p("  %-28s %9.1f\n", sp.From+" → "+sp.To, sp.P50)
 		}
 	}
 	if l := s.SendLag; l != nil {

@@ -46,8 +46,11 @@ type Options struct {
 	ReplyTimeout time.Duration
 	// DialTimeout bounds each connection's dial and upgrade (default 30 s).
 	DialTimeout time.Duration
-	Progress    io.Writer // a progress bar goes here when it is a terminal
-	Verbose     io.Writer // per-client lines ("client 3 took 1.2 s") when set
+	// Timing makes every JSON request ask for its timeline, which the
+	// summary sums up (Summary.Timing).
+	Timing   bool
+	Progress io.Writer // a progress bar goes here when it is a terminal
+	Verbose  io.Writer // per-client lines ("client 3 took 1.2 s") when set
 }
 
 // Percentiles summarise a histogram, in milliseconds.
@@ -105,6 +108,10 @@ type Summary struct {
 	// waiting for a slot, a goroutine or a worker, and running.
 	Queue map[string]Percentiles `json:"queue,omitempty"`
 	Run   map[string]Percentiles `json:"run,omitempty"`
+	// Timing is, per task kind, where a request's time went (Options.Timing):
+	// from the client's send through each stage of the host, its plugin and
+	// workers to the client's read of the reply, in stage order.
+	Timing map[string][]StageSpan `json:"timing,omitempty"`
 	// ClientSeconds is the spread of per-connection completion times (from
 	// its dial to its last reply), of the connections that completed. Like
 	// every Percentiles its values are in milliseconds.

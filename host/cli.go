@@ -243,6 +243,7 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		AllowedHosts:   cfg.Server.AllowedHosts,
 		AuthToken:      cfg.Server.AuthToken,
 		TLS:            tlsConfig,
+		TimingSample:   cfg.Server.TimingSample,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -59,8 +60,9 @@ type task struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	arrived  time.Time
-	reserved int            // bytes reserved in the connection's reply budget
-	done     taskproto.Done // the scheduler's, given to the strategy
+	tl       *taskproto.Timeline // nil unless the request's timeline is recorded
+	reserved int                 // bytes reserved in the connection's reply budget
+	done     taskproto.Done      // the scheduler's, given to the strategy
 
 	// Guarded by Scheduler.mu.
 	state      taskState
@@ -131,8 +133,9 @@ func (c *wsConn) serve() {
 			putBuf(data)
 			return
 		}
-		c.ws.SetReadDeadline(time.Now().Add(c.idleTimeout()))
-		c.handle(mt, data)
+		now := time.Now()
+		c.ws.SetReadDeadline(now.Add(c.idleTimeout()))
+		c.handle(mt, data, now)
 		putBuf(data)
 	}
 }
@@ -181,8 +184,9 @@ func (c *wsConn) goAway() {
 	c.ws.SetReadDeadline(time.Now().Add(time.Second))
 }
 
-// handle parses one frame and admits its task, or answers why not.
-func (c *wsConn) handle(mt int, data []byte) {
+// handle parses one frame, read at now, and admits its task, or answers
+// why not.
+func (c *wsConn) handle(mt int, data []byte, now time.Time) {
 	var (
 		req  wsproto.Request
 		perr *taskproto.Error
@@ -207,11 +211,11 @@ func (c *wsConn) handle(mt int, data []byte) {
 		}
 	}
 	if perr == nil {
-		perr = c.admit(req, seq)
+		perr = c.admit(req, seq, now)
 	}
 	if perr != nil {
 		frame := wsproto.AppendError(getBuf(), req, perr)
-		c.replies.add(frame, seq, 0, false, true)
+		c.replies.add(frame, seq, 0, false, true, -1)
 		putBuf(frame)
 	}
 }
@@ -224,15 +228,22 @@ func plainSleepError(t taskproto.Task, lim taskproto.Limits) *taskproto.Error {
 }
 
 // admit reserves the request's place on the connection and hands its task
-// to the scheduler.
-func (c *wsConn) admit(req wsproto.Request, seq uint64) *taskproto.Error {
+// to the scheduler; the request's frame was read at now.
+func (c *wsConn) admit(req wsproto.Request, seq uint64, now time.Time) *taskproto.Error {
+	if share := c.srv.opt.TimingSample; req.JSON && share > 0 && !req.Timing {
+		req.Timing = rand.Float64() < share
+	}
 	reserve := wsproto.MaxReplySize(req)
 	if err := c.replies.reserve(reserve); err != nil {
 		return err
 	}
-	now := time.Now()
 	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve}
 	t.ctx, t.cancel = context.WithDeadlineCause(c.ctx, now.Add(c.srv.opt.TaskTimeout), c.srv.timedOut)
+	if req.Timing && req.JSON {
+		t.tl = &taskproto.Timeline{}
+		t.tl.StampAt(taskproto.StageHostRead, taskproto.MonotonicAt(now))
+		t.ctx = taskproto.WithTimeline(t.ctx, t.tl)
+	}
 	if err := c.srv.sched.Admit(t); err != nil {
 		t.cancel()
 		c.replies.unreserve(reserve)
@@ -250,7 +261,11 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	} else {
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
+	written := -1 // where the reply's write instant goes, if it has a timeline
+	if t.tl != nil {
+		frame, written = wsproto.AppendTiming(frame, t.tl)
+	}
 	t.cancel()
-	c.replies.add(frame, t.plainSeq, t.reserved, true, inline)
+	c.replies.add(frame, t.plainSeq, t.reserved, true, inline, written)
 	putBuf(frame)
 }

@@ -195,6 +195,7 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 	if s.bounded != nil && !s.bounded[t.task.Kind] {
 		t.state, t.unbounded, t.submitting = stateRunning, true, true
 		s.mu.Unlock()
+		t.tl.Stamp(taskproto.StageHostSubmit)
 		s.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
 		t.submitting = false
@@ -266,6 +267,7 @@ func (s *Scheduler) pump() {
 		}
 		t.submitting = true
 		s.mu.Unlock()
+		t.tl.Stamp(taskproto.StageHostSubmit)
 		s.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
 		t.submitting = false

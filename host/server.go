@@ -60,6 +60,10 @@ type Options struct {
 	AuthToken    string
 	// TLS, when set, makes Serve serve wss:// and https://.
 	TLS *tls.Config
+	// TimingSample is the share of JSON requests, 0 to 1, whose timeline
+	// is recorded and sent in their reply though they did not ask for it
+	// ([server] timing_sample).
+	TimingSample float64
 }
 
 // Server serves WebSocket tasks. Create it with NewServer, run it with

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -43,7 +44,8 @@ type replyQueue struct {
 	inflight   int // admitted, reply not yet taken for writing
 	held       int // bytes: reserved by requests in flight, or queued
 	out        []byte
-	outReplies int // replies among the frames in out
+	outReplies int   // replies among the frames in out
+	outWritten []int // where in out replies with a timeline take their write instant
 	nextPlain  uint64
 	heldPlain  map[uint64]heldReply
 	writing    bool          // a writer goroutine is running
@@ -111,8 +113,9 @@ func (q *replyQueue) unreserve(n int) {
 // add queues a text reply; payload is copied, the caller keeps it.
 // plainSeq orders plain-text replies (0 for JSON); reserved is what its
 // request reserved; counted says it answers an admitted request, whose
-// slot it frees once taken for writing.
-func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted, inline bool) {
+// slot it frees once taken for writing; written, unless -1, is where in
+// payload the instant its write begins goes (wsproto.AppendTiming).
+func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted, inline bool, written int) {
 	q.mu.Lock()
 	if q.closing || q.closed { // the connection is going: nobody reads this
 		if counted {
@@ -129,6 +132,9 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted,
 		}
 		q.heldPlain[plainSeq] = heldReply{bytes.Clone(payload), counted}
 	} else {
+		if written >= 0 { // JSON: never held back
+			q.outWritten = append(q.outWritten, len(q.out)+frameSize(len(payload))-len(payload)+written)
+		}
 		q.appendLocked(opText, payload, counted)
 		for plainSeq != 0 {
 			q.nextPlain++
@@ -193,13 +199,20 @@ func (q *replyQueue) startLocked() bool {
 	return true
 }
 
-// takeLocked takes what is queued for writing: the requests it answers
-// free their slots.
+// takeLocked takes what is queued for writing, which begins now: the
+// requests it answers free their slots.
 func (q *replyQueue) takeLocked() []byte {
 	buf := q.out
 	q.out = nil
 	q.inflight -= q.outReplies
 	q.outReplies = 0
+	if len(q.outWritten) > 0 {
+		now := taskproto.Monotonic()
+		for _, at := range q.outWritten {
+			wsproto.PatchWritten(buf[at:], now)
+		}
+		q.outWritten = q.outWritten[:0]
+	}
 	return buf
 }
 

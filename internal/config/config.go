@@ -43,6 +43,9 @@ type Server struct {
 	// manifest of the plugin directory before starting it (verify_plugins = false).
 	VerifyPlugins bool
 	LogLevel      string // log_level = info
+	// TimingSample is the share of JSON requests, 0 to 1, whose timeline
+	// the host records and sends in their reply unasked (timing_sample = 0).
+	TimingSample float64
 }
 
 // Client is the [client] section.

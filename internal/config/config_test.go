@@ -134,6 +134,7 @@ func TestValues(t *testing.T) {
 			return reflect.DeepEqual(c.Server.AllowedOrigins, []string{"https://a.example", "http://b"})
 		}},
 		{"log level case", "[server]\nlog_level = DEBUG\n", func(c *Config) bool { return c.Server.LogLevel == "debug" }},
+		{"timing sample", "[server]\ntiming_sample = 0.25\n", func(c *Config) bool { return c.Server.TimingSample == 0.25 }},
 		{"fib at max", "[task_setting]\nfibonacci_limit = 200\n[limits]\nmax_fib_n = 200\n", func(c *Config) bool {
 			return c.TaskSetting.FibonacciLimit == 200 && c.Limits.MaxFibN == 200
 		}},
@@ -185,6 +186,8 @@ func TestBadValues(t *testing.T) {
 		{"file path", "task_setting", "large_file_name", "../etc/passwd", "must be a plain file name"},
 		{"too large", "client", "num_client", "99999999999999999999", "is out of range"},
 		{"not a bool", "server", "verify_plugins", "maybe", `"maybe" is not true or false`},
+		{"timing share above 1", "server", "timing_sample", "1.5", `"1.5" must be a share of requests from 0 to 1`},
+		{"timing share not a number", "server", "timing_sample", "NaN", `must be a share of requests from 0 to 1`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(t, "["+tc.section+"]\n"+tc.key+" = "+tc.value+"\n")

@@ -279,6 +279,13 @@ func Load(path string) (*Config, error) {
 		}
 		c.Server.VerifyPlugins = b == "true"
 	}
+	if v, ok := c.lookup("server", "timing_sample"); ok {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(r >= 0 && r <= 1) {
+			return fail("server", "timing_sample", fmt.Sprintf("%q must be a share of requests from 0 to 1", v))
+		}
+		c.Server.TimingSample = r
+	}
 	if v, ok := c.lookup("lab", "capacity_rates"); ok {
 		c.Lab.CapacityRates = nil
 		for _, item := range SplitList(v) {

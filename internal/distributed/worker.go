@@ -365,6 +365,6 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	var err error
 	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(&t))
 	res.Run = time.Since(start)
-	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err))
+	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent))
 	w.sendResult(m, reply, data)
 }

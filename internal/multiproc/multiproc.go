@@ -294,6 +294,7 @@ func (e *Executor) result(w *workerHandle, p *workerProcess, resp *pb.ExecuteRes
 		delete(w.inflight, resp.GetSeq())
 		w.tasks++
 		e.running--
+		plugin.MergeTiming(c.ctx, resp)
 		res, err := plugin.ResultOf(resp)
 		res.Worker = w.name
 		res.Queue += queued(c)

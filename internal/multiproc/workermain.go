@@ -88,7 +88,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	if wrap != nil {
 		exec = wrap(exec)
 	}
-	if err := plugin.ServeTasks(ctx, conn, exec, log); err != nil {
+	if err := plugin.ServeTasks(ctx, conn, exec, log, plugin.WorkerHop); err != nil {
 		log.Error("worker stopped", "error", err)
 		return 1
 	}

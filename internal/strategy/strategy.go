@@ -43,6 +43,10 @@ func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, worke
 	}
 	res.Run = time.Since(start)
 	m.running.Add(-1)
+	if tl := taskproto.TimelineFrom(ctx); tl != nil {
+		tl.StampAt(taskproto.StageTaskStart, taskproto.MonotonicAt(start))
+		tl.StampAt(taskproto.StageTaskEnd, taskproto.MonotonicAt(start.Add(res.Run)))
+	}
 	if err != nil {
 		m.failed.Add(1)
 		done(res, err)

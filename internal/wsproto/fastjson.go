@@ -22,10 +22,10 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 		return req, nil, false
 	}
 	req.JSON = true
-	var id, task, n []byte
+	var id, task, n, timing []byte
 	s.space()
 	if s.eat('}') {
-		return parseFastMembers(req, id, task, n, d)
+		return parseFastMembers(req, id, task, n, timing, d)
 	}
 	for {
 		s.space()
@@ -50,6 +50,8 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 			slot = &task
 		case "n":
 			slot = &n
+		case "timing":
+			slot = &timing
 		}
 		if slot != nil {
 			if *slot != nil {
@@ -70,10 +72,10 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 	if s.i != len(s.b) {
 		return req, nil, false
 	}
-	return parseFastMembers(req, id, task, n, d)
+	return parseFastMembers(req, id, task, n, timing, d)
 }
 
-func parseFastMembers(req Request, id, task, n []byte, d Defaults) (Request, *taskproto.Error, bool) {
+func parseFastMembers(req Request, id, task, n, timing []byte, d Defaults) (Request, *taskproto.Error, bool) {
 	if id != nil {
 		if c := id[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
 			return req, nil, false
@@ -88,6 +90,13 @@ func parseFastMembers(req Request, id, task, n []byte, d Defaults) (Request, *ta
 		return req, nil, false
 	}
 	req.Task = taskproto.Task{Kind: kind, N: tasks.DefaultN(kind, d.FibN)}
+	if timing != nil {
+		v, err := jsonBool(timing)
+		if err != nil {
+			return req, nil, false
+		}
+		req.Timing = v
+	}
 	if n != nil && string(n) != "null" {
 		if n[0] != '-' && (n[0] < '0' || n[0] > '9') {
 			return req, nil, false

@@ -47,6 +47,9 @@ func FuzzParse(f *testing.F) {
 		`{"id":"\u0001","task":"\u0001\u0001"}`,
 		`{"ID":1,"TASK":"fib","N":3}`,
 		`{"id":1,"id":"2","task":"fib","task":"cpu"}`,
+		`{"id":1,"task":"noop","timing":true}`,
+		`{"id":1,"task":"noop","timing":1}`,
+		`{"task":"noop","timing":false,"timing":true}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -201,6 +204,7 @@ func FuzzParseFast(f *testing.F) {
 		`{ "id" : -1.5e3 , "task" : "sleep" , "n" : null , "x" : [1] }`, `{"id":"a\"b","task":"io","n":0.5}`,
 		`{"task":"fib","n":1e999999999}`, `{"task":"fib","n":-0}`, `{"id":1,"id":2,"task":"noop"}`,
 		`{"task":"noop","other":{"a":1}}`, `{"task":"noop"} `, `{"task":"noop"}x`, `{}`, `{"task":"\u0066ib"}`,
+		`{"task":"noop","timing":true}`, `{"task":"noop","timing":null}`, `{"task":"noop","timing":"yes"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -213,7 +217,7 @@ func FuzzParseFast(f *testing.F) {
 			return
 		}
 		slow, serr := parseJSON(frame, testDefaults)
-		if fast.JSON != slow.JSON || !bytes.Equal(fast.ID, slow.ID) || fast.Task != slow.Task {
+		if fast.JSON != slow.JSON || !bytes.Equal(fast.ID, slow.ID) || fast.Task != slow.Task || fast.Timing != slow.Timing {
 			t.Fatalf("%q: fast %+v, full %+v", frame, fast, slow)
 		}
 		if (ferr == nil) != (serr == nil) || (ferr != nil && *ferr != *serr) {

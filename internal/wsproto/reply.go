@@ -20,6 +20,9 @@ type Reply struct {
 	QueueUS  *int64          `json:"queue_us,omitempty"`
 	RunUS    *int64          `json:"run_us,omitempty"`
 	Error    *ReplyError     `json:"error,omitempty"`
+	// Timing is the request's timeline: stage name → instant in ns of
+	// CLOCK_MONOTONIC (see taskproto.Stage).
+	Timing map[string]int64 `json:"timing,omitempty"`
 }
 
 // ReplyError is the error object of a failed JSON reply.
@@ -73,6 +76,40 @@ func AppendError(dst []byte, req Request, e *taskproto.Error) []byte {
 	dst = append(dst, `,"message":`...)
 	dst = appendString(dst, e.Message)
 	return append(dst, "}}"...)
+}
+
+// writtenWidth is the room the reply_written instant has in a reply: it
+// is known only as the reply's write begins, when the host writes it in
+// place (PatchWritten) of the blanks AppendTiming leaves.
+const writtenWidth = 20
+
+// AppendTiming adds tl's stamps to the reply frame in dst (which
+// AppendResult or AppendError wrote), and room for reply_written, which
+// begins at at in the returned frame.
+func AppendTiming(dst []byte, tl *taskproto.Timeline) (frame []byte, at int) {
+	dst = append(dst[:len(dst)-1], `,"timing":{`...) // the reply's closing brace comes back last
+	tl.Each(func(s taskproto.Stage, ns int64) {
+		if s == taskproto.StageReplyWritten {
+			return
+		}
+		dst = appendString(dst, s.String())
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, ns, 10)
+		dst = append(dst, ',')
+	})
+	dst = append(dst, `"reply_written":`...)
+	at = len(dst)
+	dst = append(dst, "0                   "[:writtenWidth]...)
+	return append(dst, "}}"...), at
+}
+
+// PatchWritten writes the instant ns into the room AppendTiming left at
+// the start of b.
+func PatchWritten(b []byte, ns int64) {
+	n := strconv.AppendInt(b[:0], ns, 10)
+	for i := len(n); i < writtenWidth; i++ {
+		b[i] = ' '
+	}
 }
 
 // appendHead writes {"id":...,"task":"..." (the task only when known).
@@ -151,6 +188,9 @@ func appendString(dst []byte, s string) []byte {
 // an error's code and message.
 const replyOverhead = 384
 
+// timingOverhead bounds what a reply's timeline adds to it.
+const timingOverhead = 512
+
 // MaxReplySize bounds the size of the reply to req, as the host reserves it
 // when it admits the request: the id echoed, the longest result the task
 // can have, and the fixed part. A result longer than this (a worker name
@@ -166,5 +206,9 @@ func MaxReplySize(req Request) int {
 	case taskproto.KindSleep:
 		result = int64(len("Request done"))
 	}
-	return len(req.ID) + replyOverhead + int(min(result, 1<<30))
+	n := len(req.ID) + replyOverhead + int(min(result, 1<<30))
+	if req.Timing {
+		n += timingOverhead
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package wsproto
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,37 @@ func TestMaxReplySize(t *testing.T) {
 		e := taskproto.Errorf(taskproto.CodeOutOfRange, "fib n must be between 0 and 100000, got 9223372036854775807; accepted: fib, cpu, io, sleep, noop")
 		if got, max := len(EncodeError(req, e)), MaxReplySize(req); got > max {
 			t.Errorf("%+v: error reply of %d bytes, reserved %d", c.task, got, max)
+		}
+	}
+}
+
+// A reply with a timeline is valid JSON before and after its write instant
+// is patched in, and carries every stamp.
+func TestAppendTiming(t *testing.T) {
+	var tl taskproto.Timeline
+	tl.StampAt(taskproto.StageHostRead, 100)
+	tl.StampAt(taskproto.StageTaskStart, 250)
+	req := Request{JSON: true, ID: json.RawMessage(`"a"`), Task: taskproto.Task{Kind: taskproto.KindNoop}, Timing: true}
+	for _, frame := range [][]byte{
+		AppendResult(nil, req, "pool", taskproto.Result{Worker: "g1"}),
+		AppendError(nil, req, taskproto.Errorf(taskproto.CodeOverloaded, "busy")),
+	} {
+		out, at := AppendTiming(frame, &tl)
+		var before Reply
+		if err := json.Unmarshal(out, &before); err != nil {
+			t.Fatalf("unpatched %s: %v", out, err)
+		}
+		PatchWritten(out[at:], 1234567890123456789)
+		var r Reply
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("patched %s: %v", out, err)
+		}
+		want := map[string]int64{"host_read": 100, "task_start": 250, "reply_written": 1234567890123456789}
+		if !reflect.DeepEqual(r.Timing, want) {
+			t.Errorf("timing %v, want %v", r.Timing, want)
+		}
+		if len(out) > len(frame)+timingOverhead {
+			t.Errorf("timeline adds %d bytes, more than timingOverhead", len(out)-len(frame))
 		}
 	}
 }

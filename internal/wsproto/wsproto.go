@@ -31,6 +31,9 @@ type Request struct {
 	// when it had none.
 	ID   json.RawMessage
 	Task taskproto.Task
+	// Timing: the request asked for its timeline ("timing": true), which
+	// its reply carries (AppendTiming).
+	Timing bool
 }
 
 // Parse reads one text frame. On error the returned Request still says
@@ -137,7 +140,25 @@ func parseJSON(frame []byte, d Defaults) (Request, *taskproto.Error) {
 		}
 		req.Task.N = v
 	}
+	if v, ok := raw["timing"]; ok {
+		timing, err := jsonBool(v)
+		if err != nil {
+			return req, err
+		}
+		req.Timing = timing
+	}
 	return req, nil
+}
+
+// jsonBool reads the value of "timing": true, false or null (false).
+func jsonBool(v []byte) (bool, *taskproto.Error) {
+	switch string(v) {
+	case "true":
+		return true, nil
+	case "false", "null":
+		return false, nil
+	}
+	return false, taskproto.Errorf(taskproto.CodeBadRequest, "timing must be true or false")
 }
 
 func isStringOrNumber(v json.RawMessage) bool {

@@ -347,3 +347,29 @@ func TestParseDoesNotAliasFrame(t *testing.T) {
 		t.Errorf("Request.ID changed with the frame buffer: %q", req.ID)
 	}
 }
+
+func TestParseTiming(t *testing.T) {
+	for _, tc := range []struct {
+		frame    string
+		want     bool
+		wantCode taskproto.Code
+	}{
+		{`{"id":1,"task":"noop","timing":true}`, true, ""},
+		{`{"id":1,"task":"noop","timing":false}`, false, ""},
+		{`{"id":1,"task":"noop","timing":null}`, false, ""},
+		{`{"id":1,"task":"noop"}`, false, ""},
+		{`{"id":"x\u0041","task":"fib","n":5,"timing":true}`, true, ""}, // the full parser's path
+		{`{"id":1,"task":"noop","timing":1}`, false, taskproto.CodeBadRequest},
+		{`{"id":1,"task":"noop","timing":"true"}`, false, taskproto.CodeBadRequest},
+	} {
+		req, err := Parse([]byte(tc.frame), testDefaults)
+		switch {
+		case tc.wantCode != "" && (err == nil || err.Code != tc.wantCode):
+			t.Errorf("Parse(%s) error %v, want %s", tc.frame, err, tc.wantCode)
+		case tc.wantCode == "" && err != nil:
+			t.Errorf("Parse(%s) error %v", tc.frame, err)
+		case req.Timing != tc.want:
+			t.Errorf("Parse(%s).Timing = %v, want %v", tc.frame, req.Timing, tc.want)
+		}
+	}
+}

@@ -621,7 +621,10 @@ type Task struct {
 	Kind  string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	N     int64                  `protobuf:"varint,3,opt,name=n,proto3" json:"n,omitempty"`
 	// Time the sender allows the task, measured when it was sent; 0: none.
-	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// The sender asks for the task's timeline: the response carries the
+	// instants of the stages its receiver passed (timing).
+	Timing        bool `protobuf:"varint,5,opt,name=timing,proto3" json:"timing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -682,6 +685,13 @@ func (x *Task) GetTimeoutMs() int64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *Task) GetTiming() bool {
+	if x != nil {
+		return x.Timing
+	}
+	return false
 }
 
 type Cancel struct {
@@ -818,8 +828,12 @@ type ExecuteResponse struct {
 	QueueUs int64                  `protobuf:"varint,4,opt,name=queue_us,json=queueUs,proto3" json:"queue_us,omitempty"`
 	RunUs   int64                  `protobuf:"varint,5,opt,name=run_us,json=runUs,proto3" json:"run_us,omitempty"`
 	// Empty on success; one of the error codes of the WebSocket protocol.
-	ErrorCode     string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorCode    string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// Stage name → instant in ns of CLOCK_MONOTONIC, for a task that asked
+	// for its timeline (Task.timing): the stages the plugin, its workers and
+	// the task passed.
+	Timing        map[string]int64 `protobuf:"bytes,8,rep,name=timing,proto3" json:"timing,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -901,6 +915,13 @@ func (x *ExecuteResponse) GetErrorMessage() string {
 		return x.ErrorMessage
 	}
 	return ""
+}
+
+func (x *ExecuteResponse) GetTiming() map[string]int64 {
+	if x != nil {
+		return x.Timing
+	}
+	return nil
 }
 
 type StatsRequest struct {
@@ -1155,19 +1176,20 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12 \n" +
 	"\vconcurrency\x18\x03 \x01(\x03R\vconcurrency\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12#\n" +
-	"\rbounded_kinds\x18\x05 \x03(\tR\fboundedKinds\"Y\n" +
+	"\rbounded_kinds\x18\x05 \x03(\tR\fboundedKinds\"q\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\f\n" +
 	"\x01n\x18\x03 \x01(\x03R\x01n\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"\x1a\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x16\n" +
+	"\x06timing\x18\x05 \x01(\bR\x06timing\"\x1a\n" +
 	"\x06Cancel\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"}\n" +
 	"\x0eExecuteRequest\x12.\n" +
 	"\x04task\x18\x01 \x01(\v2\x18.wslab.taskproto.v3.TaskH\x00R\x04task\x124\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x1a.wslab.taskproto.v3.CancelH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"\xc9\x01\n" +
+	"\x03msg\"\xcd\x02\n" +
 	"\x0fExecuteResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x16\n" +
@@ -1176,7 +1198,11 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x06run_us\x18\x05 \x01(\x03R\x05runUs\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\tR\terrorCode\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"\x0e\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x12G\n" +
+	"\x06timing\x18\b \x03(\v2/.wslab.taskproto.v3.ExecuteResponse.TimingEntryR\x06timing\x1a9\n" +
+	"\vTimingEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x0e\n" +
 	"\fStatsRequest\"w\n" +
 	"\vWorkerStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
@@ -1215,7 +1241,7 @@ func file_taskproto_pb_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_taskproto_pb_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_taskproto_pb_executor_proto_goTypes = []any{
 	(KeyType)(0),              // 0: wslab.taskproto.v3.KeyType
 	(*Limits)(nil),            // 1: wslab.taskproto.v3.Limits
@@ -1234,6 +1260,7 @@ var file_taskproto_pb_executor_proto_goTypes = []any{
 	(*WorkerStats)(nil),       // 14: wslab.taskproto.v3.WorkerStats
 	(*StatsResponse)(nil),     // 15: wslab.taskproto.v3.StatsResponse
 	nil,                       // 16: wslab.taskproto.v3.Config.SettingsEntry
+	nil,                       // 17: wslab.taskproto.v3.ExecuteResponse.TimingEntry
 }
 var file_taskproto_pb_executor_proto_depIdxs = []int32{
 	1,  // 0: wslab.taskproto.v3.Config.limits:type_name -> wslab.taskproto.v3.Limits
@@ -1244,18 +1271,19 @@ var file_taskproto_pb_executor_proto_depIdxs = []int32{
 	8,  // 5: wslab.taskproto.v3.ConfigureResponse.info:type_name -> wslab.taskproto.v3.StrategyInfo
 	9,  // 6: wslab.taskproto.v3.ExecuteRequest.task:type_name -> wslab.taskproto.v3.Task
 	10, // 7: wslab.taskproto.v3.ExecuteRequest.cancel:type_name -> wslab.taskproto.v3.Cancel
-	14, // 8: wslab.taskproto.v3.StatsResponse.workers:type_name -> wslab.taskproto.v3.WorkerStats
-	3,  // 9: wslab.taskproto.v3.Executor.Describe:input_type -> wslab.taskproto.v3.DescribeRequest
-	6,  // 10: wslab.taskproto.v3.Executor.Configure:input_type -> wslab.taskproto.v3.ConfigureRequest
-	13, // 11: wslab.taskproto.v3.Executor.Stats:input_type -> wslab.taskproto.v3.StatsRequest
-	4,  // 12: wslab.taskproto.v3.Executor.Describe:output_type -> wslab.taskproto.v3.DescribeResponse
-	7,  // 13: wslab.taskproto.v3.Executor.Configure:output_type -> wslab.taskproto.v3.ConfigureResponse
-	15, // 14: wslab.taskproto.v3.Executor.Stats:output_type -> wslab.taskproto.v3.StatsResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	17, // 8: wslab.taskproto.v3.ExecuteResponse.timing:type_name -> wslab.taskproto.v3.ExecuteResponse.TimingEntry
+	14, // 9: wslab.taskproto.v3.StatsResponse.workers:type_name -> wslab.taskproto.v3.WorkerStats
+	3,  // 10: wslab.taskproto.v3.Executor.Describe:input_type -> wslab.taskproto.v3.DescribeRequest
+	6,  // 11: wslab.taskproto.v3.Executor.Configure:input_type -> wslab.taskproto.v3.ConfigureRequest
+	13, // 12: wslab.taskproto.v3.Executor.Stats:input_type -> wslab.taskproto.v3.StatsRequest
+	4,  // 13: wslab.taskproto.v3.Executor.Describe:output_type -> wslab.taskproto.v3.DescribeResponse
+	7,  // 14: wslab.taskproto.v3.Executor.Configure:output_type -> wslab.taskproto.v3.ConfigureResponse
+	15, // 15: wslab.taskproto.v3.Executor.Stats:output_type -> wslab.taskproto.v3.StatsResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_taskproto_pb_executor_proto_init() }
@@ -1273,7 +1301,7 @@ func file_taskproto_pb_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskproto_pb_executor_proto_rawDesc), len(file_taskproto_pb_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

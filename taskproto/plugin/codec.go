@@ -15,7 +15,7 @@ import (
 // TaskMessage is t as the wire carries it, with the time ctx still allows
 // it (none when ctx has no deadline).
 func TaskMessage(ctx context.Context, seq uint64, t taskproto.Task) *pb.Task {
-	m := &pb.Task{Seq: seq, Kind: t.Kind, N: t.N}
+	m := &pb.Task{Seq: seq, Kind: t.Kind, N: t.N, Timing: taskproto.TimelineFrom(ctx) != nil}
 	if dl, ok := ctx.Deadline(); ok {
 		// At least a millisecond: 0 means no deadline.
 		m.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
@@ -38,18 +38,39 @@ func TaskDeadline(m *pb.Task, received time.Time) (deadline time.Time, ok bool) 
 }
 
 // TaskContext is the context the receiver runs m under: parent's, ended at
-// the deadline m carries.
+// the deadline m carries, and carrying a new timeline when m asks for one.
 func TaskContext(parent context.Context, m *pb.Task) (context.Context, context.CancelFunc) {
+	if m.GetTiming() {
+		parent = taskproto.WithTimeline(parent, &taskproto.Timeline{})
+	}
 	if dl, ok := TaskDeadline(m, time.Now()); ok {
 		return context.WithDeadline(parent, dl)
 	}
 	return context.WithCancel(parent)
 }
 
+// Hop names the stages the receiving end of a data channel stamps on a
+// task's timeline: where it read the task and where it sent the outcome.
+type Hop struct{ Recv, Sent taskproto.Stage }
+
+// The hops of a plugin serving the host and of a worker serving a plugin
+// or the host.
+var (
+	PluginHop = Hop{Recv: taskproto.StagePluginRecv, Sent: taskproto.StagePluginSent}
+	WorkerHop = Hop{Recv: taskproto.StageWorkerRecv, Sent: taskproto.StageWorkerSent}
+)
+
 // ResponseMessage is the outcome of task seq as the wire carries it; ctx is
-// the task's, to name the code of an error it caused (see AsError).
-func ResponseMessage(ctx context.Context, seq uint64, r taskproto.Result, err error) *pb.ExecuteResponse {
+// the task's, to name the code of an error it caused (see AsError), and to
+// carry its timeline, which is stamped sent (a Hop's Sent) now.
+func ResponseMessage(ctx context.Context, seq uint64, r taskproto.Result, err error, sent taskproto.Stage) *pb.ExecuteResponse {
 	m := &pb.ExecuteResponse{Seq: seq, Worker: r.Worker, QueueUs: r.Queue.Microseconds(), RunUs: r.Run.Microseconds()}
+	if tl := taskproto.TimelineFrom(ctx); tl != nil {
+		now := taskproto.Monotonic()
+		tl.EndedAt(now, r.Run)
+		tl.StampAt(sent, now)
+		m.Timing = tl.Map()
+	}
 	if err != nil {
 		e := taskproto.AsError(ctx, err)
 		m.ErrorCode, m.ErrorMessage = string(e.Code), e.Message
@@ -57,6 +78,14 @@ func ResponseMessage(ctx context.Context, seq uint64, r taskproto.Result, err er
 		m.Result = r.Value
 	}
 	return m
+}
+
+// MergeTiming adds the stages a wire message was stamped with to the
+// timeline of ctx, the task's, if it has one.
+func MergeTiming(ctx context.Context, m *pb.ExecuteResponse) {
+	if len(m.GetTiming()) > 0 {
+		taskproto.TimelineFrom(ctx).Merge(m.GetTiming())
+	}
 }
 
 // ResultOf is the outcome a wire message carries.

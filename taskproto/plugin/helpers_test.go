@@ -71,7 +71,7 @@ func pair(t *testing.T, exec taskproto.Executor) (*Remote, net.Conn, *served) {
 	}
 	sv := &served{done: make(chan struct{})}
 	go func() {
-		sv.err = ServeTasks(context.Background(), far, exec, nil)
+		sv.err = ServeTasks(context.Background(), far, exec, nil, PluginHop)
 		close(sv.done)
 	}()
 	r := NewRemote(ours, taskproto.StrategyInfo{Name: "fake"}, "plugin fake")

@@ -65,6 +65,7 @@ func (r *Remote) Submit(ctx context.Context, t taskproto.Task, done taskproto.Do
 	}
 	r.seq++
 	seq := r.seq
+	taskproto.Stamp(ctx, taskproto.StageHostSent)
 	flush, err := r.out.Append(TaskRequest(TaskMessage(ctx, seq, t)))
 	if err != nil {
 		r.mu.Unlock()
@@ -144,6 +145,10 @@ func (r *Remote) deliver(resp *pb.ExecuteResponse) {
 		return // abandoned: its caller has had its answer
 	}
 	c.stop()
+	if tl := taskproto.TimelineFrom(c.ctx); tl != nil {
+		tl.Stamp(taskproto.StageHostRecv)
+		tl.Merge(resp.GetTiming())
+	}
 	c.done(ResultOf(resp))
 }
 

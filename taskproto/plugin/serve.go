@@ -146,7 +146,7 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 // serveTasks serves the data channel; when the host closes it, or dies,
 // the plugin has nothing left to do and exits.
 func (s *controlServer) serveTasks(exec taskproto.Executor) {
-	err := ServeTasks(context.Background(), s.data, exec, s.log)
+	err := ServeTasks(context.Background(), s.data, exec, s.log, PluginHop)
 	if err != nil {
 		s.log.Error("data channel failed", "error", err)
 	} else {

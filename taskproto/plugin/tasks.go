@@ -19,14 +19,16 @@ import (
 // and writes each outcome back; a cancel stops its task. It returns when
 // conn ends, once every task it submitted has been answered (or, past
 // that, has been cancelled and stopped). A plugin serves the host's tasks
-// with it, and a multiproc worker its plugin's.
-func ServeTasks(ctx context.Context, conn io.ReadWriter, exec taskproto.Executor, log hclog.Logger) error {
+// with it, and a multiproc worker its plugin's; hop names the stages it
+// stamps on the timeline of a task that asks for one.
+func ServeTasks(ctx context.Context, conn io.ReadWriter, exec taskproto.Executor, log hclog.Logger, hop Hop) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	ctx, cancelAll := context.WithCancel(ctx)
 	s := &taskServer{
 		exec:    exec,
+		hop:     hop,
 		out:     NewFrameWriter(conn),
 		log:     log,
 		running: map[uint64]context.CancelFunc{},
@@ -50,6 +52,7 @@ func ServeTasks(ctx context.Context, conn io.ReadWriter, exec taskproto.Executor
 
 type taskServer struct {
 	exec taskproto.Executor
+	hop  Hop
 	out  *FrameWriter
 	log  hclog.Logger
 
@@ -86,6 +89,7 @@ func (s *taskServer) handle(ctx context.Context, req *pb.ExecuteRequest, more bo
 func (s *taskServer) start(parent context.Context, m *pb.Task) {
 	seq := m.GetSeq()
 	ctx, cancel := TaskContext(parent, m)
+	taskproto.Stamp(ctx, s.hop.Recv)
 	s.mu.Lock()
 	if _, dup := s.running[seq]; dup {
 		s.mu.Unlock()
@@ -97,7 +101,7 @@ func (s *taskServer) start(parent context.Context, m *pb.Task) {
 	s.mu.Unlock()
 	s.wg.Add(1)
 	s.exec.Submit(ctx, TaskOf(m), func(res taskproto.Result, err error) {
-		resp := ResponseMessage(ctx, seq, res, err)
+		resp := ResponseMessage(ctx, seq, res, err, s.hop.Sent)
 		s.mu.Lock()
 		delete(s.running, seq)
 		s.mu.Unlock()
