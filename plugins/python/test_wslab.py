@@ -18,6 +18,8 @@ from wslab import executor_pb2 as pb
 from wslab.log import Logger
 from wslab.control import Config
 
+# A timeline's stages, in the order a task passes them.
+STAGES = ("plugin_recv", "task_start", "task_end", "plugin_sent")
 LIMITS = pb.Limits(max_fib_n=100_000, max_cpu_n=1_000_000_000, max_io_bytes=100_000_000, max_sleep_ms=100_000)
 QUIET = Logger("test", "off")
 
@@ -86,6 +88,21 @@ class FrameTest(unittest.TestCase):
         with self.assertRaises(frame.FrameError):
             frame.Decoder().feed((frame.MAX_FRAME + 1).to_bytes(4, "big"))
 
+    def test_outbox_stamps_timed_replies_when_taken(self):
+        plain = frame.reply(1, "x")
+        self.assertIsInstance(plain, bytes)
+        out = frame.Outbox()
+        out.add(plain)
+        out.add(frame.reply(2, "y", timing={"plugin_recv": 5}))
+        before = monotonic_ns()
+        data = out.take()
+        after = monotonic_ns()
+        self.assertFalse(out)
+        self.assertEqual(data[:len(plain)], plain)
+        m = pb.ExecuteResponse.FromString(data[len(plain) + 4:])
+        self.assertEqual((m.seq, m.result, set(m.timing)), (2, "y", {"plugin_recv", "plugin_sent"}))
+        self.assertTrue(before <= m.timing["plugin_sent"] <= after)
+
 
 class KeysTest(unittest.TestCase):
     def test_values_in_the_host_s_words(self):
@@ -140,8 +157,12 @@ class Host:
         return left
 
 
-def task(seq, kind, n=0, timeout_ms=0):
-    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms))
+def task(seq, kind, n=0, timeout_ms=0, timing=False):
+    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms, timing=timing))
+
+
+def monotonic_ns():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 def cancel(seq):
@@ -176,6 +197,31 @@ class StrategyCases:
         self.assertEqual((r[1].error_code, r[2].error_code), ("shutting_down", "timeout"))
         self.host.send(task(3, "noop"))
         self.assertEqual(self.host.replies(1)[3].error_code, "")
+
+    def test_timeline(self):
+        before = monotonic_ns()
+        self.host.send(task(1, "sleep", 20, timing=True), task(2, "fib", 90, timing=True), task(3, "fib", 90),
+                       task(4, "dance", timing=True), task(5, "sleep", 5000, timing=True))
+        time.sleep(0.2)
+        # 5 is stopped while it runs; 6 before it starts (the same read).
+        self.host.send(cancel(5), task(6, "sleep", 5000, timing=True), cancel(6))
+        r = self.host.replies(6)
+        after = monotonic_ns()
+        self.assertEqual(([r[i].error_code for i in range(1, 7)]),
+                         ["", "", "", "unknown_task", "shutting_down", "shutting_down"])
+        self.assertEqual(dict(r[3].timing), {}, "a task that did not ask got a timeline")
+        reached = {1: STAGES, 2: STAGES, 4: ("plugin_recv", "plugin_sent"), 5: STAGES,
+                   6: ("plugin_recv", "plugin_sent")}
+        for seq, stages in reached.items():
+            tl = dict(r[seq].timing)
+            self.assertEqual(set(tl), set(stages), f"task {seq}'s stages")
+            at = [tl[s] for s in stages]
+            self.assertEqual(at, sorted(at), f"task {seq}'s stages out of order: {tl}")
+            self.assertTrue(before <= at[0] and at[-1] <= after, f"task {seq}'s stages outside the test's "
+                                                                 f"[{before}, {after}]: {tl}")
+        # The task's own stages are where it ran: the 20 ms sleep is between.
+        self.assertGreaterEqual(r[1].timing["task_end"] - r[1].timing["task_start"], 15_000_000)
+        self.assertGreaterEqual(r[5].timing["task_end"] - r[5].timing["task_start"], 100_000_000)
 
 
 class AsyncioTest(StrategyCases, unittest.TestCase):

@@ -41,7 +41,7 @@ class AsyncioStrategy(Strategy):
         self._transport = None
         self._jobs = {}  # seq -> _Job, received and not yet answered
         self._requests = None  # a frame.Requests, once configured
-        self._out = []  # reply frames to write at the end of this turn of the loop
+        self._out = frame.Outbox()  # replies to write at the end of this turn of the loop
         self.queued = self.running = self.completed = self.failed = 0
 
     def configure(self, config, log):
@@ -102,7 +102,7 @@ class AsyncioStrategy(Strategy):
 
     def _refuse(self, task, error):
         self.failed += 1
-        self._reply(frame.reply(task.seq, worker=WORKER, error=error))
+        self._reply(frame.reply(task.seq, worker=WORKER, error=error, timing=task.timing))
 
     def _cancel(self, job):
         self._stop(job, frame.cancelled())
@@ -124,8 +124,11 @@ class AsyncioStrategy(Strategy):
         self.running += 1
         job.started = True
         value, error = "", job.why
+        timing = t.timing if error is None else None  # a task stopped before its turn has no stages of its own
         try:
             if error is None:
+                if timing is not None:
+                    timing[frame.TASK_START] = frame.monotonic_ns()
                 value = await self._execute(t)
         except tasks.TaskError as e:
             error = e
@@ -133,6 +136,8 @@ class AsyncioStrategy(Strategy):
             error = job.why or frame.shutting_down()
         except Exception as e:  # a bug or an OS error: the task fails, the loop goes on
             error = tasks.TaskError(tasks.INTERNAL, str(e))
+        if timing is not None:
+            timing[frame.TASK_END] = frame.monotonic_ns()
         self.running -= 1
         self._answer(job, value, error, start)
 
@@ -156,17 +161,18 @@ class AsyncioStrategy(Strategy):
         else:
             self.failed += 1
         now = time.monotonic()
-        self._reply(frame.reply(job.task.seq, value, WORKER, start - job.task.received, now - start, error))
+        t = job.task
+        self._reply(frame.reply(t.seq, value, WORKER, start - t.received, now - start, error, t.timing))
 
     def _reply(self, data):
         """Queues a reply; the replies of one turn of the loop leave in one write."""
         if not self._out:
             self._loop.call_soon(self._flush)
-        self._out.append(data)
+        self._out.add(data)
 
     def _flush(self):
         if self._out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(self._out))
+            self._transport.write(self._out.take())
         self._out.clear()
 
     def broken(self, error):

@@ -2,8 +2,16 @@
 4-byte big-endian length and a serialized ExecuteRequest (host to plugin)
 or ExecuteResponse (plugin to host). The decoder does no I/O, so that a
 thread's blocking reads and an event loop's callbacks share it; and replies
-that are ready together are joined into one write by their callers.
-Requests is what every strategy does with what the decoder gives."""
+that are ready together are joined into one write (Outbox). Requests is
+what every strategy does with what the decoder gives.
+
+A task that asks for its timeline (Task.timing) carries its stamps as stage
+name -> instant in ns of CLOCK_MONOTONIC, the clock every process on the
+machine shares (taskproto/timing.go): plugin_recv when its frame has been
+read, task_start and task_end where it runs (the strategy's, or its
+worker's, stamps), plugin_sent right before its reply is written. A stage
+the task did not reach (refused; stopped before it started) is left out.
+A task that does not ask costs no clock read more."""
 
 import time
 
@@ -14,6 +22,18 @@ from . import tasks
 MAX_FRAME = 16 << 20
 # How much one read of the channel asks for: several small frames a read.
 READ_SIZE = 64 << 10
+
+# The stages of a task's timeline the plugin stamps, named as
+# taskproto.Stage names them.
+PLUGIN_RECV = "plugin_recv"
+TASK_START = "task_start"
+TASK_END = "task_end"
+PLUGIN_SENT = "plugin_sent"
+
+
+def monotonic_ns():
+    """Now on CLOCK_MONOTONIC in ns: the instant of a timeline's stage."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
 class FrameError(Exception):
@@ -57,11 +77,14 @@ class Decoder:
 
 class Task:
     """A task as received: its deadline is counted from its receipt, as the
-    Go side's TaskDeadline counts it."""
+    Go side's TaskDeadline counts it. timing is None, or, when the task asks
+    for its timeline, its stamps so far (stage name -> ns), which the
+    strategy adds to and gives its reply."""
 
-    __slots__ = ("seq", "kind", "n", "received", "deadline")
+    __slots__ = ("seq", "kind", "n", "received", "deadline", "timing")
 
     def __init__(self, m):
+        self.timing = {PLUGIN_RECV: monotonic_ns()} if m.timing else None
         self.seq, self.kind, self.n = m.seq, m.kind, m.n
         self.received = time.monotonic()
         self.deadline = self.received + m.timeout_ms / 1000 if m.timeout_ms > 0 else None
@@ -101,13 +124,71 @@ class Requests:
                 self._cancel(job)
 
 
-def reply(seq, result="", worker="", queue_s=0.0, run_s=0.0, error=None):
-    """The frame that answers task seq; error is a tasks.TaskError."""
+def reply(seq, result="", worker="", queue_s=0.0, run_s=0.0, error=None, timing=None):
+    """The frame that answers task seq, for an Outbox; error is a
+    tasks.TaskError. timing is the task's (Task.timing): a task that asked
+    for its timeline gets a Timed reply, encoded when it is written."""
     m = pb.ExecuteResponse(seq=seq, worker=worker, queue_us=int(queue_s * 1e6), run_us=int(run_s * 1e6))
     if error is None:
         m.result = result
     else:
         m.error_code, m.error_message = error.code, error.message
+    if timing is not None:
+        m.timing.update(timing)
+        return Timed(m)
+    return encode(m)
+
+
+class Timed:
+    """A reply that carries its task's timeline: it is stamped plugin_sent
+    and encoded only when its write is due (Outbox.take)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message):
+        self.message = message
+
+
+class Outbox:
+    """The replies of one turn of a strategy's loop, which leave in one
+    write: frames (bytes), and Timed replies, which take() stamps."""
+
+    __slots__ = ("_parts", "_timed")
+
+    def __init__(self):
+        self._parts = []
+        self._timed = False  # some part is a Timed
+
+    def __bool__(self):
+        return bool(self._parts)
+
+    def __len__(self):
+        return len(self._parts)
+
+    def add(self, data):
+        """Queues a reply (frame.reply's)."""
+        self._parts.append(data)
+        if data.__class__ is not bytes:
+            self._timed = True
+
+    def take(self):
+        """Every queued reply as one write, which the caller makes at once:
+        the Timed ones are stamped plugin_sent now. The outbox is left empty."""
+        parts, self._parts = self._parts, []
+        if self._timed:
+            self._timed = False
+            now = monotonic_ns()
+            parts = [p if p.__class__ is bytes else _sent(p.message, now) for p in parts]
+        return b"".join(parts)
+
+    def clear(self):
+        """Drops the queued replies: there is no channel to write them to."""
+        self._parts.clear()
+        self._timed = False
+
+
+def _sent(m, now):
+    m.timing[PLUGIN_SENT] = now
     return encode(m)
 
 

@@ -47,12 +47,13 @@ PROCESSES = keys.Key("other", "multiprocessing_processes", keys.INT, "4", min=1,
 class _Job:
     """A task from its receipt to its one reply."""
 
-    __slots__ = ("task", "path", "sent", "slot", "answered")
+    __slots__ = ("task", "path", "sent", "sent_ns", "slot", "answered")
 
     def __init__(self, task):
         self.task = task
         self.path = None  # its io file
         self.sent = None  # when a worker got it
+        self.sent_ns = None  # when it had been written to its worker, for a task that asks for its timeline
         self.slot = None  # the worker running it
         self.answered = False
 
@@ -96,7 +97,7 @@ class MultiprocessingStrategy(Strategy):
         self._idle = {}  # id -> _Slot, in the order they became idle
         self._restarting = {}  # id -> _Slot waiting for restart_at
         self._dying = {}  # sentinel -> (process, io file), killed and not yet reaped
-        self._out = []  # reply frames of this turn
+        self._out = frame.Outbox()  # replies of this turn
         self._sock = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lifeline = None  # (read end, write end): see worker.main
@@ -207,7 +208,8 @@ class MultiprocessingStrategy(Strategy):
     def _refuse(self, task, error):
         """Answers a task that never got a job."""
         self.failed += 1
-        self._out.append(frame.reply(task.seq, queue_s=time.monotonic() - task.received, error=error))
+        self._out.add(frame.reply(task.seq, queue_s=time.monotonic() - task.received, error=error,
+                                  timing=task.timing))
 
     def _cancel(self, job):
         self._stop(job, frame.cancelled())
@@ -246,13 +248,16 @@ class MultiprocessingStrategy(Strategy):
             self._running += 1
             t = job.task
             try:
-                slot.conn.send((t.seq, t.kind, t.n, job.path))
+                slot.conn.send((t.seq, t.kind, t.n, job.path, t.timing is not None))
             except OSError:
                 self._lose(slot, None)
+                continue
+            if t.timing is not None:
+                job.sent_ns = frame.monotonic_ns()
 
     def _result(self, slot):
         try:
-            seq, value, code, message, run_s = slot.conn.recv()
+            seq, value, code, message, run_s, stamps = slot.conn.recv()
         except (EOFError, OSError):
             self._lose(slot, None)
             return
@@ -261,6 +266,8 @@ class MultiprocessingStrategy(Strategy):
             self._log.warn("worker answered a task it does not hold", worker=slot.id, seq=seq)
             return
         slot.job, job.slot = None, None
+        if stamps is not None and job.task.timing is not None:  # the worker's own, on the shared clock
+            job.task.timing[frame.TASK_START], job.task.timing[frame.TASK_END] = stamps
         self._running -= 1
         slot.tasks += 1
         self._idle[slot.id] = slot
@@ -279,13 +286,18 @@ class MultiprocessingStrategy(Strategy):
         queued = (job.sent or time.monotonic()) - t.received
         if worker_id is None:
             worker_id = job.slot.id if job.slot else ""
-        self._out.append(frame.reply(t.seq, value, worker_id, queued, run_s, error))
+        if t.timing is not None and job.slot is not None and job.sent_ns is not None:
+            # Stopped on its worker, or lost with it: the worker never said
+            # when the task ran, so the plugin's view stands in for it, from
+            # the handover to now (its worker is killed right after).
+            t.timing[frame.TASK_START] = job.sent_ns
+            t.timing[frame.TASK_END] = frame.monotonic_ns()
+        self._out.add(frame.reply(t.seq, value, worker_id, queued, run_s, error, t.timing))
 
     def _flush(self):
         if not self._out:
             return
-        data = b"".join(self._out)
-        self._out.clear()
+        data = self._out.take()
         try:
             self._sock.sendall(data)
         except OSError as e:  # the host is gone: its end of the channel says so next

@@ -14,18 +14,22 @@ from . import tasks
 def main(conn, worker_id, lifeline):
     """Serves tasks from conn until the plugin closes it.
 
-    Request: (seq, kind, n, path); reply: (seq, result, error_code,
-    error_message, run_seconds). path is the io task's file, chosen by the
-    plugin so that it can remove the file of a worker it kills. lifeline is
+    Request: (seq, kind, n, path, timing); reply: (seq, result, error_code,
+    error_message, run_seconds, stamps). path is the io task's file, chosen
+    by the plugin so that it can remove the file of a worker it kills.
+    timing says the task asks for its timeline: stamps is then the instants
+    it started and ended, (task_start, task_end) in ns of CLOCK_MONOTONIC,
+    which every process on the machine shares; None otherwise. lifeline is
     the read end of a pipe only the plugin writes: it ends when the plugin
     does, however it dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     _exit_with_plugin(lifeline)
     while True:  # bounded: ends when the plugin closes the pipe
         try:
-            seq, kind, n, path = conn.recv()
+            seq, kind, n, path, timing = conn.recv()
         except EOFError:
             return
+        started_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC) if timing else 0
         start = time.monotonic()
         value, code, message = "", "", ""
         try:
@@ -34,7 +38,9 @@ def main(conn, worker_id, lifeline):
             code, message = e.code, e.message
         except Exception as e:  # a bug or an OS error fails the task, not the worker
             code, message = tasks.INTERNAL, f"worker {worker_id}: {e}"
-        conn.send((seq, value, code, message, time.monotonic() - start))
+        run_s = time.monotonic() - start
+        stamps = (started_ns, time.clock_gettime_ns(time.CLOCK_MONOTONIC)) if timing else None
+        conn.send((seq, value, code, message, run_s, stamps))
 
 
 def _exit_with_plugin(lifeline):
