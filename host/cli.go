@@ -198,6 +198,7 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 	defer stop()
 
 	scfg := StrategyConfig(cfg, name)
+	batches := &replyBatches{}
 	var strat Strategy
 	if name == Inproc {
 		if os.Getenv("GOMAXPROCS") == "" {
@@ -210,7 +211,7 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		if err != nil {
 			return err
 		}
-		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: launch, Config: scfg, Settings: cfg.StrategySettings})
+		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: launch, Config: scfg, Settings: cfg.StrategySettings, batches: batches})
 		if err != nil {
 			return err
 		}
@@ -244,6 +245,7 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		AuthToken:      cfg.Server.AuthToken,
 		TLS:            tlsConfig,
 		TimingSample:   cfg.Server.TimingSample,
+		batches:        batches,
 	})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -64,6 +64,10 @@ type Options struct {
 	// is recorded and sent in their reply though they did not ask for it
 	// ([server] timing_sample).
 	TimingSample float64
+
+	// batches are shared with the plugin's supervisor (PluginOptions), so
+	// that replies a batch of plugin answers causes are written at its end.
+	batches *replyBatches
 }
 
 // Server serves WebSocket tasks. Create it with NewServer, run it with
@@ -101,6 +105,9 @@ func NewServer(opt Options) *Server {
 	}
 	if opt.Window == nil {
 		opt.Window = NewWindow(opt.Strategy.Info().Concurrency, 16, 256, 2*time.Millisecond)
+	}
+	if opt.batches == nil {
+		opt.batches = &replyBatches{}
 	}
 	s := &Server{
 		opt:      opt,

@@ -28,6 +28,10 @@ type PluginOptions struct {
 	// Settings checks the configuration's values of the declared keys
 	// (config.Config.StrategySettings); its error stops the start.
 	Settings func([]taskproto.Key) (map[string]string, error)
+
+	// batches is the server's, whose replies the plugin's answers cause
+	// are then written in batches (nil: by writer goroutines).
+	batches *replyBatches
 }
 
 // PluginSupervisor runs one strategy plugin: it starts the process through
@@ -113,7 +117,7 @@ func (s *PluginSupervisor) configure(ctx context.Context, proc *plugin.Process) 
 	if err != nil {
 		return nil, err
 	}
-	return proc.Remote(info), nil
+	return proc.Remote(info, s.opt.batches.hooks()), nil
 }
 
 // Wait blocks until the plugin dies, and says how.

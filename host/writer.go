@@ -11,6 +11,7 @@ import (
 
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // minWriteWait is the least time a write of replies is given.
@@ -154,12 +155,72 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted,
 		return
 	}
 	if start {
-		if inline {
+		switch {
+		case inline:
 			q.writeNow()
-		} else {
+		case !q.c.srv.opt.batches.hold(q):
 			go q.flush(nil, false)
 		}
 	}
+}
+
+// replyBatches lets the readers of plugins' answers (plugin.BatchHooks)
+// write the replies a batch of answers causes themselves, at the batch's
+// end: each connection's replies in one system call, and no writer
+// goroutine woken when the socket takes them. While any reader is inside
+// a batch, a reply queued by any goroutine waits for the end of one; each
+// end writes all that wait.
+type replyBatches struct {
+	mu      sync.Mutex
+	open    int // readers inside a batch
+	waiting []*replyQueue
+	spare   []*replyQueue
+}
+
+// hooks are the plugin.BatchHooks that open and end a batch; none for nil.
+func (b *replyBatches) hooks() plugin.BatchHooks {
+	if b == nil {
+		return plugin.BatchHooks{}
+	}
+	return plugin.BatchHooks{Begin: b.begin, End: b.end}
+}
+
+func (b *replyBatches) begin() {
+	b.mu.Lock()
+	b.open++
+	b.mu.Unlock()
+}
+
+func (b *replyBatches) end() {
+	b.mu.Lock()
+	b.open--
+	waiting := b.waiting
+	b.waiting, b.spare = b.spare[:0], nil
+	b.mu.Unlock()
+	for i, q := range waiting {
+		q.writeNow()
+		waiting[i] = nil
+	}
+	b.mu.Lock()
+	if b.spare == nil {
+		b.spare = waiting[:0]
+	}
+	b.mu.Unlock()
+}
+
+// hold leaves q's writing to the end of a batch, if one is open: q has
+// its writing flag and is written by that end.
+func (b *replyBatches) hold(q *replyQueue) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open == 0 {
+		return false
+	}
+	b.waiting = append(b.waiting, q)
+	return true
 }
 
 // control queues a control frame; false once the connection is closing.

@@ -113,7 +113,7 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 	mu.Unlock()
 
 	// Configure started the data channel.
-	r := NewRemote(data, gotInfo, "plugin pool")
+	r := NewRemote(data, gotInfo, "plugin pool", BatchHooks{})
 	defer r.Close()
 	if o := await(t, submit(t, r, ctx, taskproto.Task{Kind: taskproto.KindNoop, N: 9}), "noop"); o.err != nil || o.res.Value != "9" {
 		t.Errorf("task after Configure: %+v, %v", o.res, o.err)

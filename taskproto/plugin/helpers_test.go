@@ -74,7 +74,7 @@ func pair(t *testing.T, exec taskproto.Executor) (*Remote, net.Conn, *served) {
 		sv.err = ServeTasks(context.Background(), far, exec, nil, PluginHop)
 		close(sv.done)
 	}()
-	r := NewRemote(ours, taskproto.StrategyInfo{Name: "fake"}, "plugin fake")
+	r := NewRemote(ours, taskproto.StrategyInfo{Name: "fake"}, "plugin fake", BatchHooks{})
 	t.Cleanup(func() {
 		r.Close()
 		far.Close()

@@ -158,9 +158,10 @@ func (p *Process) Configure(ctx context.Context, cfg taskproto.Config) (taskprot
 	return p.control.Configure(ctx, cfg)
 }
 
-// Remote is the executor whose tasks run in the configured plugin.
-func (p *Process) Remote(info taskproto.StrategyInfo) *Remote {
-	return NewRemote(p.data, info, "plugin "+p.name)
+// Remote is the executor whose tasks run in the configured plugin; batch
+// may be the zero value (see BatchHooks).
+func (p *Process) Remote(info taskproto.StrategyInfo, batch BatchHooks) *Remote {
+	return NewRemote(p.data, info, "plugin "+p.name, batch)
 }
 
 // Data is the host's end of the plugin's data channel, for a caller that

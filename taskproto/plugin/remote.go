@@ -26,6 +26,8 @@ type Remote struct {
 	// what names the other side in errors: "plugin pool", "worker w2".
 	what string
 
+	batch BatchHooks
+
 	mu      sync.Mutex
 	seq     uint64
 	pending map[uint64]*call // nil once the channel has ended
@@ -39,14 +41,26 @@ type call struct {
 	stop func() bool // unregisters the cancel on ctx's end
 }
 
+// BatchHooks let the receiver of a Remote's answers work in batches: the
+// Remote's reader calls Begin before it delivers the replies it has read
+// together, and End after the last of them, on its own goroutine. The
+// host writes the WebSocket replies a batch caused at its End, on that
+// goroutine: one system call per connection, no goroutine woken. Either
+// may be nil.
+type BatchHooks struct {
+	Begin, End func()
+}
+
 // NewRemote sends tasks over conn, whose far end serves them with
-// ServeTasks, and starts reading replies. info describes the far end.
-func NewRemote(conn net.Conn, info taskproto.StrategyInfo, what string) *Remote {
+// ServeTasks, and starts reading replies. info describes the far end;
+// batch may be the zero value.
+func NewRemote(conn net.Conn, info taskproto.StrategyInfo, what string, batch BatchHooks) *Remote {
 	r := &Remote{
 		conn:    conn,
 		out:     NewFrameWriter(conn),
 		info:    info,
 		what:    what,
+		batch:   batch,
 		pending: map[uint64]*call{},
 		done:    make(chan struct{}),
 	}
@@ -102,11 +116,15 @@ func (r *Remote) abandon(seq uint64) {
 func (r *Remote) receive() {
 	in := NewFrameReader(r.conn)
 	var err error
-	held := false
+	held, inBatch := false, false
 	for {
 		var resp pb.ExecuteResponse
 		if err = in.Read(&resp); err != nil {
 			break
+		}
+		if !inBatch {
+			inBatch = true
+			callHook(r.batch.Begin)
 		}
 		// While a batch of replies is delivered, the tasks they make room
 		// for are held and leave together.
@@ -115,13 +133,20 @@ func (r *Remote) receive() {
 			held = true
 		}
 		r.deliver(&resp)
-		if held && !in.Buffered() {
-			held = false
-			r.out.Release()
+		if !in.Buffered() {
+			if held {
+				held = false
+				r.out.Release()
+			}
+			inBatch = false
+			callHook(r.batch.End)
 		}
 	}
 	if held {
 		r.out.Release()
+	}
+	if inBatch {
+		callHook(r.batch.End)
 	}
 	r.mu.Lock()
 	calls := r.pending
@@ -150,6 +175,12 @@ func (r *Remote) deliver(resp *pb.ExecuteResponse) {
 		tl.Merge(resp.GetTiming())
 	}
 	c.done(ResultOf(resp))
+}
+
+func callHook(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // Done is closed when the channel has ended.
