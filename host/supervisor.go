@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wslab/wslab/internal/multiproc"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -63,7 +64,18 @@ type waitingTask struct {
 // pluginInstance is one run of the plugin process.
 type pluginInstance struct {
 	proc   *plugin.Process
-	remote *plugin.Remote
+	remote *plugin.Remote // the data channel: tasks go here, unless to workers
+	// workers, for a plugin that hands the host its workers
+	// (StrategyInfo.DirectWorkers), sends tasks straight to them.
+	workers *multiproc.Executor
+}
+
+// executor is where the instance's tasks go.
+func (inst *pluginInstance) executor() taskproto.Executor {
+	if inst.workers != nil {
+		return inst.workers
+	}
+	return inst.remote
 }
 
 // StartPlugin launches the plugin and returns once it is configured and
@@ -86,7 +98,9 @@ func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, err
 }
 
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
-	proc, err := plugin.Launch(ctx, s.opt.LaunchOptions)
+	opt := s.opt.LaunchOptions
+	opt.DirectWorkers = true
+	proc, err := plugin.Launch(ctx, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -95,8 +109,32 @@ func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error
 		proc.Kill()
 		return nil, err
 	}
-	s.opt.Logger.Info("plugin ready", "plugin", s.opt.Name, "pid", proc.PID(), "strategy", remote.Info().Description)
-	return &pluginInstance{proc: proc, remote: remote}, nil
+	inst := &pluginInstance{proc: proc, remote: remote}
+	if ch := proc.Workers(); ch != nil && remote.Info().DirectWorkers {
+		inst.workers = multiproc.NewDispatcher(s.opt.Logger.Named(s.opt.Name), s.opt.batches.hooks(), func(name string, pid int) {
+			if err := ch.SendKill(name, pid); err != nil {
+				s.opt.Logger.Warn("ask the plugin to replace a worker", "worker", name, "pid", pid, "error", err)
+			}
+		})
+		go inst.attachWorkers(ch)
+	}
+	s.opt.Logger.Info("plugin ready", "plugin", s.opt.Name, "pid", proc.PID(), "strategy", remote.Info().Description,
+		"direct_workers", inst.workers != nil)
+	return inst, nil
+}
+
+// attachWorkers takes the workers the plugin hands over until the workers
+// channel ends (the plugin is killed).
+func (inst *pluginInstance) attachWorkers(ch *plugin.WorkerChannel) {
+	for {
+		m, sock, err := ch.Read()
+		if err != nil {
+			return
+		}
+		if sock != nil {
+			inst.workers.Attach(m.GetSocket(), sock)
+		}
+	}
 }
 
 // configure checks the configuration's values of the keys the plugin
@@ -141,6 +179,9 @@ func (inst *pluginInstance) Wait() error {
 func (inst *pluginInstance) Kill() {
 	inst.proc.Kill()
 	inst.remote.Close()
+	if inst.workers != nil {
+		inst.workers.Close()
+	}
 }
 
 func (inst *pluginInstance) PID() int { return inst.proc.PID() }
@@ -159,7 +200,7 @@ func (s *PluginSupervisor) setUp(inst *pluginInstance) {
 	for _, w := range waiting {
 		w.stop()
 		w.timer.Stop()
-		inst.remote.Submit(w.ctx, w.task, w.done)
+		inst.executor().Submit(w.ctx, w.task, w.done)
 	}
 }
 
@@ -179,7 +220,7 @@ func (s *PluginSupervisor) Submit(ctx context.Context, t taskproto.Task, done ta
 	s.mu.Lock()
 	if inst := s.cur; inst != nil {
 		s.mu.Unlock()
-		inst.remote.Submit(ctx, t, done)
+		inst.executor().Submit(ctx, t, done)
 		return
 	}
 	if s.closed {
@@ -226,7 +267,22 @@ func (s *PluginSupervisor) Stats(ctx context.Context) (taskproto.Stats, error) {
 	if inst == nil {
 		return taskproto.Stats{}, nil
 	}
-	return inst.proc.Stats(ctx)
+	st, err := inst.proc.Stats(ctx)
+	if err != nil || inst.workers == nil {
+		return st, err
+	}
+	// The plugin knows its workers' processes; the host, which sends them
+	// tasks, knows what they do.
+	ws, _ := inst.workers.Stats(ctx)
+	st.Running, st.Queued, st.Completed, st.Failed = ws.Running, ws.Queued, ws.Completed, ws.Failed
+	for i, w := range st.Workers {
+		for _, h := range ws.Workers {
+			if h.ID == w.ID {
+				st.Workers[i].State, st.Workers[i].Tasks = h.State, h.Tasks
+			}
+		}
+	}
+	return st, nil
 }
 
 // Ready reports whether the plugin is up.

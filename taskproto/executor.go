@@ -55,6 +55,10 @@ type StrategyInfo struct {
 	// others, and the host hands it the unlisted kinds as they come.
 	BoundedKinds []string
 	PID          int // process that executes or dispatches tasks
+	// DirectWorkers says the strategy hands the data sockets of its worker
+	// processes to the host (plugin.WorkerChannel), which sends them tasks
+	// itself: a task then crosses one process boundary each way.
+	DirectWorkers bool
 }
 
 // Bounds reports whether Concurrency bounds the tasks of kind.

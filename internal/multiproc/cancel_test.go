@@ -110,6 +110,10 @@ func TestOverrunWorkerReplaced(t *testing.T) {
 func TestWorkerQueueHoldsPrefetch(t *testing.T) {
 	const prefetch = 1100
 	e := newExecutor(t, func(o *Options) { o.Processes, o.Prefetch, o.QueueSize = 1, prefetch, 8 })
+	e.mu.Lock() // every task is sent ahead, however long the one before it
+	e.costs.horizon = time.Hour
+	e.costs.observe(taskproto.Task{Kind: taskproto.KindNoop}, 0)
+	e.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	long := submit(e, ctx, taskproto.Task{Kind: taskproto.KindSleep, N: 60_000})
 	var short []func() (taskproto.Result, error)

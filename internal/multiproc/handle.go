@@ -3,6 +3,7 @@ package multiproc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,44 +16,58 @@ import (
 	"github.com/wslab/wslab/taskproto/plugin"
 )
 
-// workerHandle is the plugin's handle on one worker process: the process
+// workerHandle is the dispatcher's handle on one worker: the process
 // comes and goes (a supervisor restarts it), the handle stays. Fields
 // marked so are guarded by Executor.mu.
 type workerHandle struct {
 	e    *Executor
 	name string
-	sup  *supervise.Supervisor
+	sup  *supervise.Supervisor // nil for a worker the host was handed
 
 	// Guarded by Executor.mu.
 	ready    bool
 	proc     *workerProcess // the current process; nil before the first start
+	runs     int            // tasks it runs at once
+	slots    int            // tasks it may hold: those it runs and those sent ahead (Options.Prefetch)
 	inflight map[uint64]*call
 	tasks    int64
+	restarts int64 // of a worker the host was handed, as the plugin counted them
 }
 
-// workerProcess is one run of a worker: the process, its socket, and the
-// goroutines that write and read that socket.
+// workerProcess is one run of a worker. The dispatcher that talks to it
+// has its socket (conn) and reads it; a plugin that handed the socket to
+// the host has only the process (cmd), and the host only the socket, which
+// kill asks the plugin to end.
 type workerProcess struct {
-	cmd  *supervise.Command
-	conn net.Conn
+	pid  int
+	cmd  *supervise.Command // nil in the host
+	conn net.Conn           // nil in a plugin that handed it over
 	out  *plugin.FrameWriter
-	kick chan struct{} // out has frames for the writer goroutine
-	read chan struct{} // closed when the reader has stopped
+	read chan struct{} // closed when the reader has stopped (or at once, with no socket)
+	kill func()        // the host's way to have the plugin kill it
 }
 
-func (p *workerProcess) PID() int { return p.cmd.PID() }
+func (p *workerProcess) PID() int { return p.pid }
 
 // Kill closes the socket and kills the process.
 func (p *workerProcess) Kill() {
-	p.conn.Close()
-	p.cmd.Kill()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	if p.cmd != nil {
+		p.cmd.Kill()
+	} else if p.kill != nil {
+		p.kill()
+	}
 }
 
 // Wait returns once the socket has ended and the process has exited: a
 // worker whose socket broke is of no use, so it is killed too.
 func (p *workerProcess) Wait() error {
 	<-p.read
-	p.Kill()
+	if p.conn != nil {
+		p.Kill()
+	}
 	return p.cmd.Wait()
 }
 
@@ -62,7 +77,7 @@ func (w *workerHandle) start() error {
 		Start: w.launch,
 		Log:   w.e.log,
 		Up:    func(p supervise.Process) { w.up(p.(*workerProcess)) },
-		Down:  func(p supervise.Process, err error) { w.e.lost(w, p.PID(), err) },
+		Down:  func(p supervise.Process, err error) { w.e.lost(w, p.(*workerProcess), err) },
 	})
 	if err != nil {
 		return err
@@ -73,7 +88,8 @@ func (w *workerHandle) start() error {
 	return nil
 }
 
-// launch starts a worker process on a fresh socketpair.
+// launch starts a worker process on a fresh socketpair, and hands the
+// socket to the host when the host talks to the workers itself.
 func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 	ours, theirs, err := plugin.NewChannel("worker-" + w.name)
 	if err != nil {
@@ -84,7 +100,7 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 	cmd := exec.Command(opt.Exe, WorkerArg,
 		"--id", w.name, "--data-dir", opt.DataDir, "--large-file-name", opt.LargeFileName,
 		"--concurrency", strconv.Itoa(opt.Inflight),
-		// The plugin never sends a worker more than this: its queue cannot fill.
+		// It is never sent more than this: its queue cannot fill.
 		"--queue", strconv.Itoa(opt.Inflight+opt.Prefetch),
 		"--memory-mb", strconv.FormatInt(opt.MemoryMB, 10))
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS), plugin.DataFDEnv+"=3")
@@ -97,28 +113,59 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 		ours.Close()
 		return nil, err
 	}
-	p := &workerProcess{cmd: c, conn: ours, out: plugin.NewFrameWriter(ours), kick: make(chan struct{}, 1), read: make(chan struct{})}
-	go p.write()
-	go w.readFrom(p)
-	w.e.log.Debug("worker started", "worker", w.name, "pid", c.PID())
+	p := &workerProcess{pid: c.PID(), cmd: c, read: make(chan struct{})}
+	if opt.Handoff != nil {
+		err = w.handOff(p, ours)
+		close(p.read)
+		if err != nil {
+			c.Kill()
+			c.Wait()
+			return nil, err
+		}
+	} else {
+		p.conn, p.out = ours, plugin.NewFrameWriter(ours)
+		go w.readFrom(p)
+	}
+	w.e.log.Debug("worker started", "worker", w.name, "pid", c.PID(), "handed_to_host", opt.Handoff != nil)
 	return p, nil
+}
+
+// handOff sends the host the socket of p, which this process then keeps
+// no copy of: the worker sees the host's end of it as its peer's.
+func (w *workerHandle) handOff(p *workerProcess, sock net.Conn) error {
+	defer sock.Close()
+	f, err := sock.(*net.UnixConn).File()
+	if err != nil {
+		return fmt.Errorf("worker %s's socket: %w", w.name, err)
+	}
+	defer f.Close()
+	w.e.mu.Lock()
+	restarts := int64(0)
+	if w.sup != nil {
+		restarts = int64(w.sup.Status().Restarts)
+	}
+	w.e.mu.Unlock()
+	opt := w.e.opt
+	return opt.Handoff.SendWorker(&pb.WorkerSocket{
+		Name: w.name, Pid: int64(p.pid), Inflight: int64(opt.Inflight), Prefetch: int64(opt.Prefetch), Restarts: restarts,
+	}, f)
 }
 
 // up makes a started process the worker's and gives it work.
 func (w *workerHandle) up(p *workerProcess) {
 	w.e.mu.Lock()
-	w.proc, w.ready = p, !w.e.closed
+	w.proc, w.ready = p, !w.e.closed && p.conn != nil
 	w.e.fillLocked()
-	w.e.unlockAndFlush(nil)
+	w.e.unlockAndFlush()
 }
 
 // sendLocked appends a request to the current process's socket, to be
-// written by flushSent once Executor.mu is released. A write error means
-// the worker is dying: its reader then reports it lost, which retries its
-// tasks.
+// written by unlockAndFlush once Executor.mu is released. A write error
+// means the worker is dying: its reader then reports it lost, which
+// retries its tasks.
 func (w *workerHandle) sendLocked(req *pb.ExecuteRequest) {
 	p := w.proc
-	if p == nil {
+	if p == nil || p.out == nil {
 		return
 	}
 	if flush, _ := p.out.Append(req); flush {
@@ -126,37 +173,31 @@ func (w *workerHandle) sendLocked(req *pb.ExecuteRequest) {
 	}
 }
 
-// kick has p's writer goroutine write what is appended.
-func (p *workerProcess) kickWriter() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
-
-// write flushes the socket whenever there is something to write, until the
-// reader stops.
-func (p *workerProcess) write() {
-	for {
-		select {
-		case <-p.kick:
-			p.out.Flush()
-		case <-p.read:
-			return
-		}
-	}
-}
-
-// readFrom delivers the results p sends until its socket ends.
+// readFrom delivers the results p sends until its socket ends; the
+// results it has read together are delivered as one batch
+// (Options.Batch).
 func (w *workerHandle) readFrom(p *workerProcess) {
 	defer close(p.read)
 	in := plugin.NewFrameReader(p.conn)
+	batch := w.e.opt.Batch
+	inBatch := false
 	for {
 		var resp pb.ExecuteResponse
 		if err := in.Read(&resp); err != nil {
+			if inBatch {
+				batch.Call(batch.End)
+			}
 			return
 		}
+		if !inBatch {
+			inBatch = true
+			batch.Call(batch.Begin)
+		}
 		w.e.result(w, p, &resp)
+		if !in.Buffered() {
+			inBatch = false
+			batch.Call(batch.End)
+		}
 	}
 }
 
@@ -185,6 +226,8 @@ func (w *workerHandle) statsLocked() taskproto.WorkerStats {
 	if w.sup != nil {
 		s := w.sup.Status()
 		st.PID, st.Restarts = s.PID, s.Restarts
+	} else if w.proc != nil {
+		st.PID, st.Restarts = w.proc.pid, w.restarts
 	}
 	return st
 }
@@ -192,11 +235,13 @@ func (w *workerHandle) statsLocked() taskproto.WorkerStats {
 // stop ends supervision and the process.
 func (w *workerHandle) stop() {
 	w.e.mu.Lock()
-	sup := w.sup
+	sup, p := w.sup, w.proc
 	w.ready = false
 	w.e.mu.Unlock()
 	if sup != nil {
 		sup.Stop()
+	} else if p != nil { // the host's: the plugin stops the process
+		p.conn.Close()
 	}
 }
 

@@ -16,7 +16,9 @@ import (
 	"cmp"
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"sync"
@@ -35,10 +37,11 @@ type Options struct {
 	GOMAXPROCS int   // per worker
 	MemoryMB   int64 // per worker; 0 for no limit
 	Inflight   int   // tasks a worker runs at once
-	// Prefetch is how many more tasks a busy worker is sent, so that it
+	// Prefetch is how many more tasks a busy worker may be sent, so that it
 	// starts the next as soon as one ends instead of idling for a round
-	// trip; the price is that such a task may wait behind a long one while
-	// another worker is free.
+	// trip. It is sent them only while the tasks it holds are expected to
+	// end within prefetchHorizon (runCosts): a task is not sent to wait
+	// behind a long one while another worker may free up first.
 	Prefetch  int
 	QueueSize int // tasks waiting for a free worker
 	// Exe is the binary started as `Exe worker ...`: the plugin itself.
@@ -46,6 +49,19 @@ type Options struct {
 	DataDir       string
 	LargeFileName string
 	Log           hclog.Logger
+
+	// Handoff, in a plugin the host offered a workers channel, sends each
+	// worker's socket to the host, which then dispatches tasks to the
+	// workers itself (NewDispatcher); the plugin only runs the processes.
+	Handoff *plugin.WorkerChannel
+	// Batch is called around each batch of results a worker's reader
+	// delivers (see plugin.BatchHooks).
+	Batch plugin.BatchHooks
+	// Host says the dispatcher is the host's: it stamps the host's stages
+	// of a task's timeline (host_sent, host_recv).
+	Host bool
+	// Kill asks the plugin to kill a worker the host was handed (name, pid).
+	Kill func(name string, pid int)
 }
 
 // Keys are the keys the multiproc strategy reads.
@@ -58,8 +74,8 @@ var Keys = []taskproto.Key{
 		Help: "memory limit per worker in MiB (0: none); past it only that worker dies"},
 	{Section: "multiproc", Name: "worker_inflight", Type: taskproto.KeyInt, Default: "1", Min: 1, Max: 65536,
 		Help: "tasks a worker runs at once"},
-	{Section: "multiproc", Name: "worker_prefetch", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 65536,
-		Help: "tasks sent ahead to a busy worker"},
+	{Section: "multiproc", Name: "worker_prefetch", Type: taskproto.KeyInt, Default: "4", Min: 0, Max: 65536,
+		Help: "tasks sent ahead to a busy worker at most, and only while the work ahead of them is short"},
 	{Section: "multiproc", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000,
 		Help: "tasks waiting for a free worker (beyond: overloaded)"},
 }
@@ -92,13 +108,16 @@ const OverrunGrace = 2 * time.Second
 
 // Executor dispatches tasks to the least-loaded worker; tasks that find
 // every worker full wait in a bounded FIFO queue. Every field below mu, and
-// the fields of each worker and call marked so, are guarded by mu.
+// the fields of each worker and call marked so, are guarded by mu. It runs
+// in the plugin, which starts the workers (New), or in the host, which the
+// plugin hands them to (NewDispatcher, Attach).
 type Executor struct {
-	opt     Options
-	log     hclog.Logger
-	workers []*workerHandle
+	opt Options
+	log hclog.Logger
 
 	mu                         sync.Mutex
+	workers                    []*workerHandle
+	costs                      runCosts
 	pending                    list.List        // of *call, waiting for a free worker
 	toFlush                    []*workerProcess // appended to under mu, written after it
 	closed                     bool
@@ -133,7 +152,7 @@ func New(opt Options) (*Executor, error) {
 	}
 	e := &Executor{opt: opt, log: opt.Log}
 	for i := range opt.Processes {
-		w := &workerHandle{e: e, name: fmt.Sprintf("w%d", i), inflight: map[uint64]*call{}}
+		w := &workerHandle{e: e, name: fmt.Sprintf("w%d", i), runs: opt.Inflight, slots: opt.Inflight + opt.Prefetch, inflight: map[uint64]*call{}}
 		e.workers = append(e.workers, w)
 	}
 	for _, w := range e.workers {
@@ -142,7 +161,92 @@ func New(opt Options) (*Executor, error) {
 			return nil, fmt.Errorf("start worker %s: %w", w.name, err)
 		}
 	}
+	if opt.Handoff != nil {
+		go e.serveKills()
+	}
 	return e, nil
+}
+
+// DispatcherQueueSize bounds the tasks a host's dispatcher holds for
+// workers that are all full; the host's own window keeps it far below.
+const DispatcherQueueSize = 4096
+
+// NewDispatcher is the host's Executor for the workers a plugin hands it
+// (Attach); opt.Kill asks the plugin to kill one.
+func NewDispatcher(log hclog.Logger, batch plugin.BatchHooks, kill func(name string, pid int)) *Executor {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Executor{opt: Options{QueueSize: DispatcherQueueSize, Log: log, Batch: batch, Host: true, Kill: kill}, log: log}
+}
+
+// Attach takes a worker's socket, from the plugin that runs it: tasks go
+// to it from now on. A worker attached again under its name (the plugin
+// restarted it) replaces the one before, whose tasks are retried.
+func (e *Executor) Attach(m *pb.WorkerSocket, conn net.Conn) {
+	name, pid := m.GetName(), int(m.GetPid())
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		conn.Close()
+		return
+	}
+	var w *workerHandle
+	for _, h := range e.workers {
+		if h.name == name {
+			w = h
+		}
+	}
+	if w == nil {
+		w = &workerHandle{e: e, name: name, inflight: map[uint64]*call{}}
+		e.workers = append(e.workers, w)
+	}
+	w.runs = int(max(m.GetInflight(), 1))
+	w.slots = w.runs + int(max(m.GetPrefetch(), 0))
+	w.restarts = m.GetRestarts()
+	old := w.proc
+	e.mu.Unlock()
+	if old != nil {
+		e.lost(w, old, errors.New("replaced by a new process"))
+		old.conn.Close()
+	}
+	p := &workerProcess{pid: pid, conn: conn, out: plugin.NewFrameWriter(conn), read: make(chan struct{}),
+		kill: func() { e.opt.Kill(name, pid) }}
+	w.up(p)
+	go func() {
+		w.readFrom(p)
+		e.lost(w, p, errors.New("its socket ended"))
+	}()
+}
+
+// serveKills kills the workers the host asks it to, until the workers
+// channel ends.
+func (e *Executor) serveKills() {
+	for {
+		m, sock, err := e.opt.Handoff.Read()
+		if err != nil {
+			return
+		}
+		if sock != nil {
+			sock.Close()
+		}
+		k := m.GetKill()
+		if k == nil {
+			continue
+		}
+		e.mu.Lock()
+		var p *workerProcess
+		for _, w := range e.workers {
+			if w.name == k.GetName() && w.proc != nil && w.proc.pid == int(k.GetPid()) {
+				p = w.proc
+			}
+		}
+		e.mu.Unlock()
+		if p != nil {
+			e.log.Warn("the host asks to replace a worker that did not stop a task in time", "worker", k.GetName(), "pid", k.GetPid())
+			p.Kill()
+		}
+	}
 }
 
 // Submit hands t to the least-loaded worker with a free slot, or queues it.
@@ -154,7 +258,10 @@ func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.
 	c.seq = e.seq
 	switch {
 	case e.closed:
-		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
+		e.answerLocked(&out, c, taskproto.Result{}, e.stopping())
+	case e.opt.Handoff != nil:
+		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed,
+			"multiproc handed its workers to the host: tasks go to them, not to the plugin"))
 	case e.assignLocked(c):
 	case e.pending.Len() < e.opt.QueueSize:
 		c.place = e.pending.PushBack(c)
@@ -167,7 +274,7 @@ func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.
 		// abandon comes after it.
 		c.stop = context.AfterFunc(ctx, func() { e.abandon(c) })
 	}
-	e.unlockAndFlush(nil)
+	e.unlockAndFlush()
 	out.deliver()
 }
 
@@ -176,17 +283,20 @@ func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.
 func (e *Executor) assignLocked(c *call) bool {
 	var best *workerHandle
 	for _, w := range e.workers {
-		if w.ready && len(w.inflight) < e.opt.Inflight+e.opt.Prefetch && (best == nil || len(w.inflight) < len(best.inflight)) {
+		if w.ready && len(w.inflight) < w.slots && (best == nil || len(w.inflight) < len(best.inflight)) {
 			best = w
 		}
 	}
-	if best == nil {
+	if best == nil || (len(best.inflight) >= best.runs && !e.costs.shortAhead(best, c.task)) {
 		return false
 	}
 	c.worker, c.place = best, nil
 	c.sent = time.Now()
 	best.inflight[c.seq] = c
 	e.running++
+	if e.opt.Host {
+		taskproto.Stamp(c.ctx, taskproto.StageHostSent)
+	}
 	best.sendLocked(plugin.TaskRequest(plugin.TaskMessage(c.ctx, c.seq, c.task)))
 	return true
 }
@@ -202,19 +312,15 @@ func (e *Executor) fillLocked() {
 }
 
 // unlockAndFlush releases mu and writes what was appended to workers'
-// sockets meanwhile: a worker's own reader (self) writes its socket itself,
-// the others' writer goroutines write theirs. Nothing that reads the host's
-// data channel ever writes a worker's socket.
-func (e *Executor) unlockAndFlush(self *workerProcess) {
+// sockets meanwhile, from this goroutine: no writer is woken. The write
+// does not wait: what a worker is sent is bounded by its slots (a task and
+// at most one cancel each), far below what its socket buffers.
+func (e *Executor) unlockAndFlush() {
 	procs := e.toFlush
 	e.toFlush = nil
 	e.mu.Unlock()
 	for _, p := range procs {
-		if p == self {
-			p.out.Flush()
-		} else {
-			p.kickWriter()
-		}
+		p.out.Flush()
 	}
 }
 
@@ -267,7 +373,7 @@ func (e *Executor) abandon(c *call) {
 			time.AfterFunc(OverrunGrace, func() { w.overran(seq, c) })
 		}
 	}
-	e.unlockAndFlush(nil)
+	e.unlockAndFlush()
 	out.deliver()
 }
 
@@ -294,23 +400,34 @@ func (e *Executor) result(w *workerHandle, p *workerProcess, resp *pb.ExecuteRes
 		delete(w.inflight, resp.GetSeq())
 		w.tasks++
 		e.running--
+		if e.opt.Host {
+			taskproto.Stamp(c.ctx, taskproto.StageHostRecv)
+		}
 		plugin.MergeTiming(c.ctx, resp)
 		res, err := plugin.ResultOf(resp)
+		if err == nil {
+			e.costs.observe(c.task, res.Run)
+		}
 		res.Worker = w.name
 		res.Queue += queued(c)
 		e.answerLocked(&out, c, res, err)
 	}
 	e.fillLocked()
-	e.unlockAndFlush(p)
+	e.unlockAndFlush()
 	out.deliver()
 }
 
 // lost handles the end of a worker process: each task it was running is
 // retried once, on the next free worker, ahead of the queue; a task that
 // has been retried already fails with executor_failed.
-func (e *Executor) lost(w *workerHandle, pid int, why error) {
+func (e *Executor) lost(w *workerHandle, p *workerProcess, why error) {
 	var out answers
 	e.mu.Lock()
+	if w.proc != p { // replaced already, which retried its tasks
+		e.mu.Unlock()
+		return
+	}
+	pid := p.pid
 	w.ready, w.proc = false, nil
 	calls := w.inflight
 	w.inflight = map[uint64]*call{}
@@ -335,7 +452,7 @@ func (e *Executor) lost(w *workerHandle, pid int, why error) {
 		retry[i].place = e.pending.PushFront(retry[i])
 	}
 	e.fillLocked()
-	e.unlockAndFlush(nil)
+	e.unlockAndFlush()
 	out.deliver()
 }
 
@@ -345,8 +462,9 @@ func (e *Executor) Info() taskproto.StrategyInfo {
 		Name: "multiproc",
 		Description: fmt.Sprintf("%d worker processes (GOMAXPROCS %d, %d task(s) each at once) fed over Unix sockets",
 			e.opt.Processes, e.opt.GOMAXPROCS, e.opt.Inflight),
-		Concurrency: e.opt.Processes * e.opt.Inflight,
-		PID:         os.Getpid(),
+		Concurrency:   e.opt.Processes * e.opt.Inflight,
+		PID:           os.Getpid(),
+		DirectWorkers: e.opt.Handoff != nil,
 	}
 }
 
@@ -369,8 +487,18 @@ func (e *Executor) Stats(context.Context) (taskproto.Stats, error) {
 	return st, nil
 }
 
-// Close stops the workers; queued tasks fail with shutting_down, running
-// ones with executor_failed.
+// stopping is the answer to a task still queued when the Executor closes:
+// shutting_down, or in the host, where that means the plugin that runs the
+// workers has stopped, executor_failed.
+func (e *Executor) stopping() error {
+	if e.opt.Host {
+		return taskproto.Errorf(taskproto.CodeExecutorFailed, "the plugin running the workers stopped")
+	}
+	return taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping")
+}
+
+// Close stops the workers; queued tasks fail with shutting_down (in the
+// host, executor_failed), running ones with executor_failed.
 func (e *Executor) Close() error {
 	var out answers
 	e.mu.Lock()
@@ -383,12 +511,86 @@ func (e *Executor) Close() error {
 		e.pending.Remove(front)
 		c := front.Value.(*call)
 		c.place = nil
-		e.answerLocked(&out, c, taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "multiproc strategy is stopping"))
+		e.answerLocked(&out, c, taskproto.Result{}, e.stopping())
 	}
 	e.mu.Unlock()
 	out.deliver()
 	for _, w := range e.workers {
 		w.stop()
 	}
+	if e.opt.Handoff != nil {
+		e.opt.Handoff.Close() // ends serveKills
+	}
 	return nil
+}
+
+// prefetchHorizon is how soon the tasks a busy worker holds must be
+// expected to end for it to be sent another: a few round trips' worth, so
+// that short tasks are pipelined and a long one holds no other back.
+const prefetchHorizon = 2 * time.Millisecond
+
+// runCosts estimates how long a task runs from what tasks of its kind
+// took: per kind, an average of the run time per unit of its size (fib's
+// n², cpu's and io's n, a sleep's n ms exactly; noop 1). Guarded by
+// Executor.mu.
+type runCosts struct {
+	perUnit map[string]float64 // ns per unit; absent: not seen yet
+	horizon time.Duration      // 0: prefetchHorizon (tests set it)
+}
+
+func taskSize(t taskproto.Task) float64 {
+	n := float64(max(t.N, 1))
+	switch t.Kind {
+	case taskproto.KindFib:
+		return n * n
+	case taskproto.KindNoop:
+		return 1
+	}
+	return n
+}
+
+func (rc *runCosts) observe(t taskproto.Task, run time.Duration) {
+	if t.Kind == taskproto.KindSleep {
+		return // known exactly
+	}
+	if rc.perUnit == nil {
+		rc.perUnit = map[string]float64{}
+	}
+	v := float64(run.Nanoseconds()) / taskSize(t)
+	if old, ok := rc.perUnit[t.Kind]; ok {
+		v = old + (v-old)/8
+	}
+	rc.perUnit[t.Kind] = v
+}
+
+// estimate is how long t is expected to run; ok is false when its kind
+// has not been seen.
+func (rc *runCosts) estimate(t taskproto.Task) (time.Duration, bool) {
+	if t.Kind == taskproto.KindSleep {
+		return time.Duration(t.N) * time.Millisecond, true
+	}
+	v, ok := rc.perUnit[t.Kind]
+	return time.Duration(v * taskSize(t)), ok
+}
+
+// shortAhead says whether w, busy, may be sent t ahead: the tasks it holds
+// and t itself are all of known cost, and those it holds end within
+// prefetchHorizon.
+func (rc *runCosts) shortAhead(w *workerHandle, t taskproto.Task) bool {
+	if _, ok := rc.estimate(t); !ok {
+		return false
+	}
+	var ahead time.Duration
+	for _, c := range w.inflight {
+		d, ok := rc.estimate(c.task)
+		if !ok {
+			return false
+		}
+		ahead += d
+	}
+	horizon := rc.horizon
+	if horizon == 0 {
+		horizon = prefetchHorizon
+	}
+	return ahead <= horizon
 }

@@ -35,6 +35,12 @@ func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 			if err != nil {
 				return nil, err
 			}
+			// A host that offers a workers channel talks to the workers
+			// itself; the conformance kit, which offers none, talks to
+			// the plugin.
+			if opt.Handoff, err = plugin.OpenWorkerChannel(); err != nil {
+				return nil, err
+			}
 			return New(opt)
 		},
 	})

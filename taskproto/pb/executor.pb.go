@@ -545,7 +545,10 @@ type StrategyInfo struct {
 	Concurrency int64                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	Pid         int64                  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
 	// The kinds concurrency bounds; empty: every kind.
-	BoundedKinds  []string `protobuf:"bytes,5,rep,name=bounded_kinds,json=boundedKinds,proto3" json:"bounded_kinds,omitempty"`
+	BoundedKinds []string `protobuf:"bytes,5,rep,name=bounded_kinds,json=boundedKinds,proto3" json:"bounded_kinds,omitempty"`
+	// The strategy hands its workers' data sockets to the host over the
+	// workers channel, and the host sends tasks to them itself.
+	DirectWorkers bool `protobuf:"varint,6,opt,name=direct_workers,json=directWorkers,proto3" json:"direct_workers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -615,6 +618,231 @@ func (x *StrategyInfo) GetBoundedKinds() []string {
 	return nil
 }
 
+func (x *StrategyInfo) GetDirectWorkers() bool {
+	if x != nil {
+		return x.DirectWorkers
+	}
+	return false
+}
+
+// The workers channel: a SOCK_SEQPACKET Unix socket the host hands a
+// plugin as file descriptor 4 (WSLAB_WORKERS_FD) when it can talk to the
+// plugin's workers itself. Each packet is one WorkerMessage.
+type WorkerMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*WorkerMessage_Socket
+	//	*WorkerMessage_Kill
+	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerMessage) Reset() {
+	*x = WorkerMessage{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerMessage) ProtoMessage() {}
+
+func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
+func (*WorkerMessage) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetSocket() *WorkerSocket {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Socket); ok {
+			return x.Socket
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetKill() *KillWorker {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Kill); ok {
+			return x.Kill
+		}
+	}
+	return nil
+}
+
+type isWorkerMessage_Msg interface {
+	isWorkerMessage_Msg()
+}
+
+type WorkerMessage_Socket struct {
+	// Plugin to host, with the worker's data socket attached (SCM_RIGHTS):
+	// a worker process is up; tasks for it go over that socket.
+	Socket *WorkerSocket `protobuf:"bytes,1,opt,name=socket,proto3,oneof"`
+}
+
+type WorkerMessage_Kill struct {
+	// Host to plugin: the worker would not stop a task it was told to;
+	// kill it (if it is still that process) and start another.
+	Kill *KillWorker `protobuf:"bytes,2,opt,name=kill,proto3,oneof"`
+}
+
+func (*WorkerMessage_Socket) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Kill) isWorkerMessage_Msg() {}
+
+type WorkerSocket struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Pid   int64                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Tasks it runs at once, and how many more it may be sent.
+	Inflight      int64 `protobuf:"varint,3,opt,name=inflight,proto3" json:"inflight,omitempty"`
+	Prefetch      int64 `protobuf:"varint,4,opt,name=prefetch,proto3" json:"prefetch,omitempty"`
+	Restarts      int64 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerSocket) Reset() {
+	*x = WorkerSocket{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerSocket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerSocket) ProtoMessage() {}
+
+func (x *WorkerSocket) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerSocket.ProtoReflect.Descriptor instead.
+func (*WorkerSocket) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WorkerSocket) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkerSocket) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *WorkerSocket) GetInflight() int64 {
+	if x != nil {
+		return x.Inflight
+	}
+	return 0
+}
+
+func (x *WorkerSocket) GetPrefetch() int64 {
+	if x != nil {
+		return x.Prefetch
+	}
+	return 0
+}
+
+func (x *WorkerSocket) GetRestarts() int64 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+type KillWorker struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Pid           int64                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillWorker) Reset() {
+	*x = KillWorker{}
+	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillWorker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillWorker) ProtoMessage() {}
+
+func (x *KillWorker) ProtoReflect() protoreflect.Message {
+	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillWorker.ProtoReflect.Descriptor instead.
+func (*KillWorker) Descriptor() ([]byte, []int) {
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *KillWorker) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *KillWorker) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -631,7 +859,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +871,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[8]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +884,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{8}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Task) GetSeq() uint64 {
@@ -703,7 +931,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +943,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[9]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +956,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{9}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Cancel) GetSeq() uint64 {
@@ -751,7 +979,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +991,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[10]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1004,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{10}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecuteRequest) GetMsg() isExecuteRequest_Msg {
@@ -840,7 +1068,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1080,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[11]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1093,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{11}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecuteResponse) GetSeq() uint64 {
@@ -932,7 +1160,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1172,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[12]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1185,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{12}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{15}
 }
 
 type WorkerStats struct {
@@ -973,7 +1201,7 @@ type WorkerStats struct {
 
 func (x *WorkerStats) Reset() {
 	*x = WorkerStats{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1213,7 @@ func (x *WorkerStats) String() string {
 func (*WorkerStats) ProtoMessage() {}
 
 func (x *WorkerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[13]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1226,7 @@ func (x *WorkerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStats.ProtoReflect.Descriptor instead.
 func (*WorkerStats) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{13}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WorkerStats) GetId() string {
@@ -1051,7 +1279,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1291,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskproto_pb_executor_proto_msgTypes[14]
+	mi := &file_taskproto_pb_executor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1304,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{14}
+	return file_taskproto_pb_executor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatsResponse) GetRunning() int64 {
@@ -1170,13 +1398,28 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x122\n" +
 	"\x06config\x18\x01 \x01(\v2\x1a.wslab.taskproto.v3.ConfigR\x06config\"I\n" +
 	"\x11ConfigureResponse\x124\n" +
-	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v3.StrategyInfoR\x04info\"\x9d\x01\n" +
+	"\x04info\x18\x01 \x01(\v2 .wslab.taskproto.v3.StrategyInfoR\x04info\"\xc4\x01\n" +
 	"\fStrategyInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12 \n" +
 	"\vconcurrency\x18\x03 \x01(\x03R\vconcurrency\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x03R\x03pid\x12#\n" +
-	"\rbounded_kinds\x18\x05 \x03(\tR\fboundedKinds\"q\n" +
+	"\rbounded_kinds\x18\x05 \x03(\tR\fboundedKinds\x12%\n" +
+	"\x0edirect_workers\x18\x06 \x01(\bR\rdirectWorkers\"\x88\x01\n" +
+	"\rWorkerMessage\x12:\n" +
+	"\x06socket\x18\x01 \x01(\v2 .wslab.taskproto.v3.WorkerSocketH\x00R\x06socket\x124\n" +
+	"\x04kill\x18\x02 \x01(\v2\x1e.wslab.taskproto.v3.KillWorkerH\x00R\x04killB\x05\n" +
+	"\x03msg\"\x88\x01\n" +
+	"\fWorkerSocket\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x1a\n" +
+	"\binflight\x18\x03 \x01(\x03R\binflight\x12\x1a\n" +
+	"\bprefetch\x18\x04 \x01(\x03R\bprefetch\x12\x1a\n" +
+	"\brestarts\x18\x05 \x01(\x03R\brestarts\"2\n" +
+	"\n" +
+	"KillWorker\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x03R\x03pid\"q\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\f\n" +
@@ -1241,7 +1484,7 @@ func file_taskproto_pb_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_taskproto_pb_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_taskproto_pb_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_taskproto_pb_executor_proto_goTypes = []any{
 	(KeyType)(0),              // 0: wslab.taskproto.v3.KeyType
 	(*Limits)(nil),            // 1: wslab.taskproto.v3.Limits
@@ -1252,38 +1495,43 @@ var file_taskproto_pb_executor_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),  // 6: wslab.taskproto.v3.ConfigureRequest
 	(*ConfigureResponse)(nil), // 7: wslab.taskproto.v3.ConfigureResponse
 	(*StrategyInfo)(nil),      // 8: wslab.taskproto.v3.StrategyInfo
-	(*Task)(nil),              // 9: wslab.taskproto.v3.Task
-	(*Cancel)(nil),            // 10: wslab.taskproto.v3.Cancel
-	(*ExecuteRequest)(nil),    // 11: wslab.taskproto.v3.ExecuteRequest
-	(*ExecuteResponse)(nil),   // 12: wslab.taskproto.v3.ExecuteResponse
-	(*StatsRequest)(nil),      // 13: wslab.taskproto.v3.StatsRequest
-	(*WorkerStats)(nil),       // 14: wslab.taskproto.v3.WorkerStats
-	(*StatsResponse)(nil),     // 15: wslab.taskproto.v3.StatsResponse
-	nil,                       // 16: wslab.taskproto.v3.Config.SettingsEntry
-	nil,                       // 17: wslab.taskproto.v3.ExecuteResponse.TimingEntry
+	(*WorkerMessage)(nil),     // 9: wslab.taskproto.v3.WorkerMessage
+	(*WorkerSocket)(nil),      // 10: wslab.taskproto.v3.WorkerSocket
+	(*KillWorker)(nil),        // 11: wslab.taskproto.v3.KillWorker
+	(*Task)(nil),              // 12: wslab.taskproto.v3.Task
+	(*Cancel)(nil),            // 13: wslab.taskproto.v3.Cancel
+	(*ExecuteRequest)(nil),    // 14: wslab.taskproto.v3.ExecuteRequest
+	(*ExecuteResponse)(nil),   // 15: wslab.taskproto.v3.ExecuteResponse
+	(*StatsRequest)(nil),      // 16: wslab.taskproto.v3.StatsRequest
+	(*WorkerStats)(nil),       // 17: wslab.taskproto.v3.WorkerStats
+	(*StatsResponse)(nil),     // 18: wslab.taskproto.v3.StatsResponse
+	nil,                       // 19: wslab.taskproto.v3.Config.SettingsEntry
+	nil,                       // 20: wslab.taskproto.v3.ExecuteResponse.TimingEntry
 }
 var file_taskproto_pb_executor_proto_depIdxs = []int32{
 	1,  // 0: wslab.taskproto.v3.Config.limits:type_name -> wslab.taskproto.v3.Limits
-	16, // 1: wslab.taskproto.v3.Config.settings:type_name -> wslab.taskproto.v3.Config.SettingsEntry
+	19, // 1: wslab.taskproto.v3.Config.settings:type_name -> wslab.taskproto.v3.Config.SettingsEntry
 	5,  // 2: wslab.taskproto.v3.DescribeResponse.keys:type_name -> wslab.taskproto.v3.ConfigKey
 	0,  // 3: wslab.taskproto.v3.ConfigKey.type:type_name -> wslab.taskproto.v3.KeyType
 	2,  // 4: wslab.taskproto.v3.ConfigureRequest.config:type_name -> wslab.taskproto.v3.Config
 	8,  // 5: wslab.taskproto.v3.ConfigureResponse.info:type_name -> wslab.taskproto.v3.StrategyInfo
-	9,  // 6: wslab.taskproto.v3.ExecuteRequest.task:type_name -> wslab.taskproto.v3.Task
-	10, // 7: wslab.taskproto.v3.ExecuteRequest.cancel:type_name -> wslab.taskproto.v3.Cancel
-	17, // 8: wslab.taskproto.v3.ExecuteResponse.timing:type_name -> wslab.taskproto.v3.ExecuteResponse.TimingEntry
-	14, // 9: wslab.taskproto.v3.StatsResponse.workers:type_name -> wslab.taskproto.v3.WorkerStats
-	3,  // 10: wslab.taskproto.v3.Executor.Describe:input_type -> wslab.taskproto.v3.DescribeRequest
-	6,  // 11: wslab.taskproto.v3.Executor.Configure:input_type -> wslab.taskproto.v3.ConfigureRequest
-	13, // 12: wslab.taskproto.v3.Executor.Stats:input_type -> wslab.taskproto.v3.StatsRequest
-	4,  // 13: wslab.taskproto.v3.Executor.Describe:output_type -> wslab.taskproto.v3.DescribeResponse
-	7,  // 14: wslab.taskproto.v3.Executor.Configure:output_type -> wslab.taskproto.v3.ConfigureResponse
-	15, // 15: wslab.taskproto.v3.Executor.Stats:output_type -> wslab.taskproto.v3.StatsResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 6: wslab.taskproto.v3.WorkerMessage.socket:type_name -> wslab.taskproto.v3.WorkerSocket
+	11, // 7: wslab.taskproto.v3.WorkerMessage.kill:type_name -> wslab.taskproto.v3.KillWorker
+	12, // 8: wslab.taskproto.v3.ExecuteRequest.task:type_name -> wslab.taskproto.v3.Task
+	13, // 9: wslab.taskproto.v3.ExecuteRequest.cancel:type_name -> wslab.taskproto.v3.Cancel
+	20, // 10: wslab.taskproto.v3.ExecuteResponse.timing:type_name -> wslab.taskproto.v3.ExecuteResponse.TimingEntry
+	17, // 11: wslab.taskproto.v3.StatsResponse.workers:type_name -> wslab.taskproto.v3.WorkerStats
+	3,  // 12: wslab.taskproto.v3.Executor.Describe:input_type -> wslab.taskproto.v3.DescribeRequest
+	6,  // 13: wslab.taskproto.v3.Executor.Configure:input_type -> wslab.taskproto.v3.ConfigureRequest
+	16, // 14: wslab.taskproto.v3.Executor.Stats:input_type -> wslab.taskproto.v3.StatsRequest
+	4,  // 15: wslab.taskproto.v3.Executor.Describe:output_type -> wslab.taskproto.v3.DescribeResponse
+	7,  // 16: wslab.taskproto.v3.Executor.Configure:output_type -> wslab.taskproto.v3.ConfigureResponse
+	18, // 17: wslab.taskproto.v3.Executor.Stats:output_type -> wslab.taskproto.v3.StatsResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_taskproto_pb_executor_proto_init() }
@@ -1291,7 +1539,11 @@ func file_taskproto_pb_executor_proto_init() {
 	if File_taskproto_pb_executor_proto != nil {
 		return
 	}
-	file_taskproto_pb_executor_proto_msgTypes[10].OneofWrappers = []any{
+	file_taskproto_pb_executor_proto_msgTypes[8].OneofWrappers = []any{
+		(*WorkerMessage_Socket)(nil),
+		(*WorkerMessage_Kill)(nil),
+	}
+	file_taskproto_pb_executor_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),
 	}
@@ -1301,7 +1553,7 @@ func file_taskproto_pb_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskproto_pb_executor_proto_rawDesc), len(file_taskproto_pb_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

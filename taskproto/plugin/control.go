@@ -85,11 +85,11 @@ func configFromPB(c *pb.Config) taskproto.Config {
 }
 
 func infoToPB(i taskproto.StrategyInfo) *pb.StrategyInfo {
-	return &pb.StrategyInfo{Name: i.Name, Description: i.Description, Concurrency: int64(i.Concurrency), Pid: int64(i.PID), BoundedKinds: i.BoundedKinds}
+	return &pb.StrategyInfo{Name: i.Name, Description: i.Description, Concurrency: int64(i.Concurrency), Pid: int64(i.PID), BoundedKinds: i.BoundedKinds, DirectWorkers: i.DirectWorkers}
 }
 
 func infoFromPB(i *pb.StrategyInfo) taskproto.StrategyInfo {
-	return taskproto.StrategyInfo{Name: i.GetName(), Description: i.GetDescription(), Concurrency: int(i.GetConcurrency()), PID: int(i.GetPid()), BoundedKinds: i.GetBoundedKinds()}
+	return taskproto.StrategyInfo{Name: i.GetName(), Description: i.GetDescription(), Concurrency: int(i.GetConcurrency()), PID: int(i.GetPid()), BoundedKinds: i.GetBoundedKinds(), DirectWorkers: i.GetDirectWorkers()}
 }
 
 func statsToPB(s taskproto.Stats) *pb.StatsResponse {

@@ -71,10 +71,18 @@ func (fr *FrameReader) Read(m proto.Message) error {
 	return nil
 }
 
-// Buffered reports whether a whole frame's worth of bytes may already be
-// read without a system call: the reader's caller then holds its writes
-// back until the batch is done (see FrameWriter.Hold).
-func (fr *FrameReader) Buffered() bool { return fr.r.Buffered() > 0 }
+// Buffered reports whether a whole frame may already be read without a
+// system call: the reader's caller then holds its writes back until the
+// batch is done (see FrameWriter.Hold). A frame only partly read is not:
+// the rest may be long in coming, and what was held would wait for it.
+func (fr *FrameReader) Buffered() bool {
+	n := fr.r.Buffered()
+	if n < 4 {
+		return false
+	}
+	head, _ := fr.r.Peek(4)
+	return n >= 4+int(binary.BigEndian.Uint32(head))
+}
 
 // FrameWriter writes frames from many goroutines with as few system calls
 // as it can: a frame appended while another goroutine is writing goes out

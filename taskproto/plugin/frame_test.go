@@ -128,3 +128,32 @@ func TestWriterBroken(t *testing.T) {
 		t.Errorf("write after a failure: %v, want ErrWriterBroken", err)
 	}
 }
+
+// Buffered counts only whole frames: a reader that holds its writes while
+// frames are buffered must not hold them for the rest of one still coming.
+func TestBufferedMeansAWholeFrame(t *testing.T) {
+	var b bytes.Buffer
+	w := NewFrameWriter(&b)
+	for _, seq := range []uint64{1, 2} {
+		if err := w.Write(&pb.ExecuteResponse{Seq: seq, Result: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := b.Bytes()
+	second := len(whole) / 2 // both frames are the same size
+	in := NewFrameReader(bytes.NewReader(whole[:len(whole)-1]))
+	var m pb.ExecuteResponse
+	if err := in.Read(&m); err != nil || m.GetSeq() != 1 {
+		t.Fatalf("first frame: %v %v", &m, err)
+	}
+	if in.Buffered() {
+		t.Errorf("Buffered with %d of the second frame's %d bytes read", len(whole)-1-second, second)
+	}
+	in = NewFrameReader(bytes.NewReader(whole))
+	if err := in.Read(&m); err != nil {
+		t.Fatal(err)
+	}
+	if !in.Buffered() {
+		t.Error("not Buffered with the whole second frame read")
+	}
+}

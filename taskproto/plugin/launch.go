@@ -35,6 +35,10 @@ type LaunchOptions struct {
 	// the check of what the plugin reads besides its binary
 	// (CheckSupportFiles), which Checksum does not cover.
 	Verify func() error
+	// DirectWorkers offers the plugin a workers channel (file descriptor
+	// 4): a plugin that runs worker processes may hand their sockets to
+	// the caller, which then sends them tasks itself (Process.Workers).
+	DirectWorkers bool
 }
 
 // Process is a plugin started by Launch: handshaken, not yet configured.
@@ -47,6 +51,7 @@ type Process struct {
 	rpc     goplugin.ClientProtocol
 	control *Client
 	data    net.Conn
+	workers *WorkerChannel // nil unless LaunchOptions.DirectWorkers
 	killed  sync.Once
 }
 
@@ -74,12 +79,23 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 	// variables last so that they win over any inherited copy.
 	cmd.Env = append(os.Environ(), "WSLAB_LOG_LEVEL="+log.GetLevel().String(), DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs}
+	var workers *WorkerChannel
+	if opt.DirectWorkers {
+		var theirWorkers *os.File
+		if workers, theirWorkers, err = newWorkerChannel(); err != nil {
+			ours.Close()
+			return nil, err
+		}
+		defer theirWorkers.Close()
+		cmd.Env = append(cmd.Env, WorkersFDEnv+"=4")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, theirWorkers)
+	}
 	supervise.Prepare(cmd, true)
 	var secure *goplugin.SecureConfig
 	if opt.Checksum != nil {
 		secure = &goplugin.SecureConfig{Checksum: opt.Checksum, Hash: sha256.New()}
 	}
-	p := &Process{name: opt.Name, cmd: cmd, data: ours}
+	p := &Process{name: opt.Name, cmd: cmd, data: ours, workers: workers}
 	p.client = goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: VersionedPlugins,
@@ -164,6 +180,11 @@ func (p *Process) Remote(info taskproto.StrategyInfo, batch BatchHooks) *Remote 
 	return NewRemote(p.data, info, "plugin "+p.name, batch)
 }
 
+// Workers is the workers channel (LaunchOptions.DirectWorkers), nil when
+// none was offered. It is the caller's to read once the plugin says it
+// hands over its workers (StrategyInfo.DirectWorkers).
+func (p *Process) Workers() *WorkerChannel { return p.workers }
+
 // Data is the host's end of the plugin's data channel, for a caller that
 // speaks the frames itself (the conformance kit) instead of using Remote.
 func (p *Process) Data() net.Conn { return p.data }
@@ -220,6 +241,9 @@ func (p *Process) Kill() {
 			<-done
 		}
 		p.data.Close()
+		if p.workers != nil {
+			p.workers.Close()
+		}
 		supervise.KillGroup(p.cmd)
 	})
 }

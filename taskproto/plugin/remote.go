@@ -124,7 +124,7 @@ func (r *Remote) receive() {
 		}
 		if !inBatch {
 			inBatch = true
-			callHook(r.batch.Begin)
+			r.batch.Call(r.batch.Begin)
 		}
 		// While a batch of replies is delivered, the tasks they make room
 		// for are held and leave together.
@@ -139,14 +139,14 @@ func (r *Remote) receive() {
 				r.out.Release()
 			}
 			inBatch = false
-			callHook(r.batch.End)
+			r.batch.Call(r.batch.End)
 		}
 	}
 	if held {
 		r.out.Release()
 	}
 	if inBatch {
-		callHook(r.batch.End)
+		r.batch.Call(r.batch.End)
 	}
 	r.mu.Lock()
 	calls := r.pending
@@ -177,9 +177,10 @@ func (r *Remote) deliver(resp *pb.ExecuteResponse) {
 	c.done(ResultOf(resp))
 }
 
-func callHook(f func()) {
-	if f != nil {
-		f()
+// Call calls hook, one of h's, unless it is nil.
+func (BatchHooks) Call(hook func()) {
+	if hook != nil {
+		hook()
 	}
 }
 
