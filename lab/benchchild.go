@@ -18,7 +18,8 @@ import (
 // benchChildEnv makes the lab binary, re-executed by the bench, one of its
 // helper processes instead of the lab: "echo" answers bytes on fd 3 (the
 // Unix-socket floor), "ws" is a bare gorilla WebSocket server (the
-// WebSocket floor), "hold" opens idle connections (the memory figure).
+// WebSocket floor), "hold" opens idle connections (the memory figure),
+// "nats" answers NATS requests (the floor distributed is held against).
 const benchChildEnv = "WSLAB_BENCH_CHILD"
 
 // BenchChild runs the helper process the environment asks for, if any; ok
@@ -33,6 +34,8 @@ func BenchChild() (code int, ok bool) {
 		return bareServerChild(), true
 	case "hold":
 		return holdChild(os.Args[1:]), true
+	case "nats":
+		return natsResponderChild(os.Args[1:]), true
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s=%q\n", benchChildEnv, os.Getenv(benchChildEnv))
 	return 2, true
