@@ -78,6 +78,7 @@ func (res *Result) summarise() {
 	res.Throughput, res.P50, res.P99 = stats.Estimated(tput), stats.Estimated(p50), stats.Estimated(p99)
 	res.CPUPerTask, res.PeakRSSMB = stats.Estimated(cpu), stats.Estimated(rss)
 	res.MeanUS, res.QueueUS, res.RunUS = stats.Estimated(mean), stats.Estimated(queue), stats.Estimated(run)
+	res.Spans = medianSpans(res.Trials)
 }
 
 // allKinds is the percentiles over all task kinds (the client's "all"),

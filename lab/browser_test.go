@@ -26,6 +26,13 @@ func TestReportInBrowser(t *testing.T) {
 	if want := len(figureRE.FindAllString(readFile(t, path), -1)); len(p.Charts) != want {
 		t.Errorf("%d charts in the browser, %d in the file", len(p.Charts), want)
 	}
+	waterfall := false
+	for _, c := range p.Charts {
+		waterfall = waterfall || c.ID == "waterfall"
+	}
+	if !waterfall {
+		t.Errorf("no waterfall (where a noop's round trip goes) among the charts %+v", p.Charts)
+	}
 	if want := fontFamily() + ": loaded"; len(p.Fonts) != 1 || p.Fonts[0] != want {
 		t.Errorf("fonts %q, want [%q]", p.Fonts, want)
 	}

@@ -59,7 +59,14 @@ func (r *Report) charts(scenario string) ([]figure, error) {
 	case scenarioRTT:
 		own = r.isolationChart
 	}
-	if own != nil {
+	owns := []func() (*figure, error){own}
+	if scenario == scenarioRTT {
+		owns = append(owns, r.waterfallChart)
+	}
+	for _, own := range owns {
+		if own == nil {
+			continue
+		}
 		fig, err := own()
 		if err != nil {
 			return nil, err

@@ -102,6 +102,9 @@ type Result struct {
 	// IsolationUS is, in the rtt scenario, the round trip minus inproc's
 	// in the same round, in µs.
 	IsolationUS *stats.Estimate `json:"isolation_us,omitempty"`
+	// Spans are, in the rtt scenario, where a noop's round trip went: the
+	// median time between each stage of its timeline and the next.
+	Spans []Span `json:"spans,omitempty"`
 }
 
 // Versus compares a strategy's figures with another's.

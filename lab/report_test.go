@@ -81,9 +81,28 @@ func sampleReport() *Report {
 		}
 		return trial(n, 605, 6.6, 12.5, nil, true)
 	})
-	add("inproc", "rtt", func(n int) Trial { return trial(n, 9000, 0.066, 0.2, nil, true) })
-	add("semaphore", "rtt", func(n int) Trial { return trial(n, 5000, 0.119, 0.4, nil, true) })
-	add("pool", "rtt", func(n int) Trial { return trial(n, 6000, 0.102, 0.3, nil, true) })
+	// timed gives an rtt trial the timeline of its noops: the stages and
+	// the µs to each from the one before.
+	timed := func(t Trial, stages []string, us ...float64) Trial {
+		var spans []client.StageSpan
+		for i, u := range us {
+			spans = append(spans, client.StageSpan{From: stages[i], To: stages[i+1], P50: wobble(u, t.Round), Count: 300})
+		}
+		t.Summary.Timing = map[string][]client.StageSpan{"noop": spans}
+		return t
+	}
+	inprocStages := []string{"client_sent", "host_read", "host_submit", "task_start", "task_end", "reply_written", "client_recv"}
+	hopStages := []string{"client_sent", "host_read", "host_submit", "host_sent", "plugin_recv", "task_start", "task_end",
+		"plugin_sent", "host_recv", "reply_written", "client_recv"}
+	add("inproc", "rtt", func(n int) Trial {
+		return timed(trial(n, 9000, 0.066, 0.2, nil, true), inprocStages, 25, 5, 0.1, 0.1, 1, 28)
+	})
+	add("semaphore", "rtt", func(n int) Trial {
+		return timed(trial(n, 5000, 0.119, 0.4, nil, true), hopStages, 26, 3, 0.2, 22, 7, 0.1, 0.4, 24, 2, 29)
+	})
+	add("pool", "rtt", func(n int) Trial {
+		return timed(trial(n, 6000, 0.102, 0.3, nil, true), hopStages, 25, 3, 0.2, 20, 6, 0.1, 0.4, 21, 2, 27)
+	})
 	for _, st := range r.Strategies {
 		c := Capacity{Strategy: st}
 		for i, rate := range []float64{100, 200, 400} {
@@ -153,6 +172,9 @@ func TestWriteReportsJSON(t *testing.T) {
 	if pool := got.result("pool", "cpu"); pool.Throughput.N() != 5 || !strings.HasPrefix(pool.Failed, "round 4: plugin did not start") {
 		t.Errorf("pool under cpu: %d trials measured, failed %q", pool.Throughput.N(), pool.Failed)
 	}
+	if sp := got.result("pool", "rtt").Spans; len(sp) != 10 || sp[3].From != "host_sent" || !sp[3].Crossing || sp[3].Micros < 19 || sp[3].Micros > 21 {
+		t.Errorf("pool's rtt spans: %+v", sp)
+	}
 	if iso := got.result("pool", "rtt").IsolationUS; iso == nil || iso.Median < 30 || iso.Median > 40 {
 		t.Errorf("pool's isolation cost %+v, want about 36 µs", iso)
 	}
@@ -174,7 +196,8 @@ func TestWriteReportsMarkdown(t *testing.T) {
 		t.Error("report.md differs from Markdown()")
 	}
 	for _, s := range append(append([]string{"failed", "2026-03-01", "8 CPUs (Test CPU)", "1m23s", "| strategy |", "6 rounds"}, r.Strategies...),
-		"## Verdict", "## mixed", "## cpu", "## capacity", "200 clients × fib, cpu, io", "isolation µs over inproc") {
+		"## Verdict", "## mixed", "## cpu", "## capacity", "200 clients × fib, cpu, io", "isolation µs over inproc",
+		"host → plugin or worker µs", "the task µs") {
 		if !strings.Contains(md, s) {
 			t.Errorf("report.md lacks %q", s)
 		}
@@ -248,7 +271,7 @@ func TestWriteReportsHTML(t *testing.T) {
 	// costs; capacity has its curves alone.
 	want := "throughput-mixed latency-mixed cpu-mixed memory-mixed " +
 		"throughput-cpu latency-cpu time-cpu cpu-cpu memory-cpu " +
-		"isolation throughput-rtt latency-rtt time-rtt cpu-rtt memory-rtt capacity"
+		"isolation waterfall throughput-rtt latency-rtt time-rtt cpu-rtt memory-rtt capacity"
 	if got := strings.Join(ids, " "); got != want {
 		t.Errorf("charts:\n got %s\nwant %s", got, want)
 	}

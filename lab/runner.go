@@ -72,9 +72,9 @@ func Scenarios(cfg *config.Config) []Scenario {
 			opt.Clients, opt.Tasks = int(l.NoopClients), []string{taskproto.KindNoop}
 			sc = Scenario{Name: name, Description: "the hop to where tasks run, pipelined: noop tasks for a fixed time"}
 		case scenarioRTT:
-			opt.Protocol, opt.Clients = "json", 1
+			opt.Protocol, opt.Clients, opt.Timing = "json", 1, true
 			opt.Tasks = slices.Repeat([]string{taskproto.KindNoop}, int(l.RTTCount))
-			sc = Scenario{Name: name, Description: "the cost of isolation: one noop at a time on one connection; the round trip minus inproc's is what the strategy's isolation costs per task"}
+			sc = Scenario{Name: name, Description: "the cost of isolation: one noop at a time on one connection, each asking for its timeline; the round trip minus inproc's is what the strategy's isolation costs per task, and the timeline says where it goes"}
 		case scenarioCapacity:
 			opt.Protocol, opt.Clients, opt.Pipeline = "json", int(l.CapacityClients), capacityPipeline
 			opt.Tasks = slices.Clone(l.CapacityTasks)

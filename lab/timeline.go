@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
+	"github.com/wcharczuk/go-chart/v2/drawing"
+
 	"github.com/wslab/wslab/client"
+	"github.com/wslab/wslab/lab/stats"
 )
 
 // Where a noop's round trip goes: a request that asks for its timeline
@@ -123,4 +127,132 @@ func writeSpans(w io.Writer, ss []BenchStrategy) {
 		fmt.Fprintf(w, "  %-12s %6.1f = %s\n", s.Name, total, strings.Join(parts, " | "))
 	}
 	fmt.Fprintln(w)
+}
+
+// The parts of a round trip the report's waterfall stacks, in path order:
+// crossings between processes, each process's own work, and the task.
+var spanParts = []struct {
+	name     string
+	crossing bool
+	color    string
+}{
+	{"client → host", true, "9ecae1"},
+	{"host's work", false, "f28e2b"},
+	{"host → plugin or worker", true, "6baed6"},
+	{"plugin's work", false, "ffbe7d"},
+	{"plugin ⇄ worker (NATS)", true, "4292c6"},
+	{"worker's work", false, "e15759"},
+	{"the task", false, "59a14f"},
+	{"back to host", true, "2171b5"},
+	{"host → client", true, "08519c"},
+}
+
+// spanPart is which part of spanParts s belongs to.
+func spanPart(s Span) int {
+	from, to := stageProcess(s.From), stageProcess(s.To)
+	switch {
+	case s.From == "task_start" && s.To == "task_end":
+		return 6
+	case s.Crossing && from == "client":
+		return 0
+	case s.Crossing && to == "client":
+		return 8
+	case s.Crossing && from == "host":
+		return 2
+	case s.Crossing && to == "host":
+		return 7
+	case s.Crossing:
+		return 4
+	}
+	where := from
+	if where == "task" {
+		where = to
+	}
+	switch where {
+	case "plugin":
+		return 3
+	case "worker":
+		return 5
+	}
+	return 1
+}
+
+// partTotals adds a strategy's spans up by part (µs; NaN for a part its
+// noops do not pass).
+func partTotals(spans []Span) []float64 {
+	out := nans(len(spanParts))
+	for _, s := range spans {
+		p := spanPart(s)
+		if math.IsNaN(out[p]) {
+			out[p] = 0
+		}
+		out[p] += s.Micros
+	}
+	return out
+}
+
+// medianSpans are the spans of a result's trials, each the median of the
+// trials that passed it, in path order.
+func medianSpans(trials []Trial) []Span {
+	var order []Span
+	values := map[[2]string][]float64{}
+	for _, t := range trials {
+		if t.Summary == nil {
+			continue
+		}
+		for _, s := range spansOf(t.Summary, "noop") {
+			k := [2]string{s.From, s.To}
+			if _, ok := values[k]; !ok {
+				order = append(order, s)
+			}
+			values[k] = append(values[k], s.Micros)
+		}
+	}
+	for i := range order {
+		order[i].Micros = stats.Median(values[[2]string{order[i].From, order[i].To}])
+	}
+	return order
+}
+
+// waterfallChart stacks, per strategy, where a noop's round trip goes; nil
+// when no strategy's rtt trials carried timelines.
+func (r *Report) waterfallChart() (*figure, error) {
+	names, results := r.scenarioResults(scenarioRTT)
+	var cats []string
+	var totals [][]float64
+	for i, res := range results {
+		if res == nil || len(res.Spans) == 0 {
+			continue
+		}
+		cats, totals = append(cats, names[i]), append(totals, partTotals(res.Spans))
+	}
+	if len(cats) == 0 {
+		return nil, nil
+	}
+	var series []barSeries
+	for p, part := range spanParts {
+		vals := make([]float64, len(cats))
+		seen := false
+		for i := range cats {
+			vals[i] = totals[i][p]
+			seen = seen || !math.IsNaN(vals[i])
+		}
+		if !seen {
+			continue
+		}
+		for i := range vals { // a part a strategy skips adds nothing to its bar
+			if math.IsNaN(vals[i]) {
+				vals[i] = 0
+			}
+		}
+		c := drawing.ColorFromHex(part.color)
+		series = append(series, barSeries{name: part.name, values: vals, color: func(int) drawing.Color { return c }})
+	}
+	svg, err := barChart("Where a noop's round trip goes", "µs (medians)", cats, true, series...)
+	if err != nil {
+		return nil, fmt.Errorf("waterfall chart: %w", err)
+	}
+	return &figure{"waterfall", "One noop at a time, each asking for its timeline: the median time between each stage it passed and the next, " +
+		"stacked in path order. Blues are crossings from one process to another (the kernel and the wake-up on the far side); " +
+		"the warm colours are wslab's own work in each process; green is the task.", svg}, nil
 }
