@@ -200,7 +200,13 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 		d.log.Warn("undecodable result", "error", err)
 		return
 	}
-	m.Respond(nil) // the worker may now acknowledge the task
+	// The task is acknowledged now that its result is here, at the
+	// subject the worker names (an empty message there is an
+	// acknowledgement). A result lost on the way leaves the task
+	// unacknowledged, and JetStream redelivers it.
+	if ack := m.Header.Get(ackHeader); strings.HasPrefix(ack, "$JS.ACK.") {
+		d.nc.Publish(ack, nil)
+	}
 	d.mu.Lock()
 	c := d.pending[resp.GetSeq()]
 	delete(d.pending, resp.GetSeq()) // a redelivered task's second result finds nothing
@@ -216,6 +222,10 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 		return
 	}
 	c.stop()
+	if tl := taskproto.TimelineFrom(c.ctx); tl != nil {
+		tl.Stamp(taskproto.StageNATSResult)
+		tl.Merge(resp.GetTiming())
+	}
 	res, err := plugin.ResultOf(&resp)
 	res.Queue = max(time.Since(c.start)-res.Run, 0)
 	c.done(res, err)
@@ -319,6 +329,7 @@ func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task, done taskprot
 	c.stop = context.AfterFunc(ctx, func() { d.abandon(seq) })
 	d.mu.Unlock()
 
+	taskproto.Stamp(ctx, taskproto.StageNATSPublish)
 	data, _ := proto.Marshal(plugin.TaskMessage(ctx, seq, t))
 	msg := &nats.Msg{Subject: TaskSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(replyHeader, resultSubject(d.id))

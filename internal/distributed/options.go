@@ -32,6 +32,10 @@ const (
 	TaskSubject  = "wslab.tasks"
 	ConsumerName = "workers"
 	replyHeader  = "Wslab-Reply"
+	// ackHeader carries, on a result, its task's acknowledgement subject:
+	// the dispatcher acknowledges the task there (a reply subject may not
+	// be one of JetStream's).
+	ackHeader = "Wslab-Ack"
 	// Results go to resultPrefix + the dispatcher's id, cancels come from
 	// cancelPrefix + its id.
 	resultPrefix = "wslab.results."

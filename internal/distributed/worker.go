@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,8 +74,7 @@ func WorkerMain(args []string) int {
 		concurrency: max(*concurrency, 1),
 		running:     map[taskKey]context.CancelFunc{},
 		cancelled:   map[taskKey]time.Time{},
-		held:        map[jetstream.Msg]struct{}{},
-		confirming:  map[uint64]confirmation{},
+		held:        map[jetstream.Msg]int64{},
 	}
 	if err := w.run(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)
@@ -101,14 +99,12 @@ type natsWorker struct {
 	// runner is free.
 	concurrency int
 
-	inbox string // confirmations of results come to inbox.<n>
-
-	mu         sync.Mutex
-	running    map[taskKey]context.CancelFunc
-	cancelled  map[taskKey]time.Time // until when to remember the cancel
-	held       map[jetstream.Msg]struct{}
-	confirming map[uint64]confirmation
-	confirmSeq uint64
+	mu        sync.Mutex
+	running   map[taskKey]context.CancelFunc
+	cancelled map[taskKey]time.Time // until when to remember the cancel
+	// held are the tasks delivered and not yet answered, with when they
+	// came (CLOCK_MONOTONIC, for a timed task's nats_deliver).
+	held map[jetstream.Msg]int64
 }
 
 func (w *natsWorker) run(ctx context.Context, c Conn) error {
@@ -124,10 +120,6 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 	w.nc = nc
 	if _, err := nc.Subscribe(cancelPrefix+"*", w.onCancel); err != nil {
 		return wrap("subscribe to cancels", err)
-	}
-	w.inbox = nats.NewInbox()
-	if _, err := nc.Subscribe(w.inbox+".*", w.onConfirm); err != nil {
-		return wrap("subscribe to confirmations", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -181,19 +173,26 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 	return ctx.Err()
 }
 
-// hold counts m as the worker's until it is acknowledged (or given back),
-// so that heartbeat keeps it from being redelivered meanwhile.
+// hold counts m as the worker's until it is answered, so that heartbeat
+// keeps it from being redelivered meanwhile.
 func (w *natsWorker) hold(m jetstream.Msg) {
 	w.mu.Lock()
-	w.held[m] = struct{}{}
+	w.held[m] = taskproto.Monotonic()
 	w.mu.Unlock()
+}
+
+// unhold stops counting m as the worker's, and says when it came.
+func (w *natsWorker) unhold(m jetstream.Msg) (arrived int64) {
+	w.mu.Lock()
+	arrived = w.held[m]
+	delete(w.held, m)
+	w.mu.Unlock()
+	return arrived
 }
 
 // release acknowledges m (ack), or gives it back to be redelivered.
 func (w *natsWorker) release(m jetstream.Msg, ack bool) {
-	w.mu.Lock()
-	delete(w.held, m)
-	w.mu.Unlock()
+	w.unhold(m)
 	if ack {
 		m.Ack()
 	} else {
@@ -202,8 +201,7 @@ func (w *natsWorker) release(m jetstream.Msg, ack bool) {
 }
 
 // heartbeat tells JetStream, once a second, that every task the worker
-// holds (running, waiting for a runner, or waiting for its result to be
-// confirmed) is alive: only a dead or cut-off worker's tasks are
+// holds (running or waiting for a runner) is alive: only a dead or cut-off worker's tasks are
 // redelivered.
 func (w *natsWorker) heartbeat(ctx context.Context) {
 	tick.Every(ctx, time.Second, func() {
@@ -219,56 +217,26 @@ func (w *natsWorker) heartbeat(ctx context.Context) {
 	})
 }
 
-// onConfirm acknowledges the task whose result the dispatcher confirmed.
-func (w *natsWorker) onConfirm(msg *nats.Msg) {
-	id, err := strconv.ParseUint(strings.TrimPrefix(msg.Subject, w.inbox+"."), 10, 64)
-	if err != nil {
-		return
-	}
+// heldSince is when the held task m came.
+func (w *natsWorker) heldSince(m jetstream.Msg) int64 {
 	w.mu.Lock()
-	c, ok := w.confirming[id]
-	delete(w.confirming, id)
-	w.mu.Unlock()
-	if ok { // the timer, if it fires now, finds it gone
-		c.timer.Stop()
-		w.release(c.msg, true)
-	}
+	defer w.mu.Unlock()
+	return w.held[m]
 }
 
-// confirmWait bounds the wait for the dispatcher to confirm a result;
-// unconfirmed, the task goes back to the stream and runs again, and the
-// dispatcher keeps the first result it gets.
-const confirmWait = 5 * time.Second
-
-// confirmation is a result published and not yet confirmed.
-type confirmation struct {
-	msg   jetstream.Msg
-	timer *time.Timer
-}
-
-// sendResult publishes a task's result to its dispatcher, asking for a
-// confirmation: a plain publish is lost if the dispatcher is reconnecting
-// just then. The runner does not wait for it: the task is acknowledged
-// when it comes, or given back after confirmWait.
+// sendResult publishes a task's result to its dispatcher with the task's
+// acknowledgement subject (ackHeader): the dispatcher acknowledges the
+// task once it has the result, one message where a confirmation to the
+// worker and the worker's acknowledgement were two. A result lost on the
+// way (the dispatcher reconnecting just then) leaves the task
+// unacknowledged: JetStream redelivers it after AckWait, it runs again,
+// and the dispatcher keeps the first result it gets.
 func (w *natsWorker) sendResult(m jetstream.Msg, reply string, data []byte) {
-	w.mu.Lock()
-	w.confirmSeq++
-	id := w.confirmSeq
-	c := confirmation{msg: m}
-	c.timer = time.AfterFunc(confirmWait, func() {
-		w.mu.Lock()
-		_, still := w.confirming[id]
-		delete(w.confirming, id)
-		w.mu.Unlock()
-		if still {
-			w.log.Warn("result not confirmed; the task will be redelivered")
-			w.release(m, false)
-		}
-	})
-	w.confirming[id] = c
-	w.mu.Unlock()
-	if err := w.nc.PublishRequest(reply, w.inbox+"."+strconv.FormatUint(id, 10), data); err != nil {
-		w.log.Debug("publish result", "error", err) // the timer gives the task back
+	w.unhold(m)
+	msg := &nats.Msg{Subject: reply, Data: data, Header: nats.Header{ackHeader: []string{m.Reply()}}}
+	if err := w.nc.PublishMsg(msg); err != nil {
+		w.log.Debug("publish result", "error", err)
+		m.Nak()
 	}
 }
 
@@ -343,7 +311,14 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 		w.release(m, true)
 		return
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), dl)
+	parent := context.Background()
+	if t.GetTiming() {
+		tl := &taskproto.Timeline{}
+		tl.StampAt(taskproto.StageNATSDeliver, w.heldSince(m))
+		tl.Stamp(taskproto.StageWorkerRecv)
+		parent = taskproto.WithTimeline(parent, tl)
+	}
+	ctx, cancel := context.WithDeadline(parent, dl)
 	if hasDeadline {
 		// A task that outlives its deadline by OverrunGrace has a runner
 		// that cannot stop it: the worker goes, and is replaced.
