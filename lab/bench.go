@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -638,7 +639,11 @@ func BenchMain(args []string, stdout, stderr io.Writer) int {
 		return ExitFailed
 	}
 	b.WriteTable(stdout)
-	data, _ := json.MarshalIndent(b, "", "  ")
+	data, err := json.MarshalIndent(jsonSafe(reflect.ValueOf(b)), "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "lab bench: encode the figures: %v\n", err)
+		return ExitFailed
+	}
 	if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
 		fmt.Fprintf(stderr, "lab bench: write %s: %v\n", *out, err)
 		return ExitFailed

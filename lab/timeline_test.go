@@ -1,6 +1,11 @@
 package lab
 
-import "testing"
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+)
 
 func TestSpanLabels(t *testing.T) {
 	for _, tc := range []struct {
@@ -22,5 +27,25 @@ func TestSpanLabels(t *testing.T) {
 		if s.Crossing != tc.crossing || s.Label() != tc.label {
 			t.Errorf("%s → %s: %q crossing %v, want %q %v", tc.from, tc.to, s.Label(), s.Crossing, tc.label, tc.crossing)
 		}
+	}
+}
+
+// A figure a run could not measure is null in bench.json, not the end of
+// the file.
+func TestBenchJSONWithNaN(t *testing.T) {
+	b := &Bench{Strategies: []BenchStrategy{{Name: "adaptive", PythonLabSeconds: math.NaN(), Spans: []Span{{From: "a", To: "b", Micros: 2}}}}}
+	data, err := json.Marshal(jsonSafe(reflect.ValueOf(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Strategies []map[string]any `json:"strategies"`
+	}
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("%s: %v", data, err)
+	}
+	s := back.Strategies[0]
+	if v, ok := s["python_lab_s"]; !ok || v != nil || s["name"] != "adaptive" || s["spans"] == nil {
+		t.Errorf("got %s", data)
 	}
 }
