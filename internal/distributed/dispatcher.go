@@ -222,10 +222,8 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 		return
 	}
 	c.stop()
-	if tl := taskproto.TimelineFrom(c.ctx); tl != nil {
-		tl.Stamp(taskproto.StageNATSResult)
-		tl.Merge(resp.GetTiming())
-	}
+	taskproto.Stamp(c.ctx, taskproto.StageNATSResult)
+	plugin.MergeTiming(c.ctx, &resp)
 	res, err := plugin.ResultOf(&resp)
 	res.Queue = max(time.Since(c.start)-res.Run, 0)
 	c.done(res, err)

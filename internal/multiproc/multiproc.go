@@ -3,13 +3,15 @@
 // Python lab's multiprocessing workers was its own interpreter), so one
 // worker's crash, leak or GC pause touches no other.
 //
-// Transport: the plugin hands each worker one end of a Unix socketpair and
-// speaks the data channel of taskproto/plugin over it, the same framing and
+// Transport: the plugin gives each worker one end of a Unix socketpair,
+// which carries the data channel of taskproto/plugin, the same framing and
 // codec as the host's hop to the plugin: one write and one read per batch
 // of messages each way, and a worker's death is seen at once as the end of
-// its socket, which the plugin turns into a retry of its task on another
-// worker. Each worker's socket is written by a goroutine of its own, so a
-// worker that stops reading holds up no other.
+// its socket, which turns into a retry of its tasks on another worker. When
+// the host offers a workers channel, the plugin hands the other end to the
+// host, whose Executor (NewDispatcher) sends the worker tasks itself: the
+// plugin then only starts, supervises and kills the processes. Otherwise
+// (the conformance kit) the plugin's Executor sends them.
 package multiproc
 
 import (

@@ -170,10 +170,8 @@ func (r *Remote) deliver(resp *pb.ExecuteResponse) {
 		return // abandoned: its caller has had its answer
 	}
 	c.stop()
-	if tl := taskproto.TimelineFrom(c.ctx); tl != nil {
-		tl.Stamp(taskproto.StageHostRecv)
-		tl.Merge(resp.GetTiming())
-	}
+	taskproto.Stamp(c.ctx, taskproto.StageHostRecv)
+	MergeTiming(c.ctx, resp)
 	c.done(ResultOf(resp))
 }
 
