@@ -197,7 +197,7 @@ func TestWriteReportsMarkdown(t *testing.T) {
 	}
 	for _, s := range append(append([]string{"failed", "2026-03-01", "8 CPUs (Test CPU)", "1m23s", "| strategy |", "6 rounds"}, r.Strategies...),
 		"## Verdict", "## mixed", "## cpu", "## capacity", "200 clients × fib, cpu, io", "isolation µs over inproc",
-		"host → plugin or worker µs", "the task µs") {
+		"→plugin/worker µs", "task µs") {
 		if !strings.Contains(md, s) {
 			t.Errorf("report.md lacks %q", s)
 		}

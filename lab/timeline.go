@@ -130,21 +130,24 @@ func writeSpans(w io.Writer, ss []BenchStrategy) {
 }
 
 // The parts of a round trip the report's waterfall stacks, in path order:
-// crossings between processes, each process's own work, and the task.
+// crossings between processes (client→host; the host's to a plugin or
+// worker; a plugin's to its workers and back through NATS; back to the
+// host; to the client), each process's own work, and the task. Short
+// names: the chart's legend is one row.
 var spanParts = []struct {
 	name     string
 	crossing bool
 	color    string
 }{
-	{"client → host", true, "9ecae1"},
-	{"host's work", false, "f28e2b"},
-	{"host → plugin or worker", true, "6baed6"},
-	{"plugin's work", false, "ffbe7d"},
-	{"plugin ⇄ worker (NATS)", true, "4292c6"},
-	{"worker's work", false, "e15759"},
-	{"the task", false, "59a14f"},
-	{"back to host", true, "2171b5"},
-	{"host → client", true, "08519c"},
+	{"client→host", true, "9ecae1"},
+	{"host", false, "f28e2b"},
+	{"→plugin/worker", true, "6baed6"},
+	{"plugin", false, "ffbe7d"},
+	{"NATS", true, "4292c6"},
+	{"worker", false, "e15759"},
+	{"task", false, "59a14f"},
+	{"→host", true, "2171b5"},
+	{"→client", true, "08519c"},
 }
 
 // spanPart is which part of spanParts s belongs to.
