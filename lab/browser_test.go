@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,13 +27,7 @@ func TestReportInBrowser(t *testing.T) {
 	if want := len(figureRE.FindAllString(readFile(t, path), -1)); len(p.Charts) != want {
 		t.Errorf("%d charts in the browser, %d in the file", len(p.Charts), want)
 	}
-	waterfall := false
-	for _, c := range p.Charts {
-		waterfall = waterfall || c.ID == "waterfall"
-	}
-	if !waterfall {
-		t.Errorf("no waterfall (where a noop's round trip goes) among the charts %+v", p.Charts)
-	}
+	checkWaterfall(t, r, p.Charts)
 	if want := fontFamily() + ": loaded"; len(p.Fonts) != 1 || p.Fonts[0] != want {
 		t.Errorf("fonts %q, want [%q]", p.Fonts, want)
 	}
@@ -44,6 +39,61 @@ func TestReportInBrowser(t *testing.T) {
 	if keep := os.Getenv("WSLAB_SCREENSHOT"); keep != "" {
 		if err := os.WriteFile(keep, p.Screenshot, 0o644); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// checkWaterfall says whether the browser drew the waterfall, "where a
+// noop's round trip goes": wide across the page, its title, a bar with a
+// name and a total for every strategy with a timeline, at least a shape
+// for every segment wider than a µs and every legend swatch, and the
+// legend's names.
+func checkWaterfall(t *testing.T, r *Report, charts []browsercheck.Chart) {
+	t.Helper()
+	var wf, other *browsercheck.Chart
+	for i := range charts {
+		switch c := &charts[i]; {
+		case c.ID == "waterfall":
+			wf = c
+		case other == nil && c.ID != "capacity":
+			other = c
+		}
+	}
+	if wf == nil {
+		t.Fatalf("no waterfall (where a noop's round trip goes) among the charts %+v", charts)
+	}
+	if other != nil && wf.Width < 1.5*other.Width {
+		t.Errorf("the waterfall is %.0f px wide, a chart beside it %.0f: it should span the page", wf.Width, other.Width)
+	}
+	if wf.Height <= 0 || wf.Width < 3*wf.Height {
+		t.Errorf("the waterfall is %.0f×%.0f px: one short bar per strategy should be far wider than high", wf.Width, wf.Height)
+	}
+	want := []string{"Where a noop’s round trip goes"}
+	shapes := 0
+	hues := map[int]bool{}
+	names, results := r.scenarioResults(scenarioRTT)
+	for i, res := range results {
+		if res == nil || len(res.Spans) == 0 {
+			continue
+		}
+		want = append(want, names[i], short(spansTotal(res.Spans))+" µs")
+		for _, s := range segments(res.Spans) {
+			hues[s.hue] = true
+			if s.micros >= 1 {
+				shapes++
+			}
+		}
+	}
+	for h := range hues {
+		want = append(want, waterfallHues[h].name)
+	}
+	shapes += len(hues)
+	if wf.Shapes < shapes {
+		t.Errorf("the waterfall has %d shapes, want at least %d (segments and swatches)", wf.Shapes, shapes)
+	}
+	for _, s := range want {
+		if !strings.Contains(wf.Text, s) {
+			t.Errorf("the waterfall's text lacks %q: %q", s, wf.Text)
 		}
 	}
 }

@@ -74,9 +74,11 @@ type scenarioPage struct {
 	Scenario
 	ID     string
 	Charts []figure
-	// Extra, Main and Kinds are the scenario's tables, in page order;
-	// nil where it has none.
-	Extra, Main, Kinds *table
+	// Extra, Timeline, Main and Kinds are the scenario's tables, in page
+	// order; nil where it has none. TimelineNote says what the timeline
+	// table's columns cover.
+	Extra, Timeline, Main, Kinds *table
+	TimelineNote                 string
 }
 
 // figure is one chart: data-chart="ID" on its <figure class="chart">.
@@ -104,14 +106,21 @@ func (r *Report) HTML() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
-		p.Scenarios = append(p.Scenarios, scenarioPage{
+		sp := scenarioPage{
 			Scenario: sc,
 			ID:       slug(sc.Name),
 			Charts:   charts,
 			Extra:    r.extraTable(sc.Name),
 			Main:     r.mainTable(sc.Name),
 			Kinds:    r.kinds(sc.Name),
-		})
+		}
+		if sc.Name == scenarioRTT {
+			var cols []spanColumn
+			if sp.Timeline, cols = r.timelineTable(); sp.Timeline != nil {
+				sp.TimelineNote = timelineNote(cols)
+			}
+		}
+		p.Scenarios = append(p.Scenarios, sp)
 	}
 	var b bytes.Buffer
 	if err := pageTemplate.Execute(&b, p); err != nil {

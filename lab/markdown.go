@@ -36,6 +36,13 @@ func (r *Report) Markdown() string {
 				b.WriteString("\n")
 			}
 		}
+		if sc.Name == scenarioRTT {
+			if tt, cols := r.timelineTable(); tt != nil {
+				b.WriteString("Where a noop's round trip goes, µs (medians over the rounds):\n\n")
+				mdTable(&b, tt)
+				fmt.Fprintf(&b, "\n%s\n\n", timelineNote(cols))
+			}
+		}
 		if mt != nil {
 			mdTable(&b, mt)
 		}

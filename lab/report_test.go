@@ -172,7 +172,8 @@ func TestWriteReportsJSON(t *testing.T) {
 	if pool := got.result("pool", "cpu"); pool.Throughput.N() != 5 || !strings.HasPrefix(pool.Failed, "round 4: plugin did not start") {
 		t.Errorf("pool under cpu: %d trials measured, failed %q", pool.Throughput.N(), pool.Failed)
 	}
-	if sp := got.result("pool", "rtt").Spans; len(sp) != 10 || sp[3].From != "host_sent" || !sp[3].Crossing || sp[3].Micros < 19 || sp[3].Micros > 21 {
+	if sp := got.result("pool", "rtt").Spans; len(sp) != 10 || sp[3].From != "host_sent" || !sp[3].Crossing || sp[3].Kind != "host→plugin" ||
+		sp[3].Micros < 19 || sp[3].Micros > 21 || sp[5].Kind != "task" || sp[8].Kind != "host" || sp[8].Crossing {
 		t.Errorf("pool's rtt spans: %+v", sp)
 	}
 	if iso := got.result("pool", "rtt").IsolationUS; iso == nil || iso.Median < 30 || iso.Median > 40 {
@@ -197,7 +198,8 @@ func TestWriteReportsMarkdown(t *testing.T) {
 	}
 	for _, s := range append(append([]string{"failed", "2026-03-01", "8 CPUs (Test CPU)", "1m23s", "| strategy |", "6 rounds"}, r.Strategies...),
 		"## Verdict", "## mixed", "## cpu", "## capacity", "200 clients × fib, cpu, io", "isolation µs over inproc",
-		"→plugin/worker µs", "task µs") {
+		"Where a noop's round trip goes", "host: host_read → host_submit, host_submit → host_sent, host_submit → task_start, task_end → reply_written, host_recv → reply_written;",
+		"host→plugin ⇄: host_sent → plugin_recv;") {
 		if !strings.Contains(md, s) {
 			t.Errorf("report.md lacks %q", s)
 		}
@@ -220,6 +222,17 @@ func TestWriteReportsMarkdown(t *testing.T) {
 	// missing, no queue time in plain text.
 	if got, want := row("| semaphore |"), "| semaphore | 8161 ±3% | −46.7% | 3.22 ±3% | 41.2 ±3% | +108% | 5 | 402 ±3% | – | – | 40.2 ±3% | 2 |"; got != want {
 		t.Errorf("semaphore row:\n got %s\nwant %s", got, want)
+	}
+	// Where the round trip goes: a column per kind of span some strategy
+	// passes, in path order; inproc's noops pass no plugin.
+	if got, want := row("| strategy | client→host"), "| strategy | client→host ⇄ µs | host µs | host→plugin ⇄ µs | plugin µs | task µs | plugin→host ⇄ µs | host→client ⇄ µs | sum µs |"; got != want {
+		t.Errorf("timeline header:\n got %s\nwant %s", got, want)
+	}
+	if got, want := row("| pool | 25.1"), "| pool | 25.1 | 5.23 | 20.1 | 6.43 | 0.101 | 21.1 | 27.1 | 105 |"; got != want {
+		t.Errorf("pool's timeline:\n got %s\nwant %s", got, want)
+	}
+	if got, want := row("| inproc | 25.1"), "| inproc | 25.1 | 6.13 | – | – | 0.101 | – | 28.1 | 59.5 |"; got != want {
+		t.Errorf("inproc's timeline:\n got %s\nwant %s", got, want)
 	}
 	if !strings.Contains(row("- **mixed**"), "inproc is best at 15306 tasks/s, 1.18× ahead of the next, pool (p = 0.002)") {
 		t.Errorf("mixed verdict: %s", row("- **mixed**"))
@@ -276,6 +289,16 @@ func TestWriteReportsHTML(t *testing.T) {
 		t.Errorf("charts:\n got %s\nwant %s", got, want)
 	}
 	for _, s := range append([]string{"round 4: plugin did not start", "Failures", "8161", "<table", "Verdict"}, r.Strategies...) {
+		if !strings.Contains(page, s) {
+			t.Errorf("report.html lacks %q", s)
+		}
+	}
+	// The waterfall spans the page: a bar per strategy with a timeline, its
+	// legend and the timeline table below.
+	if !strings.Contains(page, `<figure class="chart wide" data-chart="waterfall">`) {
+		t.Error("the waterfall is not a wide figure")
+	}
+	for _, s := range []string{"Where a noop’s round trip goes, µs (medians over the rounds)", "host→plugin ⇄ µs", "The stages each column covers"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("report.html lacks %q", s)
 		}

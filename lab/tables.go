@@ -213,18 +213,6 @@ func (r *Report) isolationTable() *table {
 		return nil
 	}
 	t := &table{Header: []string{"strategy", "round trip µs", "isolation µs over inproc", "vs inproc"}}
-	// Where the round trip goes: a column per part that some strategy's
-	// noops pass (see spanParts).
-	var parts []int
-	for p, part := range spanParts {
-		for _, res := range results {
-			if res != nil && !math.IsNaN(partTotals(res.Spans)[p]) {
-				parts = append(parts, p)
-				t.Header = append(t.Header, part.name+" µs")
-				break
-			}
-		}
-	}
 	for i, res := range results {
 		row := tableRow{Strategy: names[i]}
 		if !measured(res) {
@@ -244,14 +232,6 @@ func (r *Report) isolationTable() *table {
 			iso, vs = "0 (the base)", ""
 		}
 		row.Cells = []string{rtt, iso, vs}
-		totals := partTotals(res.Spans)
-		for _, p := range parts {
-			cell := dash
-			if !math.IsNaN(totals[p]) {
-				cell = short(totals[p])
-			}
-			row.Cells = append(row.Cells, cell)
-		}
 		t.Rows = append(t.Rows, row)
 	}
 	return t

@@ -5,19 +5,23 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
-
-	"github.com/wcharczuk/go-chart/v2/drawing"
 
 	"github.com/wslab/wslab/client"
 	"github.com/wslab/wslab/lab/stats"
+	"github.com/wslab/wslab/taskproto"
 )
 
 // Where a noop's round trip goes: a request that asks for its timeline
 // ("timing": true) comes back with the instant of every stage it passed,
 // and the client adds its own send and read. A span is the time between
-// one stage and the next the request passed.
+// one stage and the next the request passed. Spans are grouped into kinds,
+// the columns of the tables: each crossing from one process to another by
+// its direction ("host→plugin"), each process's own work ("host"), and
+// the task.
 
 // Span is the median time a strategy's noops spent between two stages.
 type Span struct {
@@ -28,6 +32,13 @@ type Span struct {
 	// crossing, and the wake-up of the reader on the far side); otherwise
 	// it is work and hand-offs inside one process.
 	Crossing bool `json:"crossing"`
+	// Kind is the span's column: "client→host", "host", "task"…
+	Kind string `json:"kind"`
+}
+
+// newSpan is the span from one stage to the next, with its kind.
+func newSpan(from, to string, us float64) Span {
+	return Span{From: from, To: to, Micros: us, Crossing: crosses(from, to), Kind: spanKind(from, to)}
 }
 
 // Label names the span for a reader: "host → plugin" for a crossing,
@@ -72,6 +83,34 @@ func stageStep(stage string) string {
 	return stage
 }
 
+// stageIndex is the stage's place on a request's path: client_sent first,
+// then taskproto's stages in order, client_recv last; unknown stages after.
+func stageIndex(stage string) int {
+	switch stage {
+	case "client_sent":
+		return 0
+	case "client_recv":
+		return int(taskproto.NumStages) + 1
+	}
+	if s, ok := taskproto.StageNamed(stage); ok {
+		return int(s) + 1
+	}
+	return int(taskproto.NumStages) + 2
+}
+
+// pathOrder compares two stage pairs by where they are on the path.
+func pathOrder(aFrom, aTo, bFrom, bTo string) int {
+	if d := stageIndex(aFrom) - stageIndex(bFrom); d != 0 {
+		return d
+	}
+	return stageIndex(aTo) - stageIndex(bTo)
+}
+
+// sortSpans puts spans in path order.
+func sortSpans(spans []Span) {
+	slices.SortStableFunc(spans, func(a, b Span) int { return pathOrder(a.From, a.To, b.From, b.To) })
+}
+
 // crosses says whether a request goes from one process to another between
 // from and to. A task runs in the process that took it: task stages are
 // that process's.
@@ -80,12 +119,119 @@ func crosses(from, to string) bool {
 	return p != q && p != "task" && q != "task"
 }
 
+// spanKind is the column a span from one stage to the next adds to: its
+// direction for a crossing ("host→plugin"), "task" for the task's run,
+// otherwise the process whose work it is ("host").
+func spanKind(from, to string) string {
+	if from == "task_start" && to == "task_end" {
+		return "task"
+	}
+	p, q := stageProcess(from), stageProcess(to)
+	if crosses(from, to) {
+		return p + "→" + q
+	}
+	if p == "task" {
+		return q
+	}
+	return p
+}
+
+// spanKinds are the kinds in the order a request meets them.
+var spanKinds = []string{
+	"client→host", "host", "host→plugin", "host→worker", "plugin", "plugin→worker",
+	"worker", "task", "worker→plugin", "worker→host", "plugin→host", "host→client",
+}
+
+// spanColumn is one kind that occurs and the stage pairs it covers.
+type spanColumn struct {
+	Kind     string
+	Crossing bool
+	Covers   []string // "host_read → host_submit", in path order
+}
+
+// spanColumns are the kinds that occur in any of the strategies' spans, in
+// path order (kinds spanKinds does not know after the others).
+func spanColumns(sets ...[]Span) []spanColumn {
+	var cols []spanColumn
+	type pair struct{ from, to string }
+	covers := map[string][]pair{}
+	for _, spans := range sets {
+		for _, s := range spans {
+			if !slices.ContainsFunc(cols, func(c spanColumn) bool { return c.Kind == s.Kind }) {
+				cols = append(cols, spanColumn{Kind: s.Kind, Crossing: s.Crossing})
+			}
+			if p := (pair{s.From, s.To}); !slices.Contains(covers[s.Kind], p) {
+				covers[s.Kind] = append(covers[s.Kind], p)
+			}
+		}
+	}
+	rank := func(kind string) int {
+		if i := slices.Index(spanKinds, kind); i >= 0 {
+			return i
+		}
+		return len(spanKinds)
+	}
+	slices.SortStableFunc(cols, func(a, b spanColumn) int { return rank(a.Kind) - rank(b.Kind) })
+	for i := range cols {
+		ps := covers[cols[i].Kind]
+		slices.SortStableFunc(ps, func(a, b pair) int { return pathOrder(a.from, a.to, b.from, b.to) })
+		for _, p := range ps {
+			cols[i].Covers = append(cols[i].Covers, p.from+" → "+p.to)
+		}
+	}
+	return cols
+}
+
+// header is the column's name in a table; crossings are marked ⇄.
+func (c spanColumn) header() string {
+	if c.Crossing {
+		return c.Kind + " ⇄"
+	}
+	return c.Kind
+}
+
+// kindTotals adds spans up by column (µs; NaN for a column the spans do
+// not pass).
+func kindTotals(spans []Span, cols []spanColumn) []float64 {
+	out := nans(len(cols))
+	for _, s := range spans {
+		i := slices.IndexFunc(cols, func(c spanColumn) bool { return c.Kind == s.Kind })
+		if i < 0 {
+			continue
+		}
+		if math.IsNaN(out[i]) {
+			out[i] = 0
+		}
+		out[i] += s.Micros
+	}
+	return out
+}
+
+// spansTotal is the sum of the spans' medians (µs).
+func spansTotal(spans []Span) float64 {
+	total := 0.0
+	for _, s := range spans {
+		total += s.Micros
+	}
+	return total
+}
+
+// spanLegend says which stages each column covers, one line per column.
+func spanLegend(cols []spanColumn) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c.header() + ": " + strings.Join(c.Covers, ", ")
+	}
+	return out
+}
+
 // spansOf are a run's spans of kind's requests, in path order.
 func spansOf(sum *client.Summary, kind string) []Span {
 	var out []Span
 	for _, s := range sum.Timing[kind] {
-		out = append(out, Span{From: s.From, To: s.To, Micros: s.P50, Crossing: crosses(s.From, s.To)})
+		out = append(out, newSpan(s.From, s.To, s.P50))
 	}
+	sortSpans(out)
 	return out
 }
 
@@ -106,92 +252,46 @@ func timedNoops(ctx context.Context, url string, d time.Duration) ([]Span, error
 // spanKey names a span in a bench's samples.
 func spanKey(strategy string, s Span) string { return strategy + ".span." + s.From + ">" + s.To }
 
-// writeSpans prints where each strategy's noop round trip goes: one line
-// per strategy, its spans in path order, crossings marked ⇄.
+// writeSpans prints where each strategy's noop round trip goes: a row per
+// strategy, a column per kind of span that occurs, then which stages each
+// column covers.
 func writeSpans(w io.Writer, ss []BenchStrategy) {
-	fmt.Fprintln(w, "where a noop's round trip goes (µs, medians; ⇄ marks a crossing between processes):")
+	var sets [][]Span
+	for _, s := range ss {
+		sets = append(sets, s.Spans)
+	}
+	cols := spanColumns(sets...)
+	if len(cols) == 0 {
+		fmt.Fprint(w, "where a noop's round trip goes: no strategy's noops carried a timeline\n\n")
+		return
+	}
+	fmt.Fprintln(w, "where a noop's round trip goes (µs, median; ⇄ marks a crossing between processes):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "strategy\t")
+	for _, c := range cols {
+		fmt.Fprintf(tw, "%s\t", c.header())
+	}
+	fmt.Fprintln(tw, "sum\t")
 	for _, s := range ss {
 		if len(s.Spans) == 0 {
 			continue
 		}
-		var parts []string
-		total := 0.0
-		for _, sp := range s.Spans {
-			mark := ""
-			if sp.Crossing {
-				mark = "⇄ "
+		fmt.Fprintf(tw, "%s\t", s.Name)
+		for _, v := range kindTotals(s.Spans, cols) {
+			if math.IsNaN(v) {
+				fmt.Fprint(tw, "-\t")
+			} else {
+				fmt.Fprintf(tw, "%.1f\t", v)
 			}
-			parts = append(parts, fmt.Sprintf("%s%s %.1f", mark, sp.Label(), sp.Micros))
-			total += sp.Micros
 		}
-		fmt.Fprintf(w, "  %-12s %6.1f = %s\n", s.Name, total, strings.Join(parts, " | "))
+		fmt.Fprintf(tw, "%.1f\t\n", spansTotal(s.Spans))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "the stages each column covers (the others: work inside one process, or the task; sum: of the medians, near the round trip's median):")
+	for _, l := range spanLegend(cols) {
+		fmt.Fprintf(w, "  %s\n", l)
 	}
 	fmt.Fprintln(w)
-}
-
-// The parts of a round trip the report's waterfall stacks, in path order:
-// crossings between processes (client→host; the host's to a plugin or
-// worker; a plugin's to its workers and back through NATS; back to the
-// host; to the client), each process's own work, and the task. Short
-// names: the chart's legend is one row.
-var spanParts = []struct {
-	name     string
-	crossing bool
-	color    string
-}{
-	{"client→host", true, "9ecae1"},
-	{"host", false, "f28e2b"},
-	{"→plugin/worker", true, "6baed6"},
-	{"plugin", false, "ffbe7d"},
-	{"NATS", true, "4292c6"},
-	{"worker", false, "e15759"},
-	{"task", false, "59a14f"},
-	{"→host", true, "2171b5"},
-	{"→client", true, "08519c"},
-}
-
-// spanPart is which part of spanParts s belongs to.
-func spanPart(s Span) int {
-	from, to := stageProcess(s.From), stageProcess(s.To)
-	switch {
-	case s.From == "task_start" && s.To == "task_end":
-		return 6
-	case s.Crossing && from == "client":
-		return 0
-	case s.Crossing && to == "client":
-		return 8
-	case s.Crossing && from == "host":
-		return 2
-	case s.Crossing && to == "host":
-		return 7
-	case s.Crossing:
-		return 4
-	}
-	where := from
-	if where == "task" {
-		where = to
-	}
-	switch where {
-	case "plugin":
-		return 3
-	case "worker":
-		return 5
-	}
-	return 1
-}
-
-// partTotals adds a strategy's spans up by part (µs; NaN for a part its
-// noops do not pass).
-func partTotals(spans []Span) []float64 {
-	out := nans(len(spanParts))
-	for _, s := range spans {
-		p := spanPart(s)
-		if math.IsNaN(out[p]) {
-			out[p] = 0
-		}
-		out[p] += s.Micros
-	}
-	return out
 }
 
 // medianSpans are the spans of a result's trials, each the median of the
@@ -214,48 +314,50 @@ func medianSpans(trials []Trial) []Span {
 	for i := range order {
 		order[i].Micros = stats.Median(values[[2]string{order[i].From, order[i].To}])
 	}
+	sortSpans(order)
 	return order
 }
 
-// waterfallChart stacks, per strategy, where a noop's round trip goes; nil
-// when no strategy's rtt trials carried timelines.
-func (r *Report) waterfallChart() (*figure, error) {
+// timelineTable is, in the rtt scenario, where each strategy's noop round
+// trip goes: a column per kind of span that occurs, and those columns;
+// nil when no strategy's noops carried a timeline.
+func (r *Report) timelineTable() (*table, []spanColumn) {
 	names, results := r.scenarioResults(scenarioRTT)
-	var cats []string
-	var totals [][]float64
-	for i, res := range results {
-		if res == nil || len(res.Spans) == 0 {
-			continue
+	var sets [][]Span
+	for _, res := range results {
+		if res != nil {
+			sets = append(sets, res.Spans)
 		}
-		cats, totals = append(cats, names[i]), append(totals, partTotals(res.Spans))
 	}
-	if len(cats) == 0 {
+	cols := spanColumns(sets...)
+	if len(cols) == 0 {
 		return nil, nil
 	}
-	var series []barSeries
-	for p, part := range spanParts {
-		vals := make([]float64, len(cats))
-		seen := false
-		for i := range cats {
-			vals[i] = totals[i][p]
-			seen = seen || !math.IsNaN(vals[i])
-		}
-		if !seen {
+	t := &table{Header: []string{"strategy"}}
+	for _, c := range cols {
+		t.Header = append(t.Header, c.header()+" µs")
+	}
+	t.Header = append(t.Header, "sum µs")
+	for i, res := range results {
+		row := tableRow{Strategy: names[i]}
+		if res == nil || len(res.Spans) == 0 {
+			row.Note = "no timeline"
+			t.Rows = append(t.Rows, row)
 			continue
 		}
-		for i := range vals { // a part a strategy skips adds nothing to its bar
-			if math.IsNaN(vals[i]) {
-				vals[i] = 0
-			}
+		for _, v := range kindTotals(res.Spans, cols) {
+			row.Cells = append(row.Cells, num(v))
 		}
-		c := drawing.ColorFromHex(part.color)
-		series = append(series, barSeries{name: part.name, values: vals, color: func(int) drawing.Color { return c }})
+		row.Cells = append(row.Cells, num(spansTotal(res.Spans)))
+		t.Rows = append(t.Rows, row)
 	}
-	svg, err := barChart("Where a noop's round trip goes", "µs (medians)", cats, true, series...)
-	if err != nil {
-		return nil, fmt.Errorf("waterfall chart: %w", err)
-	}
-	return &figure{"waterfall", "One noop at a time, each asking for its timeline: the median time between each stage it passed and the next, " +
-		"stacked in path order. Blues are crossings from one process to another (the kernel and the wake-up on the far side); " +
-		"the warm colours are wslab's own work in each process; green is the task.", svg}, nil
+	return t, cols
+}
+
+// timelineNote says what the timeline table's columns cover.
+func timelineNote(cols []spanColumn) string {
+	return "One noop at a time, each asking for its timeline: the median time from each stage it passed to the next, " +
+		"added up by kind: ⇄ a crossing from one process to another (the kernel and the wake-up on the far side), " +
+		"otherwise the work inside one process or the task's run; sum: of the medians, near the round trip's median. " +
+		"The stages each column covers: " + strings.Join(spanLegend(cols), "; ") + "."
 }
