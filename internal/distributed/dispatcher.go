@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,6 +42,12 @@ type Dispatcher struct {
 	completed, failed int64
 	lostTimer         *time.Timer // running while NATS is away
 	closed            bool
+	// cancels are the tasks abandoned that may still be in the stream,
+	// with until when (their deadline): sent again to a worker that says
+	// it is ready, for it may have missed them.
+	cancels map[uint64]time.Time
+	// announced receives the ids of workers that say they are ready.
+	announced chan string
 }
 
 // dcall is one task from Submit to its single answer.
@@ -55,7 +62,11 @@ type dcall struct {
 // the stream and consumer exist, subscribes for results and starts the
 // local workers.
 func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error) {
-	d := &Dispatcher{opt: opt, log: log, id: randomToken()[:16], pending: map[uint64]*dcall{}}
+	d := &Dispatcher{
+		opt: opt, log: log, id: randomToken()[:16],
+		pending: map[uint64]*dcall{}, cancels: map[uint64]time.Time{},
+		announced: make(chan string, max(opt.Workers, 1)),
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -97,6 +108,9 @@ func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error
 	if d.sub, err = nc.Subscribe(resultSubject(d.id), d.onResult); err != nil {
 		return nil, wrap("subscribe to results", err)
 	}
+	if _, err := nc.Subscribe(readySubject, d.onWorkerReady); err != nil {
+		return nil, wrap("subscribe to workers' announcements", err)
+	}
 	if err := nc.Flush(); err != nil {
 		return nil, wrap("subscribe to results", err)
 	}
@@ -104,9 +118,65 @@ func New(ctx context.Context, opt Options, log hclog.Logger) (*Dispatcher, error
 		if d.local, err = startLocalWorkers(d.opt, log); err != nil {
 			return nil, err
 		}
+		d.awaitLocalWorkers(ctx)
 	}
 	ok = true
 	return d, nil
+}
+
+// localWorkersWait bounds how long New waits for its local workers to say
+// they are ready.
+const localWorkersWait = 10 * time.Second
+
+// awaitLocalWorkers waits until as many workers as are started here have
+// said they are ready (or localWorkersWait has passed), so that the
+// strategy's first tasks do not wait for processes to start, and every
+// cancel reaches a worker that listens.
+func (d *Dispatcher) awaitLocalWorkers(ctx context.Context) {
+	ready := map[string]bool{}
+	timeout := time.NewTimer(localWorkersWait)
+	defer timeout.Stop()
+	for len(ready) < d.opt.Workers {
+		select {
+		case id := <-d.announced:
+			ready[id] = true
+		case <-timeout.C:
+			d.log.Warn("local workers slow to start; going on without them", "ready", len(ready), "workers", d.opt.Workers, "waited", localWorkersWait.String())
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// onWorkerReady sends a worker that has just started the cancels it may
+// have missed, and counts it for awaitLocalWorkers.
+func (d *Dispatcher) onWorkerReady(m *nats.Msg) {
+	select {
+	case d.announced <- string(m.Data):
+	default: // nobody waits, or it has heard enough
+	}
+	now := time.Now()
+	d.mu.Lock()
+	pruneExpired(d.cancels, now)
+	batch := make([]byte, 0, min(len(d.cancels), cancelsPerMessage)*cancelSize)
+	var batches [][]byte
+	for seq, until := range d.cancels {
+		batch = appendCancel(batch, seq, until.Sub(now))
+		if len(batch) == cancelsPerMessage*cancelSize {
+			batches, batch = append(batches, batch), make([]byte, 0, cancelsPerMessage*cancelSize)
+		}
+	}
+	d.mu.Unlock()
+	if len(batch) > 0 {
+		batches = append(batches, batch)
+	}
+	for _, b := range batches {
+		if err := d.nc.Publish(cancelSubject(d.id), b); err != nil {
+			d.log.Debug("publish cancels again", "error", err)
+			return
+		}
+	}
 }
 
 // publishTimeout bounds the wait for the stream to take a task.
@@ -210,6 +280,7 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 	d.mu.Lock()
 	c := d.pending[resp.GetSeq()]
 	delete(d.pending, resp.GetSeq()) // a redelivered task's second result finds nothing
+	delete(d.cancels, resp.GetSeq()) // abandoned, and run all the same: out of the stream now
 	if c != nil {
 		if resp.GetErrorCode() != "" {
 			d.failed++
@@ -349,27 +420,48 @@ func (d *Dispatcher) abandon(seq uint64) {
 	if dl, ok := c.ctx.Deadline(); ok {
 		ttl = time.Until(dl)
 	}
-	if err := d.nc.Publish(cancelSubject(d.id), encodeCancel(seq, ttl)); err != nil {
+	now := time.Now()
+	d.mu.Lock()
+	if len(d.cancels) >= maxCancelled {
+		pruneExpired(d.cancels, now)
+	}
+	if len(d.cancels) < maxCancelled {
+		d.cancels[seq] = now.Add(ttl)
+	}
+	d.mu.Unlock()
+	if err := d.nc.Publish(cancelSubject(d.id), appendCancel(nil, seq, ttl)); err != nil {
 		d.log.Debug("publish cancel", "seq", seq, "error", err)
 	}
 	c.done(taskproto.Result{Queue: time.Since(c.start)}, c.ctx.Err())
 }
 
-// encodeCancel is the payload of a cancel: the task's sequence number and
-// how long, in milliseconds, a worker must remember it (until the task's
-// deadline, past which no worker starts it anyway).
-func encodeCancel(seq uint64, ttl time.Duration) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b, seq)
-	binary.BigEndian.PutUint64(b[8:], uint64(max(ttl.Milliseconds(), 1)))
-	return b
+// A cancel message holds one or more cancels of cancelSize bytes each:
+// the task's sequence number and how long, in milliseconds, a worker must
+// remember it (until the task's deadline, past which no worker starts it
+// anyway). cancelsPerMessage bounds those sent again in one message.
+const (
+	cancelSize        = 16
+	cancelsPerMessage = 4096
+)
+
+func appendCancel(b []byte, seq uint64, ttl time.Duration) []byte {
+	b = binary.BigEndian.AppendUint64(b, seq)
+	return binary.BigEndian.AppendUint64(b, uint64(max(ttl.Milliseconds(), 1)))
 }
 
-func decodeCancel(b []byte) (seq uint64, ttl time.Duration, ok bool) {
-	if len(b) != 16 {
-		return 0, 0, false
+// decodeCancels yields the cancels in b; nothing if b is malformed.
+func decodeCancels(b []byte) iter.Seq2[uint64, time.Duration] {
+	return func(yield func(uint64, time.Duration) bool) {
+		if len(b)%cancelSize != 0 {
+			return
+		}
+		for ; len(b) > 0; b = b[cancelSize:] {
+			ttl := time.Duration(binary.BigEndian.Uint64(b[8:])) * time.Millisecond
+			if !yield(binary.BigEndian.Uint64(b), ttl) {
+				return
+			}
+		}
 	}
-	return binary.BigEndian.Uint64(b), time.Duration(binary.BigEndian.Uint64(b[8:])) * time.Millisecond, true
 }
 
 // Info describes the strategy. With an embedded server only the local

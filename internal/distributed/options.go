@@ -40,6 +40,11 @@ const (
 	// cancelPrefix + its id.
 	resultPrefix = "wslab.results."
 	cancelPrefix = "wslab.cancel."
+	// readySubject is where a worker says, with its id, that it listens
+	// for cancels and takes tasks: every dispatcher then sends it again the
+	// cancels of tasks that may still be in the stream, which a worker
+	// that was starting (or restarting) missed.
+	readySubject = "wslab.workers.ready"
 )
 
 func resultSubject(dispatcher string) string { return resultPrefix + dispatcher }

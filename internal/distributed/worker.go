@@ -34,9 +34,9 @@ const WorkerArg = "worker"
 // cannot be interrupted costs at most its deadline plus this.
 const OverrunGrace = 2 * time.Second
 
-// maxCancelled bounds the cancels a worker remembers. Past it a cancelled
-// task that has not reached the worker yet may still run; its result is
-// dropped by its dispatcher as any late result is.
+// maxCancelled bounds the cancels a worker, and a dispatcher, remembers.
+// Past it a cancelled task that has not reached a worker yet may still
+// run; its result is dropped by its dispatcher as any late result is.
 const maxCancelled = 100_000
 
 // WorkerMain runs a worker until SIGINT/SIGTERM (or, for a local worker,
@@ -141,19 +141,22 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 	// The consumer keeps a pull of as many tasks as there are runners
 	// outstanding, so a task is on its way before a runner is free; the
 	// runners take them in order.
-	jobs := make(chan jetstream.Msg)
+	jobs := make(chan *delivery)
 	for range w.concurrency {
 		w.wg.Go(func() {
-			for m := range jobs {
-				w.execute(m)
+			for d := range jobs {
+				w.execute(d)
 			}
 		})
 	}
 	w.wg.Go(func() { w.heartbeat(ctx) })
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		w.hold(m)
+		d := w.accept(m)
+		if d == nil {
+			return
+		}
 		select {
-		case jobs <- m:
+		case jobs <- d:
 		case <-ctx.Done():
 		}
 	}, jetstream.PullMaxMessages(w.concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -163,6 +166,9 @@ func (w *natsWorker) run(ctx context.Context, c Conn) error {
 		close(jobs)
 		w.wg.Wait()
 		return wrap("consume tasks", err)
+	}
+	if err := nc.Publish(readySubject, []byte(w.id)); err != nil {
+		w.log.Warn("announce the worker", "error", err)
 	}
 	w.log.Info("worker ready", "id", w.id, "nats", nc.ConnectedUrl(), "concurrency", w.concurrency)
 	<-ctx.Done()
@@ -240,31 +246,35 @@ func (w *natsWorker) sendResult(m jetstream.Msg, reply string, data []byte) {
 	}
 }
 
-// onCancel stops the task a dispatcher cancelled if it runs here, and
-// remembers the cancel so that the task is not started if it comes later.
+// onCancel stops the tasks a dispatcher cancelled that run here, and
+// remembers the others so that they are not started if they come later.
 func (w *natsWorker) onCancel(m *nats.Msg) {
-	seq, ttl, ok := decodeCancel(m.Data)
-	if !ok {
-		return
-	}
-	key := taskKey{strings.TrimPrefix(m.Subject, cancelPrefix), seq}
+	dispatcher := strings.TrimPrefix(m.Subject, cancelPrefix)
 	now := time.Now()
 	w.mu.Lock()
-	if cancel := w.running[key]; cancel != nil {
-		cancel()
-	} else {
+	defer w.mu.Unlock()
+	for seq, ttl := range decodeCancels(m.Data) {
+		key := taskKey{dispatcher, seq}
+		if cancel := w.running[key]; cancel != nil {
+			cancel()
+			continue
+		}
 		if len(w.cancelled) >= maxCancelled {
-			for k, until := range w.cancelled {
-				if until.Before(now) {
-					delete(w.cancelled, k)
-				}
-			}
+			pruneExpired(w.cancelled, now)
 		}
 		if len(w.cancelled) < maxCancelled {
 			w.cancelled[key] = now.Add(ttl)
 		}
 	}
-	w.mu.Unlock()
+}
+
+// pruneExpired forgets the cancels whose time is past.
+func pruneExpired[K comparable](cancels map[K]time.Time, now time.Time) {
+	for k, until := range cancels {
+		if until.Before(now) {
+			delete(cancels, k)
+		}
+	}
 }
 
 // begin registers a task about to run; false if it was cancelled already.
@@ -285,28 +295,60 @@ func (w *natsWorker) end(key taskKey) {
 	w.mu.Unlock()
 }
 
-func (w *natsWorker) execute(m jetstream.Msg) {
-	var t pb.Task
-	if err := proto.Unmarshal(m.Data(), &t); err != nil {
+// delivery is a task delivered to the worker and worth running.
+type delivery struct {
+	m           jetstream.Msg
+	t           pb.Task
+	key         taskKey
+	reply       string
+	deadline    time.Time
+	hasDeadline bool
+}
+
+// accept decodes a task as it is delivered, and holds it for a runner;
+// a task cancelled, past its deadline or undecodable is settled at once
+// (nil), so that a stream full of abandoned tasks drains at the speed of
+// delivery rather than one runner's turn each.
+func (w *natsWorker) accept(m jetstream.Msg) *delivery {
+	w.hold(m)
+	d := &delivery{m: m}
+	if err := proto.Unmarshal(m.Data(), &d.t); err != nil {
 		w.log.Error("undecodable task, dropping it", "error", err)
-		w.mu.Lock()
-		delete(w.held, m)
-		w.mu.Unlock()
+		w.unhold(m)
 		m.Term()
-		return
+		return nil
 	}
-	reply := m.Headers().Get(replyHeader)
-	key := taskKey{strings.TrimPrefix(reply, resultPrefix), t.GetSeq()}
+	d.reply = m.Headers().Get(replyHeader)
+	d.key = taskKey{strings.TrimPrefix(d.reply, resultPrefix), d.t.GetSeq()}
 	// The deadline counts from publication: a task left over from a
 	// dispatcher that died, or redelivered too late, is not run.
 	published := time.Now()
 	if meta, err := m.Metadata(); err == nil {
 		published = meta.Timestamp
 	}
-	dl, hasDeadline := plugin.TaskDeadline(&t, published)
-	if !hasDeadline {
-		dl = time.Now().Add(24 * time.Hour)
+	d.deadline, d.hasDeadline = plugin.TaskDeadline(&d.t, published)
+	if !d.hasDeadline {
+		d.deadline = time.Now().Add(24 * time.Hour)
 	}
+	if time.Now().After(d.deadline) || w.wasCancelled(d.key) {
+		w.release(m, true) // its requester is gone: not run, and no result wanted
+		return nil
+	}
+	return d
+}
+
+// wasCancelled says whether the task key was cancelled before it came,
+// forgetting the cancel.
+func (w *natsWorker) wasCancelled(key taskKey) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, gone := w.cancelled[key]
+	delete(w.cancelled, key)
+	return gone
+}
+
+func (w *natsWorker) execute(d *delivery) {
+	m, t, key, dl := d.m, &d.t, d.key, d.deadline
 	if time.Now().After(dl) {
 		w.release(m, true)
 		return
@@ -319,7 +361,7 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 		parent = taskproto.WithTimeline(parent, tl)
 	}
 	ctx, cancel := context.WithDeadline(parent, dl)
-	if hasDeadline {
+	if d.hasDeadline {
 		// A task that outlives its deadline by OverrunGrace has a runner
 		// that cannot stop it: the worker goes, and is replaced.
 		watchdog := time.AfterFunc(time.Until(dl)+OverrunGrace, func() {
@@ -338,8 +380,8 @@ func (w *natsWorker) execute(m jetstream.Msg) {
 	start := time.Now()
 	res := taskproto.Result{Worker: w.id}
 	var err error
-	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(&t))
+	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(t))
 	res.Run = time.Since(start)
 	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent))
-	w.sendResult(m, reply, data)
+	w.sendResult(m, d.reply, data)
 }

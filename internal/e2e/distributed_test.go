@@ -60,6 +60,27 @@ func TestDistributedWorkerJoins(t *testing.T) {
 	const token = "join-s3cret"
 	h := startHost(t, "distributed", fmt.Sprintf("[distributed]\nworkers = 0\nlisten = 127.0.0.1:%d\ntoken = %s\n", port, token))
 
+	worker := startJoiningWorker(t, port, token)
+
+	ws := h.dial(t)
+	msg, err := call(ws, `{"id":1,"task":"fib","n":90}`, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := decode(t, msg)
+	if !r.OK || *r.Result != "2880067194370816120" {
+		t.Fatalf("reply %s", msg)
+	}
+	if want := ":" + strconv.Itoa(worker.Process.Pid); !strings.HasSuffix(r.Worker, want) {
+		t.Errorf("worker %q, want the joined worker (…%s)", r.Worker, want)
+	}
+}
+
+// startJoiningWorker starts `distributed worker` by hand against the
+// embedded server on port, as an operator would, and stops it by its PID
+// when the test ends.
+func startJoiningWorker(t *testing.T, port int, token string) *exec.Cmd {
+	t.Helper()
 	var stderr bytes.Buffer
 	worker := exec.Command(filepath.Join(binDir, "plugins", "distributed"), "worker",
 		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", port), "--token", token, "--concurrency", "2")
@@ -81,18 +102,35 @@ func TestDistributedWorkerJoins(t *testing.T) {
 			t.Logf("worker stderr:\n%s", stderr.String())
 		}
 	})
+	return worker
+}
 
+// TestDistributedLateWorkerSkipsCancelled: tasks cancelled while no worker
+// listens (the client went away before any worker had started) are not run
+// by the worker that comes later: a dispatcher sends a worker that says it
+// is ready the cancels it missed. Otherwise the next noop would wait behind
+// ten rounds of 5 s sleeps.
+func TestDistributedLateWorkerSkipsCancelled(t *testing.T) {
+	port := freePort(t)
+	const token = "late-s3cret"
+	h := startHost(t, "distributed", fmt.Sprintf("[distributed]\nworkers = 0\nlisten = 127.0.0.1:%d\ntoken = %s\n", port, token))
+	gone := h.dial(t)
+	for i := range 20 {
+		sendJSON(t, gone, fmt.Sprintf(`{"id":%d,"task":"sleep","n":5000}`, i))
+	}
+	waitFor(t, "the sleeps to reach the strategy", func() bool { return h.stats(t).Executor.Queued+h.stats(t).Executor.Running == 20 })
+	gone.Close()
+	waitFor(t, "the sleeps to be abandoned", func() bool { return h.stats(t).Outstanding == 0 })
+
+	startJoiningWorker(t, port, token)
 	ws := h.dial(t)
-	msg, err := call(ws, `{"id":1,"task":"fib","n":90}`, 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	start := time.Now()
+	msg, err := call(ws, `{"id":"after","task":"noop"}`, 60*time.Second)
+	if err != nil || !decode(t, msg).OK {
+		t.Fatalf("noop: %s %v", msg, err)
 	}
-	r := decode(t, msg)
-	if !r.OK || *r.Result != "2880067194370816120" {
-		t.Fatalf("reply %s", msg)
-	}
-	if want := ":" + strconv.Itoa(worker.Process.Pid); !strings.HasSuffix(r.Worker, want) {
-		t.Errorf("worker %q, want the joined worker (…%s)", r.Worker, want)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the noop took %v: the worker ran sleeps cancelled before it started", took)
 	}
 }
 
