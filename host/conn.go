@@ -67,7 +67,7 @@ type task struct {
 	// Guarded by Scheduler.mu.
 	state      taskState
 	prev, next *task
-	stop       func() bool // unregisters the scheduler's watch on ctx
+	stop       func() bool // unregisters the scheduler's watch on ctx; nil while unwatched
 	submitting bool        // inside the strategy's Submit
 	unbounded  bool        // a kind the window does not hold back
 }
@@ -107,6 +107,7 @@ func (c *wsConn) serve() {
 	c.replies.mu.Lock()
 	c.ping = time.AfterFunc(c.pingEvery(), c.sendPing)
 	c.replies.mu.Unlock()
+	batching := false // inside a batch of replies.holdInline
 	for {
 		var (
 			mt   int
@@ -124,6 +125,9 @@ func (c *wsConn) serve() {
 			data, err = readAll(r)
 		}
 		if err != nil {
+			if batching {
+				c.replies.holdInline(false)
+			}
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
 			}
@@ -135,9 +139,31 @@ func (c *wsConn) serve() {
 		}
 		now := time.Now()
 		c.ws.SetReadDeadline(now.Add(c.idleTimeout()))
+		// While the client's next message is already here, the replies
+		// this reader causes wait for it: those of one read leave in one
+		// write, as the client's requests came.
+		more := c.br != nil && c.moreBuffered()
+		if more && !batching {
+			batching = true
+			c.replies.holdInline(true)
+		}
 		c.handle(mt, data, now)
 		putBuf(data)
+		if !more && batching {
+			batching = false
+			c.replies.holdInline(false)
+		}
 	}
+}
+
+// moreBuffered says whether a whole message waits in the read buffer.
+func (c *wsConn) moreBuffered() bool {
+	n := c.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	buf, _ := c.br.Peek(n)
+	return messageBuffered(buf)
 }
 
 // readAll reads a frame into a pooled buffer.

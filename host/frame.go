@@ -140,6 +140,40 @@ func (c *lockedConn) waitReadable() error {
 	return c.raw.Read(func(fd uintptr) bool { return !nothingToRead(fd) })
 }
 
+// messageBuffered says whether buf, what the client has sent and the host
+// not read yet, begins with a whole data message: complete frames up to
+// one that ends a message (FIN set, not a control frame). Reading that
+// message cannot wait on the network.
+func messageBuffered(buf []byte) bool {
+	for len(buf) >= 2 {
+		fin, control := buf[0]&0x80 != 0, buf[0]&0x08 != 0
+		n, head := uint64(buf[1]&0x7f), 2
+		switch n {
+		case 126:
+			if len(buf) < 4 {
+				return false
+			}
+			n, head = uint64(binary.BigEndian.Uint16(buf[2:])), 4
+		case 127:
+			if len(buf) < 10 {
+				return false
+			}
+			n, head = binary.BigEndian.Uint64(buf[2:]), 10
+		}
+		if buf[1]&0x80 != 0 { // masked, as every client frame is
+			head += 4
+		}
+		if len(buf) < head || n > uint64(len(buf)-head) {
+			return false
+		}
+		if fin && !control {
+			return true
+		}
+		buf = buf[uint64(head)+n:]
+	}
+	return false
+}
+
 // hijacker hands gorilla's upgrader a lockedConn instead of the raw
 // connection it hijacks, and a read buffer of the host's size that the host
 // can look into (br).

@@ -190,8 +190,6 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 	f.outstanding++
 	s.outstanding++
 	t.done = func(res taskproto.Result, err error) { s.finish(t, res, err) }
-	// Runs in a goroutine of its own once ctx ends, after s.mu is released.
-	t.stop = context.AfterFunc(t.ctx, func() { s.expire(t) })
 	if s.bounded != nil && !s.bounded[t.task.Kind] {
 		t.state, t.unbounded, t.submitting = stateRunning, true, true
 		s.mu.Unlock()
@@ -199,9 +197,16 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 		s.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
 		t.submitting = false
+		// Watched only now: most such tasks (noop) are answered inside
+		// Submit, and need no watch. A context that ended meanwhile
+		// makes the watch fire at once.
+		if t.state == stateRunning {
+			s.watchLocked(t)
+		}
 		s.mu.Unlock()
 		return nil
 	}
+	s.watchLocked(t)
 	s.queued++
 	t.state = stateQueued
 	f.pushTask(t)
@@ -212,6 +217,21 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 	s.mu.Unlock()
 	s.pump()
 	return nil
+}
+
+// watchLocked makes the end of t's context answer t if the strategy does
+// not (expire); the watch runs in a goroutine of its own, after s.mu is
+// released.
+func (s *Scheduler) watchLocked(t *task) {
+	t.stop = context.AfterFunc(t.ctx, func() { s.expire(t) })
+}
+
+// unwatch ends the watch of t's context, if it has one; t is answered,
+// so its stop is not written any more.
+func (t *task) unwatch() {
+	if t.stop != nil {
+		t.stop()
+	}
 }
 
 // nextLocked takes the task to hand over next, nil when the window is
@@ -294,7 +314,7 @@ func (s *Scheduler) finish(t *task, res taskproto.Result, err error) {
 	// connection's reader, most often) and may write the reply itself.
 	inline := t.submitting
 	s.mu.Unlock()
-	t.stop()
+	t.unwatch()
 	s.pump()
 	s.answerFrom(t, res, err, inline)
 }
@@ -375,7 +395,7 @@ func (s *Scheduler) Drop(f *flow) {
 	}
 	s.mu.Unlock()
 	for _, t := range dropped {
-		t.stop()
+		t.unwatch()
 	}
 }
 

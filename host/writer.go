@@ -36,8 +36,12 @@ const minWriteWait = time.Second
 // when the socket takes it without waiting: measured, that halves inproc's
 // noop round trip, while writer goroutines keep replies that come from a
 // strategy's shared goroutine coalesced and written in parallel (with
-// every reply written inline, pipelined noop fell by a quarter). Plain-text replies are held back until the replies to the
-// plain-text requests before them have been queued.
+// every reply written inline, pipelined noop fell by a quarter). While the
+// client's next message already waits in the read buffer, the reader
+// holds its own replies until the last of those messages is handled, so
+// that requests that came in one read are answered in one write.
+// Plain-text replies are held back until the replies to the plain-text
+// requests before them have been queued.
 type replyQueue struct {
 	c *wsConn
 
@@ -49,11 +53,17 @@ type replyQueue struct {
 	outWritten []int // where in out replies with a timeline take their write instant
 	nextPlain  uint64
 	heldPlain  map[uint64]heldReply
-	writing    bool          // a writer goroutine is running
+	writing    bool          // a writer goroutine is running, or the reader owes a write
 	closing    bool          // a close frame is queued: nothing may follow it
 	closed     bool          // nothing more is written
 	warned     bool          // the budget's warning is logged
 	idle       chan struct{} // closed when the writer stops, for closeAfter
+
+	// readerBatch says the connection's reader has another message at
+	// hand: replies queued by the goroutine that handed their task over
+	// (inline) wait for the reader's holdInline(false), and readerOwes
+	// says one waits. Set by the reader only, read by any such goroutine.
+	readerBatch, readerOwes bool
 }
 
 type heldReply struct {
@@ -149,6 +159,8 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted,
 	}
 	over := int64(q.held) > 2*q.c.srv.opt.MaxPendingReplyBytes
 	start := q.startLocked()
+	owed := start && inline && q.readerBatch
+	q.readerOwes = q.readerOwes || owed
 	q.mu.Unlock()
 	if over {
 		q.abort(websocket.ClosePolicyViolation, "replies are not being read")
@@ -156,11 +168,26 @@ func (q *replyQueue) add(payload []byte, plainSeq uint64, reserved int, counted,
 	}
 	if start {
 		switch {
+		case owed: // the reader writes it
 		case inline:
 			q.writeNow()
 		case !q.c.srv.opt.batches.hold(q):
 			go q.flush(nil, false)
 		}
+	}
+}
+
+// holdInline starts (on) or ends a batch of the connection's reader (see
+// readerBatch); at its end, the reader writes what the batch held back.
+// Only the reader calls it.
+func (q *replyQueue) holdInline(on bool) {
+	q.mu.Lock()
+	q.readerBatch = on
+	owed := q.readerOwes && !on
+	q.readerOwes = q.readerOwes && on
+	q.mu.Unlock()
+	if owed {
+		q.writeNow()
 	}
 }
 
