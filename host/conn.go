@@ -7,10 +7,13 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wslab/wslab/internal/telemetry"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
@@ -48,6 +51,37 @@ type wsConn struct {
 	ping     *time.Timer // guarded by replies.mu
 
 	replies replyQueue // guarded by its own lock
+
+	// endedFor is why the host closed the connection, when it did
+	// (telemetry.Closed...); the reader counts the end.
+	endedFor atomic.Pointer[string]
+}
+
+// closingFor records why the host closes the connection; the first reason
+// stands.
+func (c *wsConn) closingFor(reason string) {
+	c.endedFor.CompareAndSwap(nil, &reason)
+}
+
+// closeReason is why the connection ended, the reader having seen err.
+func (c *wsConn) closeReason(err error) string {
+	if r := c.endedFor.Load(); r != nil {
+		return *r
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		return telemetry.ClosedTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		return telemetry.ClosedIdle
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return telemetry.ClosedByClient
+	}
+	if _, ok := err.(*websocket.CloseError); ok {
+		return telemetry.ClosedByClient
+	}
+	return telemetry.ClosedError
 }
 
 // task is one accepted request from admission to its reply.
@@ -131,6 +165,7 @@ func (c *wsConn) serve() {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
 			}
+			c.srv.metrics.Closed(c.closeReason(err))
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.drain()
 			}
@@ -206,6 +241,7 @@ func (c *wsConn) sendPing() {
 // goAway closes the connection with 1001 (going away) once the replies
 // already queued are written, and gives the client a moment to answer.
 func (c *wsConn) goAway() {
+	c.closingFor(telemetry.ClosedShutdown)
 	c.replies.control(opClose, closePayload(websocket.CloseGoingAway, "server shutting down"))
 	c.ws.SetReadDeadline(time.Now().Add(time.Second))
 }
@@ -240,6 +276,7 @@ func (c *wsConn) handle(mt int, data []byte, now time.Time) {
 		perr = c.admit(req, seq, now)
 	}
 	if perr != nil {
+		c.srv.metrics.Answered(req.Task.Kind, perr.Code, taskproto.Result{}, false)
 		frame := wsproto.AppendError(getBuf(), req, perr)
 		c.replies.add(frame, seq, 0, false, true, -1)
 		putBuf(frame)
@@ -283,8 +320,11 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64, now time.Time) *taskprot
 func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	frame := getBuf()
 	if err != nil {
-		frame = wsproto.AppendError(frame, t.req, taskproto.AsError(t.ctx, err)) // before cancel: the cause names the code
+		perr := taskproto.AsError(t.ctx, err) // before cancel: the cause names the code
+		c.srv.metrics.Answered(t.task.Kind, perr.Code, res, false)
+		frame = wsproto.AppendError(frame, t.req, perr)
 	} else {
+		c.srv.metrics.Answered(t.task.Kind, "", res, true)
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
 	written := -1 // where the reply's write instant goes, if it has a timeline

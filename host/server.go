@@ -20,10 +20,13 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wslab/wslab/internal/limit"
+	"github.com/wslab/wslab/internal/telemetry"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // Strategy is what the server runs tasks through.
@@ -64,6 +67,9 @@ type Options struct {
 	// is recorded and sent in their reply though they did not ask for it
 	// ([server] timing_sample).
 	TimingSample float64
+	// Metrics is the registry /metrics serves, the host's own metrics
+	// added to it; nil: a new one with the Go runtime's and the process's.
+	Metrics *prometheus.Registry
 
 	// batches are shared with the plugin's supervisor (PluginOptions), so
 	// that replies a batch of plugin answers causes are written at its end.
@@ -87,6 +93,9 @@ type Server struct {
 	// shutting_down, when the shutdown grace period runs out.
 	taskCtx     context.Context
 	cancelTasks context.CancelCauseFunc
+
+	registry *prometheus.Registry
+	metrics  *telemetry.HostMetrics
 
 	mu        sync.Mutex
 	conns     map[*wsConn]struct{}
@@ -117,6 +126,11 @@ func NewServer(opt Options) *Server {
 		sched: NewScheduler(opt.Strategy, opt.Window, int(opt.MaxQueued),
 			func(t *task, res taskproto.Result, err error, inline bool) { t.conn.answer(t, res, err, inline) }, opt.Logger),
 	}
+	s.registry = opt.Metrics
+	if s.registry == nil {
+		s.registry = telemetry.NewRegistry(plugin.ProtocolVersion)
+	}
+	s.metrics = telemetry.NewHostMetrics(s.registry, s.strategy)
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
 	s.upgrader = websocket.Upgrader{
@@ -132,6 +146,7 @@ func NewServer(opt Options) *Server {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.Handle("GET /metrics", s.MetricsHandler())
 	s.http = &http.Server{
 		Handler:           s.checkHost(mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -220,7 +235,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 		st.PluginRestarts = status.Restarts
 	}
 	st.Connections = s.connections()
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), statsWait)
 	defer cancel()
 	var err error
 	if st.Executor, err = s.opt.Strategy.Stats(ctx); err != nil {
@@ -236,6 +251,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.draining.Load() {
+		s.metrics.Refused(telemetry.RefusedDraining)
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -248,6 +264,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if full {
+		s.metrics.Refused(telemetry.RefusedFull)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -264,6 +281,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered the client
 	}
+	s.metrics.Opened()
 	// The handler returns: net/http's goroutine and buffers for the
 	// connection go, and the connection's own reader is all that is left.
 	go c.serve()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wslab/wslab/internal/telemetry"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -397,6 +398,7 @@ func (q *replyQueue) writeFailed(err error, n int, wait time.Duration) {
 	q.mu.Unlock()
 	var ne net.Error
 	if !wasClosed && errors.As(err, &ne) && ne.Timeout() {
+		q.c.closingFor(telemetry.ClosedNotReading)
 		q.c.srv.log.Warn("closing a connection that reads its replies slower than min_reply_read_rate",
 			"remote", q.c.ws.RemoteAddr(), "bytes", n, "in", wait, "min_reply_read_rate", q.c.srv.opt.MinReplyReadRate)
 	} else {
@@ -416,6 +418,7 @@ func (q *replyQueue) abort(code int, reason string) {
 	q.closed, q.closing = true, true
 	pending := q.held
 	q.mu.Unlock()
+	q.c.closingFor(telemetry.ClosedNotReading)
 	q.c.srv.log.Warn("closing a connection that does not read its replies",
 		"remote", q.c.ws.RemoteAddr(), "pending_bytes", pending, "close_code", code, "reason", reason)
 	go func() {

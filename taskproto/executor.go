@@ -88,6 +88,9 @@ type Stats struct {
 	// host counts its plugin's restarts apart.
 	Restarts int64         `json:"restarts"`
 	Workers  []WorkerStats `json:"workers,omitempty"`
+	// Metrics are the strategy's own metrics in Prometheus's text
+	// exposition format, which the host adds to its /metrics.
+	Metrics []byte `json:"-"`
 }
 
 // Limits bound task arguments. A task outside them is refused with

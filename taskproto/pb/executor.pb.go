@@ -1265,14 +1265,17 @@ func (x *WorkerStats) GetRestarts() int64 {
 }
 
 type StatsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Running       int64                  `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
-	Queued        int64                  `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
-	Completed     int64                  `protobuf:"varint,3,opt,name=completed,proto3" json:"completed,omitempty"`
-	Failed        int64                  `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
-	Capacity      int64                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Restarts      int64                  `protobuf:"varint,6,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	Workers       []*WorkerStats         `protobuf:"bytes,7,rep,name=workers,proto3" json:"workers,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Running   int64                  `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	Queued    int64                  `protobuf:"varint,2,opt,name=queued,proto3" json:"queued,omitempty"`
+	Completed int64                  `protobuf:"varint,3,opt,name=completed,proto3" json:"completed,omitempty"`
+	Failed    int64                  `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	Capacity  int64                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Restarts  int64                  `protobuf:"varint,6,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Workers   []*WorkerStats         `protobuf:"bytes,7,rep,name=workers,proto3" json:"workers,omitempty"`
+	// The strategy's own metrics in Prometheus's text exposition format
+	// (version 0.0.4); the host adds them to its /metrics. Empty: none.
+	Metrics       []byte `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1352,6 +1355,13 @@ func (x *StatsResponse) GetRestarts() int64 {
 func (x *StatsResponse) GetWorkers() []*WorkerStats {
 	if x != nil {
 		return x.Workers
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetMetrics() []byte {
+	if x != nil {
+		return x.Metrics
 	}
 	return nil
 }
@@ -1452,7 +1462,7 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x03R\x05tasks\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\x03R\brestarts\"\xea\x01\n" +
+	"\brestarts\x18\x05 \x01(\x03R\brestarts\"\x84\x02\n" +
 	"\rStatsResponse\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x03R\arunning\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12\x1c\n" +
@@ -1460,7 +1470,8 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x1a\n" +
 	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\x12\x1a\n" +
 	"\brestarts\x18\x06 \x01(\x03R\brestarts\x129\n" +
-	"\aworkers\x18\a \x03(\v2\x1f.wslab.taskproto.v3.WorkerStatsR\aworkers*]\n" +
+	"\aworkers\x18\a \x03(\v2\x1f.wslab.taskproto.v3.WorkerStatsR\aworkers\x12\x18\n" +
+	"\ametrics\x18\b \x01(\fR\ametrics*]\n" +
 	"\aKeyType\x12\x18\n" +
 	"\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKEY_TYPE_INT\x10\x01\x12\x13\n" +

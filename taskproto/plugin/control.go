@@ -95,7 +95,7 @@ func infoFromPB(i *pb.StrategyInfo) taskproto.StrategyInfo {
 func statsToPB(s taskproto.Stats) *pb.StatsResponse {
 	out := &pb.StatsResponse{
 		Running: s.Running, Queued: s.Queued, Completed: s.Completed,
-		Failed: s.Failed, Capacity: s.Capacity, Restarts: s.Restarts,
+		Failed: s.Failed, Capacity: s.Capacity, Restarts: s.Restarts, Metrics: s.Metrics,
 	}
 	for _, w := range s.Workers {
 		out.Workers = append(out.Workers, &pb.WorkerStats{Id: w.ID, Pid: int64(w.PID), State: w.State, Tasks: w.Tasks, Restarts: w.Restarts})
@@ -106,7 +106,7 @@ func statsToPB(s taskproto.Stats) *pb.StatsResponse {
 func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
 	out := taskproto.Stats{
 		Running: s.GetRunning(), Queued: s.GetQueued(), Completed: s.GetCompleted(),
-		Failed: s.GetFailed(), Capacity: s.GetCapacity(), Restarts: s.GetRestarts(),
+		Failed: s.GetFailed(), Capacity: s.GetCapacity(), Restarts: s.GetRestarts(), Metrics: s.GetMetrics(),
 	}
 	for _, w := range s.GetWorkers() {
 		out.Workers = append(out.Workers, taskproto.WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts()})

@@ -177,6 +177,9 @@ func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.Stat
 		return nil, status.Errorf(codes.Internal, "stats: %v", err)
 	}
 	st.Failed += s.refused.Load()
+	if st.Metrics, err = encodeMetrics(metricsRegistry()); err != nil {
+		return nil, status.Errorf(codes.Internal, "stats: %v", err)
+	}
 	return statsToPB(st), nil
 }
 
