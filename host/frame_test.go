@@ -35,6 +35,24 @@ func clientFrame(fin bool, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
+// dialRaw opens a WebSocket connection to ts and returns its socket too,
+// for a test that writes frames itself; it is closed when the test ends.
+func dialRaw(t *testing.T, ts *testServer) (*websocket.Conn, net.Conn) {
+	t.Helper()
+	var raw net.Conn
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		raw = c
+		return c, err
+	}}
+	ws, _, err := d.Dial(ts.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws, raw
+}
+
 func TestMessageBuffered(t *testing.T) {
 	text := clientFrame(true, opText, []byte(`{"id":1,"task":"noop"}`))
 	long := clientFrame(true, opText, bytes.Repeat([]byte("x"), 300))
@@ -79,17 +97,7 @@ func TestMessageBuffered(t *testing.T) {
 // first reply; the second comes once the rest of its frame does.
 func TestRepliesNotHeldForAPartialMessage(t *testing.T) {
 	ts := startServer(t, Options{Strategy: inproc(t)})
-	var raw net.Conn
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		raw = c
-		return c, err
-	}}
-	ws, _, err := d.Dial(ts.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	ws, raw := dialRaw(t, ts)
 	second := clientFrame(true, opText, []byte(`{"id":"b","task":"noop"}`))
 	out := append(clientFrame(true, opText, []byte(`{"id":"a","task":"noop"}`)), clientFrame(true, opPing, nil)...)
 	out = append(out, second[:7]...)
@@ -112,17 +120,7 @@ func TestRepliesNotHeldForAPartialMessage(t *testing.T) {
 // answered, in as few writes as the reader makes of them.
 func TestReaderBatchOfRequests(t *testing.T) {
 	ts := startServer(t, Options{Strategy: inproc(t), MaxInflight: 64})
-	var raw net.Conn
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		raw = c
-		return c, err
-	}}
-	ws, _, err := d.Dial(ts.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
+	ws, raw := dialRaw(t, ts)
 	const n = 50
 	var out []byte
 	for i := range n {
@@ -162,17 +160,7 @@ func TestReaderBatchesAcrossConnections(t *testing.T) {
 	const conns, rounds, perWrite = 6, 20, 8
 	errs := make(chan error, conns)
 	for c := range conns {
-		var raw net.Conn
-		d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-			conn, err := net.Dial(network, addr)
-			raw = conn
-			return conn, err
-		}}
-		ws, _, err := d.Dial(ts.wsURL(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ws.Close()
+		ws, raw := dialRaw(t, ts)
 		go func() {
 			errs <- func() error {
 				for i := range rounds {

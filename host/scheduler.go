@@ -28,8 +28,9 @@ const answerGrace = time.Second
 // inside the strategy less than [limits] strategy_queue_ms, and shrinks
 // when they wait longer, between the strategy's concurrency and
 // max_running: enough tasks to keep the strategy busy across its hop, and
-// no queue inside it that a newcomer would wait behind. The rest wait here, each connection's in its own FIFO queue, and are
-// handed over round-robin, one task per connection per turn, with
+// no queue inside it that a newcomer would wait behind. The rest wait
+// here, each connection's in its own FIFO queue, and are handed over
+// round-robin, one task per connection per turn, with
 // connections that had nothing waiting served first (the new-flow
 // priority of fq_codel, RFC 8290): a client that sends one request at a
 // time waits for one free slot, not behind the queues of others. Tasks

@@ -179,28 +179,23 @@ func NewHostMetrics(reg prometheus.Registerer, strategy string) *HostMetrics {
 	return m
 }
 
-// label is kind if it is one of the protocol's, else Other.
-func label(kind string) string {
-	if slices.Contains(taskproto.Kinds, kind) {
-		return kind
-	}
-	return Other
-}
-
 // Answered counts a request answered with a result (err nil) or an error
 // reply; a task that ran (ran) observes its queue and run time.
 func (m *HostMetrics) Answered(kind string, code taskproto.Code, res taskproto.Result, ran bool) {
 	if m == nil {
 		return
 	}
-	kind = label(kind)
+	byOutcome, ok := m.tasks[kind]
+	if !ok {
+		kind, byOutcome = Other, m.tasks[Other]
+	}
 	outcome := OK
 	if code != "" {
 		outcome = string(code)
 	}
-	c, ok := m.tasks[kind][outcome]
+	c, ok := byOutcome[outcome]
 	if !ok {
-		c = m.tasks[kind][Other]
+		c = byOutcome[Other]
 	}
 	c.Inc()
 	if ran {
