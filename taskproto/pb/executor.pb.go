@@ -852,7 +852,12 @@ type Task struct {
 	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// The sender asks for the task's timeline: the response carries the
 	// instants of the stages its receiver passed (timing).
-	Timing        bool `protobuf:"varint,5,opt,name=timing,proto3" json:"timing,omitempty"`
+	Timing bool `protobuf:"varint,5,opt,name=timing,proto3" json:"timing,omitempty"`
+	// The W3C trace context (a traceparent header's value) of the span that
+	// sent the task, so that its receiver's spans join the request's trace;
+	// empty: the request is not traced. A receiver that does not trace
+	// passes it on unchanged to whatever it sends the task to.
+	Traceparent   string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -920,6 +925,13 @@ func (x *Task) GetTiming() bool {
 		return x.Timing
 	}
 	return false
+}
+
+func (x *Task) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type Cancel struct {
@@ -1429,14 +1441,15 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\n" +
 	"KillWorker\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
-	"\x03pid\x18\x02 \x01(\x03R\x03pid\"q\n" +
+	"\x03pid\x18\x02 \x01(\x03R\x03pid\"\x93\x01\n" +
 	"\x04Task\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\f\n" +
 	"\x01n\x18\x03 \x01(\x03R\x01n\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x16\n" +
-	"\x06timing\x18\x05 \x01(\bR\x06timing\"\x1a\n" +
+	"\x06timing\x18\x05 \x01(\bR\x06timing\x12 \n" +
+	"\vtraceparent\x18\x06 \x01(\tR\vtraceparent\"\x1a\n" +
 	"\x06Cancel\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"}\n" +
 	"\x0eExecuteRequest\x12.\n" +
