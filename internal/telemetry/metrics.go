@@ -89,9 +89,9 @@ var durationBuckets = []float64{
 
 // newDurationVec is a histogram with classic buckets and, for scrapers
 // that ask for them, native ones.
-func newDurationVec(name, help string, labels ...string) *prometheus.HistogramVec {
+func newDurationVec(name, help string, constant prometheus.Labels, labels ...string) *prometheus.HistogramVec {
 	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: name, Help: help,
+		Namespace: Namespace, Name: name, Help: help, ConstLabels: constant,
 		Buckets:                         durationBuckets,
 		NativeHistogramBucketFactor:     1.1,
 		NativeHistogramMaxBucketNumber:  160,
@@ -138,8 +138,8 @@ func NewHostMetrics(reg prometheus.Registerer, strategy string) *HostMetrics {
 		Namespace: Namespace, Name: "tasks_total", ConstLabels: constant,
 		Help: "Requests answered, by task kind and outcome (ok, or the error code of the reply).",
 	}, []string{"kind", "outcome"})
-	queue := newDurationVec("task_queue_seconds", "Time a task waited for a slot, a goroutine or a worker, by kind.", "kind")
-	run := newDurationVec("task_run_seconds", "Time a task ran, by kind.", "kind")
+	queue := newDurationVec("task_queue_seconds", "Time a task waited for a slot, a goroutine or a worker, by kind.", constant, "kind")
+	run := newDurationVec("task_run_seconds", "Time a task ran, by kind.", constant, "kind")
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help, ConstLabels: constant})
 	}
@@ -243,8 +243,7 @@ func (d Decoded) Gather() ([]*dto.MetricFamily, error) {
 	if len(d) == 0 {
 		return nil, nil
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	byName, err := p.TextToMetricFamilies(bytes.NewReader(d))
+	byName, err := ParseText(d)
 	if err != nil {
 		return nil, fmt.Errorf("parse the plugin's metrics: %w", err)
 	}
@@ -253,4 +252,49 @@ func (d Decoded) Gather() ([]*dto.MetricFamily, error) {
 		out = append(out, mf)
 	}
 	return out, nil
+}
+
+// ParseText parses metrics in the text exposition format, by family name.
+func ParseText(text []byte) (map[string]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(text))
+}
+
+// Sum adds up the series of family name whose labels include every one of
+// want: counters' and gauges' values, histograms' counts. 0 when none.
+func Sum(mfs map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	mf := mfs[name]
+	if mf == nil {
+		return 0
+	}
+	var sum float64
+	for _, m := range mf.Metric {
+		if !hasLabels(m, want) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	found := 0
+	for _, l := range m.Label {
+		if v, ok := want[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			found++
+		}
+	}
+	return found == len(want)
 }
