@@ -49,13 +49,15 @@ APT_INSTALL = if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get
 python-deps:
 	@missing=; $(PYTHON_MISSING); $(APT_INSTALL)
 
-# The Python plugins' packages, and chromium, nats-server and iproute2 for
-# the browser, NATS cluster and network tests.
+# The Python plugins' packages, and chromium, nats-server, iproute2 and
+# prometheus for the browser, NATS cluster, network and Prometheus tests
+# (prometheus's promtool checks /metrics too).
 deps:
 	@missing=; $(PYTHON_MISSING); \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 test: build deps fmt-check vet cross

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -85,9 +86,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 
 	log := hclog.New(&hclog.LoggerOptions{
-		Name:   "host",
-		Output: stderr,
-		Level:  hclog.LevelFromString(cfg.Server.LogLevel),
+		Name:       "host",
+		Output:     stderr,
+		Level:      hclog.LevelFromString(cfg.Server.LogLevel),
+		JSONFormat: cfg.Server.LogFormat == "json",
 	})
 	if *describe {
 		return describeStrategy(cfg, *pluginName, log, stdout, stderr)
@@ -180,8 +182,8 @@ func limits(cfg *config.Config) taskproto.Limits {
 }
 
 // serve runs the host until a signal stops it. Once it listens it prints
-// "listening URL" on stdout: with port 0 that is how a script (or
-// internal/hostproc) learns the port it got.
+// "listening URL" on stdout (and "metrics URL" for metrics_listen): with
+// port 0 that is how a script (or internal/hostproc) learns the port it got.
 func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
 	if cfg.Server.DataDir == "" {
 		dir, err := os.MkdirTemp("", "wslab-data-")
@@ -247,8 +249,16 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		TimingSample:   cfg.Server.TimingSample,
 		batches:        batches,
 	})
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.Server.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(cfg.Server.MetricsListen, srv, tlsConfig, stdout, served)
+		if err != nil {
+			srv.Shutdown(0)
+			return err
+		}
+		defer stopMetrics()
+	}
 	scheme := "ws"
 	if tlsConfig != nil {
 		scheme = "wss"
@@ -268,6 +278,38 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 	srv.Shutdown(cfg.Server.ShutdownGrace)
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// serveMetrics serves srv's /metrics alone on addr ([server]
+// metrics_listen) until the returned func is called; an error serving it
+// goes to served.
+func serveMetrics(addr string, srv *Server, tlsConfig *tls.Config, stdout io.Writer, served chan<- error) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on metrics_listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig, ErrorLog: srv.http.ErrorLog}
+	go func() {
+		var err error
+		if tlsConfig != nil {
+			err = hs.ServeTLS(ln, "", "")
+		} else {
+			err = hs.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			served <- fmt.Errorf("metrics_listen: %w", err)
+		}
+	}()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	url := scheme + "://" + ln.Addr().String() + "/metrics"
+	srv.log.Info("serving metrics", "url", url)
+	fmt.Fprintf(stdout, "metrics %s\n", url)
+	return func() { hs.Close() }, nil
 }
 
 // readyAlways adapts an in-process strategy, which is ready from the start.

@@ -43,6 +43,10 @@ type Server struct {
 	// manifest of the plugin directory before starting it (verify_plugins = false).
 	VerifyPlugins bool
 	LogLevel      string // log_level = info
+	LogFormat     string // log_format = text (or json: hclog's JSON lines)
+	// MetricsListen is a second address that serves /metrics alone
+	// (metrics_listen, e.g. 127.0.0.1:9464); empty: only the host's port.
+	MetricsListen string
 	// TimingSample is the share of JSON requests, 0 to 1, whose timeline
 	// the host records and sends in their reply unasked (timing_sample = 0).
 	TimingSample float64

@@ -135,6 +135,8 @@ func TestValues(t *testing.T) {
 		}},
 		{"log level case", "[server]\nlog_level = DEBUG\n", func(c *Config) bool { return c.Server.LogLevel == "debug" }},
 		{"timing sample", "[server]\ntiming_sample = 0.25\n", func(c *Config) bool { return c.Server.TimingSample == 0.25 }},
+		{"log format", "[server]\nlog_format = JSON\n", func(c *Config) bool { return c.Server.LogFormat == "json" }},
+		{"metrics listen", "[server]\nmetrics_listen = 127.0.0.1:9464\n", func(c *Config) bool { return c.Server.MetricsListen == "127.0.0.1:9464" }},
 		{"fib at max", "[task_setting]\nfibonacci_limit = 200\n[limits]\nmax_fib_n = 200\n", func(c *Config) bool {
 			return c.TaskSetting.FibonacciLimit == 200 && c.Limits.MaxFibN == 200
 		}},
@@ -188,6 +190,8 @@ func TestBadValues(t *testing.T) {
 		{"not a bool", "server", "verify_plugins", "maybe", `"maybe" is not true or false`},
 		{"timing share above 1", "server", "timing_sample", "1.5", `"1.5" must be a share of requests from 0 to 1`},
 		{"timing share not a number", "server", "timing_sample", "NaN", `must be a share of requests from 0 to 1`},
+		{"bad log format", "server", "log_format", "xml", `"xml" is not a log format, must be one of text, json`},
+		{"metrics listen without port", "server", "metrics_listen", "localhost", `"localhost" is not a host:port address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := write(t, "["+tc.section+"]\n"+tc.key+" = "+tc.value+"\n")

@@ -41,6 +41,7 @@ func TestConfigFileDocumentsTheDefaults(t *testing.T) {
 	for _, k := range []struct{ key, value string }{
 		{"server.host", Default().Server.Host},
 		{"server.log_level", Default().Server.LogLevel},
+		{"server.log_format", Default().Server.LogFormat},
 		{"server.timing_sample", "0"},
 		{"task_setting.large_file_name", Default().TaskSetting.LargeFileName},
 		{"lab.out", Default().Lab.Out},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -48,6 +49,9 @@ var LabScenarios = []string{"mixed", "cpu", "sleep", "noop", "rtt", "capacity"}
 // LogLevels are the values [server] log_level accepts.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
 
+// LogFormats are the values [server] log_format accepts.
+var LogFormats = []string{"text", "json"}
+
 // Default returns the configuration used for every key the file leaves out.
 func Default() *Config {
 	return &Config{
@@ -57,6 +61,7 @@ func Default() *Config {
 			Timeout:       100 * time.Second,
 			ShutdownGrace: 10 * time.Second,
 			LogLevel:      "info",
+			LogFormat:     "text",
 		},
 		Client:      Client{NumClient: 200, Tasks: []string{"fib", "cpu", "io"}},
 		TaskSetting: TaskSetting{FibonacciLimit: 5000, LargeFileName: "large_file.txt"},
@@ -256,6 +261,8 @@ func Load(path string) (*Config, error) {
 		{"server", "data_dir", str(&c.Server.DataDir)},
 		{"server", "auth_token", str(&c.Server.AuthToken)},
 		{"server", "log_level", func(v string) { c.Server.LogLevel = strings.ToLower(strings.TrimSpace(v)) }},
+		{"server", "log_format", func(v string) { c.Server.LogFormat = strings.ToLower(strings.TrimSpace(v)) }},
+		{"server", "metrics_listen", str(&c.Server.MetricsListen)},
 		{"server", "tls_cert", str(&c.Server.TLSCert)},
 		{"server", "tls_key", str(&c.Server.TLSKey)},
 		{"server", "allowed_origins", list(&c.Server.AllowedOrigins)},
@@ -376,6 +383,15 @@ func (c *Config) Validate() error {
 	if !slices.Contains(LogLevels, c.Server.LogLevel) {
 		return fail("server", "log_level", fmt.Sprintf(
 			"%q is not a log level, must be one of %s", c.Server.LogLevel, strings.Join(LogLevels, ", ")))
+	}
+	if !slices.Contains(LogFormats, c.Server.LogFormat) {
+		return fail("server", "log_format", fmt.Sprintf(
+			"%q is not a log format, must be one of %s", c.Server.LogFormat, strings.Join(LogFormats, ", ")))
+	}
+	if a := c.Server.MetricsListen; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fail("server", "metrics_listen", fmt.Sprintf("%q is not a host:port address to listen on", a))
+		}
 	}
 	if n := c.TaskSetting.LargeFileName; n == "" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) {
 		return fail("task_setting", "large_file_name", fmt.Sprintf(

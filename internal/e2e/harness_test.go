@@ -25,6 +25,7 @@ import (
 	"github.com/wslab/wslab/internal/hostproc"
 	"github.com/wslab/wslab/internal/pythonplugins"
 	"github.com/wslab/wslab/internal/supervise"
+	"github.com/wslab/wslab/internal/telemetry"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -190,6 +191,17 @@ func (h *hostProc) stats(t testing.TB) host.HostStats {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// metric is the sum of the series of family name on the host's /metrics
+// whose labels include want (telemetry.Sum).
+func (h *hostProc) metric(t testing.TB, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := h.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return telemetry.Sum(mfs, name, want)
 }
 
 // waitExit waits for the host to exit and returns its exit code.

@@ -25,7 +25,10 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/wslab/wslab/internal/supervise"
+	"github.com/wslab/wslab/internal/telemetry"
 )
 
 // Options say how to start a host.
@@ -234,6 +237,30 @@ func (h *Host) Stats(v any) error {
 		return fmt.Errorf("decode /stats: %w", err)
 	}
 	return nil
+}
+
+// maxMetricsBytes bounds what Metrics reads of a host's /metrics.
+const maxMetricsBytes = 16 << 20
+
+// Metrics scrapes the host's /metrics, by family name.
+func (h *Host) Metrics() (map[string]*dto.MetricFamily, error) {
+	resp, err := h.http.Get(h.base + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	text, err := io.ReadAll(io.LimitReader(resp.Body, maxMetricsBytes))
+	if err != nil {
+		return nil, fmt.Errorf("read /metrics: %w", err)
+	}
+	mfs, err := telemetry.ParseText(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse /metrics: %w", err)
+	}
+	return mfs, nil
 }
 
 // Signal sends sig to the host.
