@@ -40,8 +40,11 @@ type Dispatcher struct {
 	seq               uint64
 	pending           map[uint64]*dcall
 	completed, failed int64
-	lostTimer         *time.Timer // running while NATS is away
-	closed            bool
+	// duplicates, redeliveries and disconnects are counted for /metrics
+	// (metrics.go).
+	duplicates, redeliveries, disconnects int64
+	lostTimer                             *time.Timer // running while NATS is away
+	closed                                bool
 	// cancels are the tasks abandoned that may still be in the stream,
 	// with until when (their deadline): sent again to a worker that says
 	// it is ready, for it may have missed them.
@@ -287,6 +290,9 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 		} else {
 			d.completed++
 		}
+		d.redeliveries += redeliveriesIn(m.Header.Get(deliveredHeader))
+	} else {
+		d.duplicates++
 	}
 	d.mu.Unlock()
 	if c == nil {
@@ -337,6 +343,7 @@ func (d *Dispatcher) disconnected(err error) {
 	if d.closed {
 		return
 	}
+	d.disconnects++
 	d.log.Warn("NATS connection lost", "error", err, "fail_after", d.opt.LostAfter.String())
 	if d.lostTimer == nil {
 		d.lostTimer = time.AfterFunc(d.opt.LostAfter, d.lostTooLong)
@@ -551,7 +558,14 @@ func Main() {
 			if err != nil {
 				return nil, fmt.Errorf("find own binary: %w", err)
 			}
-			return New(context.Background(), OptionsFrom(cfg, exe), log)
+			d, err := New(context.Background(), OptionsFrom(cfg, exe), log)
+			if err != nil {
+				return nil, err
+			}
+			if err := plugin.Metrics().Register(d); err != nil {
+				log.Warn("register the dispatcher's metrics", "error", err)
+			}
+			return d, nil
 		},
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,6 +241,9 @@ func (w *natsWorker) heldSince(m jetstream.Msg) int64 {
 func (w *natsWorker) sendResult(m jetstream.Msg, reply string, data []byte) {
 	w.unhold(m)
 	msg := &nats.Msg{Subject: reply, Data: data, Header: nats.Header{ackHeader: []string{m.Reply()}}}
+	if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+		msg.Header.Set(deliveredHeader, strconv.FormatUint(meta.NumDelivered, 10))
+	}
 	if err := w.nc.PublishMsg(msg); err != nil {
 		w.log.Debug("publish result", "error", err)
 		m.Nak()

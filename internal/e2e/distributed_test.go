@@ -51,6 +51,16 @@ func TestDistributedWorkerKilled(t *testing.T) {
 	if restarts != 1 {
 		t.Errorf("restarts %d, want 1", restarts)
 	}
+	// The dispatcher's own metrics, on the host's /metrics.
+	if got := h.metric(t, "wslab_distributed_redeliveries_total", nil); got < 1 {
+		t.Errorf("wslab_distributed_redeliveries_total = %v after a worker died holding a task, want ≥ 1", got)
+	}
+	if got := h.metric(t, "wslab_distributed_tasks_outstanding", nil); got != 0 {
+		t.Errorf("wslab_distributed_tasks_outstanding = %v with every task answered", got)
+	}
+	if got := h.metric(t, "wslab_worker_restarts_total", nil); got != 1 {
+		t.Errorf("wslab_worker_restarts_total = %v, want 1", got)
+	}
 }
 
 // TestDistributedWorkerJoins: a worker started by hand from the command
