@@ -24,6 +24,7 @@ import (
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 )
@@ -103,6 +104,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	defer profile.Start("host")()
+	defer tracing.Begin("wslab-host", log)()
 	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
 		return failed(err, log, stderr)
 	}

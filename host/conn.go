@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -12,8 +13,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wslab/wslab/internal/telemetry"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
@@ -37,6 +41,7 @@ var errConnClosed = errors.New("connection closed")
 // idle.
 type wsConn struct {
 	srv *Server
+	id  uint64 // the connection's number, in log lines and spans
 	ws  *websocket.Conn
 	raw *lockedConn
 	br  *bufio.Reader // gorilla's read buffer, when it is the host's (nil otherwise)
@@ -95,6 +100,7 @@ type task struct {
 	cancel   context.CancelFunc
 	arrived  time.Time
 	tl       *taskproto.Timeline // nil unless the request's timeline is recorded
+	span     trace.Span          // nil unless the request is traced or carried a trace context
 	reserved int                 // bytes reserved in the connection's reply budget
 	done     taskproto.Done      // the scheduler's, given to the strategy
 
@@ -107,7 +113,7 @@ type task struct {
 }
 
 func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn, br *bufio.Reader) *wsConn {
-	c := &wsConn{srv: s, ws: ws, raw: raw, br: br}
+	c := &wsConn{srv: s, id: s.connIDs.Add(1), ws: ws, raw: raw, br: br}
 	c.ctx, c.cancel = context.WithCancelCause(s.taskCtx)
 	c.replies.init(c)
 	return c
@@ -296,24 +302,74 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64, now time.Time) *taskprot
 	if share := c.srv.opt.TimingSample; req.JSON && share > 0 && !req.Timing {
 		req.Timing = rand.Float64() < share
 	}
+	ctx, cancel := context.WithDeadlineCause(c.ctx, now.Add(c.srv.opt.TaskTimeout), c.srv.timedOut)
+	var span trace.Span
+	if req.Traceparent != "" || tracing.Enabled() {
+		ctx, span = c.startSpan(ctx, req, now)
+		req.Traceparent = tracing.FromContext(ctx) // what the reply echoes
+	}
 	reserve := wsproto.MaxReplySize(req)
 	if err := c.replies.reserve(reserve); err != nil {
+		endSpan(span, err)
+		cancel()
 		return err
 	}
-	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve}
-	t.ctx, t.cancel = context.WithDeadlineCause(c.ctx, now.Add(c.srv.opt.TaskTimeout), c.srv.timedOut)
+	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve,
+		ctx: ctx, cancel: cancel, span: span}
 	if req.Timing && req.JSON {
 		t.tl = &taskproto.Timeline{}
 		t.tl.StampAt(taskproto.StageHostRead, taskproto.MonotonicAt(now))
 		t.ctx = taskproto.WithTimeline(t.ctx, t.tl)
 	}
 	if err := c.srv.sched.Admit(t); err != nil {
+		endSpan(span, err)
 		t.cancel()
 		c.replies.unreserve(reserve)
 		return err
 	}
 	return nil
 }
+
+// startSpan starts the span of a request read at now, under the trace
+// context it carried, if any (tracing.Start).
+func (c *wsConn) startSpan(ctx context.Context, req wsproto.Request, now time.Time) (context.Context, trace.Span) {
+	ctx, span := tracing.Start(ctx, req.Traceparent, tracing.SpanRequest, trace.SpanKindServer, trace.WithTimestamp(now))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("wslab.strategy", c.srv.strategy),
+			attribute.String("wslab.task.kind", req.Task.Kind),
+			attribute.Int64("wslab.task.n", req.Task.N),
+			attribute.Int64("wslab.connection", int64(c.id)),
+			attribute.String("wslab.request.id", clipID(req.ID)),
+		)
+	}
+	return ctx, span
+}
+
+// endSpan ends a request's span with its outcome: err's code, or ok.
+func endSpan(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		e := taskproto.AsError(nil, err)
+		tracing.End(span, string(e.Code), e.Message)
+	} else {
+		tracing.End(span, "", "")
+	}
+}
+
+// clipID is a request's id as spans and log lines show it: at most
+// maxLoggedID bytes of what the client sent.
+func clipID(id json.RawMessage) string {
+	if len(id) > maxLoggedID {
+		return string(id[:maxLoggedID]) + "…"
+	}
+	return string(id)
+}
+
+// maxLoggedID bounds the share of a request's id that spans and logs keep.
+const maxLoggedID = 64
 
 // answer queues t's reply; the scheduler calls it once per admitted task.
 // inline says this goroutine may write it (see replyQueue.add).
@@ -323,6 +379,7 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 		perr := taskproto.AsError(t.ctx, err) // before cancel: the cause names the code
 		c.srv.metrics.Answered(t.task.Kind, perr.Code, res, false)
 		frame = wsproto.AppendError(frame, t.req, perr)
+		err = perr
 	} else {
 		c.srv.metrics.Answered(t.task.Kind, "", res, true)
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
@@ -330,6 +387,9 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	written := -1 // where the reply's write instant goes, if it has a timeline
 	if t.tl != nil {
 		frame, written = wsproto.AppendTiming(frame, t.tl)
+	}
+	if t.span != nil {
+		endSpan(t.span, err)
 	}
 	t.cancel()
 	c.replies.add(frame, t.plainSeq, t.reserved, true, inline, written)

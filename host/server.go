@@ -97,6 +97,8 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *telemetry.HostMetrics
 
+	connIDs atomic.Uint64 // the last connection's id
+
 	mu        sync.Mutex
 	conns     map[*wsConn]struct{}
 	upgrading int // connections between the limit check and the upgrade

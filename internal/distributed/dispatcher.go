@@ -17,8 +17,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -406,9 +409,18 @@ func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task, done taskprot
 	d.mu.Unlock()
 
 	taskproto.Stamp(ctx, taskproto.StageNATSPublish)
+	var span trace.Span
+	if tracing.Enabled() {
+		ctx, span = tracing.Start(ctx, "", tracing.SpanNATSPublish, trace.SpanKindProducer,
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", TaskSubject)))
+		defer span.End()
+	}
 	data, _ := proto.Marshal(plugin.TaskMessage(ctx, seq, t))
 	msg := &nats.Msg{Subject: TaskSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(replyHeader, resultSubject(d.id))
+	if span != nil {
+		tracing.Inject(ctx, msg.Header)
+	}
 	// Asynchronous: tasks leave in call order without a round trip each;
 	// a failure to take one arrives on notPublished.
 	if _, err := d.js.PublishMsgAsync(msg, jetstream.WithMsgID(d.id+"-"+strconv.FormatUint(seq, 10))); err != nil {

@@ -16,10 +16,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/tick"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -70,6 +73,7 @@ func WorkerMain(args []string) int {
 		go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 	}
 	defer profile.Start("worker")()
+	defer tracing.Begin("wslab-worker-distributed", log)()
 	w := &natsWorker{
 		id: id, log: log, runner: tasks.Runner{DataDir: *dataDir, LargeFileName: *fileName},
 		concurrency: max(*concurrency, 1),
@@ -307,6 +311,7 @@ type delivery struct {
 	reply       string
 	deadline    time.Time
 	hasDeadline bool
+	arrived     time.Time // when the worker had it
 }
 
 // accept decodes a task as it is delivered, and holds it for a runner;
@@ -315,7 +320,7 @@ type delivery struct {
 // delivery rather than one runner's turn each.
 func (w *natsWorker) accept(m jetstream.Msg) *delivery {
 	w.hold(m)
-	d := &delivery{m: m}
+	d := &delivery{m: m, arrived: time.Now()}
 	if err := proto.Unmarshal(m.Data(), &d.t); err != nil {
 		w.log.Error("undecodable task, dropping it", "error", err)
 		w.unhold(m)
@@ -364,6 +369,7 @@ func (w *natsWorker) execute(d *delivery) {
 		tl.Stamp(taskproto.StageWorkerRecv)
 		parent = taskproto.WithTimeline(parent, tl)
 	}
+	parent, span := w.startSpans(parent, d)
 	ctx, cancel := context.WithDeadline(parent, dl)
 	if d.hasDeadline {
 		// A task that outlives its deadline by OverrunGrace has a runner
@@ -386,6 +392,41 @@ func (w *natsWorker) execute(d *delivery) {
 	var err error
 	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(t))
 	res.Run = time.Since(start)
-	data, _ := proto.Marshal(plugin.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent))
+	resp := plugin.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent)
+	if span != nil {
+		tracing.End(span, resp.GetErrorCode(), resp.GetErrorMessage())
+	}
+	data, _ := proto.Marshal(resp)
 	w.sendResult(m, d.reply, data)
+}
+
+// startSpans records, for a traced task, its time in the stream (from its
+// publication to its delivery here, a child of the dispatcher's publish
+// span that the NATS headers name) and starts the span of its run; with
+// tracing off, parent carries the task's trace context on unchanged. span
+// is nil when the task is not traced.
+func (w *natsWorker) startSpans(parent context.Context, d *delivery) (context.Context, trace.Span) {
+	tp := d.t.GetTraceparent() // set whenever the headers carry a context too
+	if !tracing.Enabled() {
+		if tp == "" {
+			return parent, nil
+		}
+		return tracing.Start(parent, tp, tracing.SpanWorkerTask, trace.SpanKindServer)
+	}
+	if h := d.m.Headers(); len(h) > 0 {
+		if published := tracing.FromContext(tracing.Extract(context.Background(), h)); published != "" {
+			tp = published // the publish span's
+		}
+	}
+	var published time.Time
+	if meta, err := d.m.Metadata(); err == nil {
+		published = meta.Timestamp
+	}
+	ctx, deliver := tracing.Start(parent, tp, tracing.SpanNATSDeliver, trace.SpanKindConsumer,
+		trace.WithTimestamp(published), trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", TaskSubject)))
+	deliver.End(trace.WithTimestamp(d.arrived))
+	return tracing.Start(ctx, "", tracing.SpanWorkerTask, trace.SpanKindServer,
+		trace.WithAttributes(attribute.String("wslab.task.kind", d.t.GetKind()), attribute.Int64("wslab.task.n", d.t.GetN()),
+			attribute.String("wslab.worker", w.id)))
 }

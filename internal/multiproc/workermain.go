@@ -10,6 +10,7 @@ import (
 
 	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/strategy"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
 )
@@ -90,6 +91,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	}
 	defer pool.Close()
 	defer profile.Start("worker-" + *id)()
+	defer tracing.Begin("wslab-worker-multiproc", log)()
 	var exec taskproto.Executor = pool
 	if wrap != nil {
 		exec = wrap(exec)

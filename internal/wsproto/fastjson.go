@@ -22,10 +22,10 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 		return req, nil, false
 	}
 	req.JSON = true
-	var id, task, n, timing []byte
+	var id, task, n, timing, tp []byte
 	s.space()
 	if s.eat('}') {
-		return parseFastMembers(req, id, task, n, timing, d)
+		return parseFastMembers(req, id, task, n, timing, tp, d)
 	}
 	for {
 		s.space()
@@ -52,6 +52,8 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 			slot = &n
 		case "timing":
 			slot = &timing
+		case "traceparent":
+			slot = &tp
 		}
 		if slot != nil {
 			if *slot != nil {
@@ -72,10 +74,10 @@ func parseJSONFast(frame []byte, d Defaults) (req Request, perr *taskproto.Error
 	if s.i != len(s.b) {
 		return req, nil, false
 	}
-	return parseFastMembers(req, id, task, n, timing, d)
+	return parseFastMembers(req, id, task, n, timing, tp, d)
 }
 
-func parseFastMembers(req Request, id, task, n, timing []byte, d Defaults) (Request, *taskproto.Error, bool) {
+func parseFastMembers(req Request, id, task, n, timing, tp []byte, d Defaults) (Request, *taskproto.Error, bool) {
 	if id != nil {
 		if c := id[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
 			return req, nil, false
@@ -96,6 +98,14 @@ func parseFastMembers(req Request, id, task, n, timing []byte, d Defaults) (Requ
 			return req, nil, false
 		}
 		req.Timing = v
+	}
+	if tp != nil && string(tp) != "null" {
+		if tp[0] != '"' || bytes.IndexByte(tp, '\\') >= 0 {
+			return req, nil, false
+		}
+		if v := string(tp[1 : len(tp)-1]); ValidTraceparent(v) {
+			req.Traceparent = v
+		}
 	}
 	if n != nil && string(n) != "null" {
 		if n[0] != '-' && (n[0] < '0' || n[0] > '9') {

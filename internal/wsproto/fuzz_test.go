@@ -50,6 +50,10 @@ func FuzzParse(f *testing.F) {
 		`{"id":1,"task":"noop","timing":true}`,
 		`{"id":1,"task":"noop","timing":1}`,
 		`{"task":"noop","timing":false,"timing":true}`,
+		`{"id":1,"task":"noop","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
+		`{"task":"noop","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}`,
+		`{"task":"noop","traceparent":7}`,
+		`{"task":"noop","traceparent":"\u0030\u0030-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -205,6 +209,8 @@ func FuzzParseFast(f *testing.F) {
 		`{"task":"fib","n":1e999999999}`, `{"task":"fib","n":-0}`, `{"id":1,"id":2,"task":"noop"}`,
 		`{"task":"noop","other":{"a":1}}`, `{"task":"noop"} `, `{"task":"noop"}x`, `{}`, `{"task":"\u0066ib"}`,
 		`{"task":"noop","timing":true}`, `{"task":"noop","timing":null}`, `{"task":"noop","timing":"yes"}`,
+		`{"task":"noop","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`,
+		`{"task":"noop","traceparent":null}`, `{"task":"noop","traceparent":"00-x"}`,
 	} {
 		f.Add([]byte(s))
 	}

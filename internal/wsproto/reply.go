@@ -23,6 +23,8 @@ type Reply struct {
 	// Timing is the request's timeline: stage name → instant in ns of
 	// CLOCK_MONOTONIC (see taskproto.Stage).
 	Timing map[string]int64 `json:"timing,omitempty"`
+	// Traceparent is the W3C trace context the request ran under.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // ReplyError is the error object of a failed JSON reply.
@@ -124,6 +126,11 @@ func appendHead(dst []byte, req Request) []byte {
 		dst = append(dst, `,"task":`...)
 		dst = appendString(dst, req.Task.Kind)
 	}
+	if req.Traceparent != "" {
+		dst = append(dst, `,"traceparent":"`...)
+		dst = append(dst, req.Traceparent...) // ValidTraceparent: nothing to escape
+		dst = append(dst, '"')
+	}
 	return dst
 }
 
@@ -209,6 +216,9 @@ func MaxReplySize(req Request) int {
 	n := len(req.ID) + replyOverhead + int(min(result, 1<<30))
 	if req.Timing {
 		n += timingOverhead
+	}
+	if req.Traceparent != "" {
+		n += len(`,"traceparent":""`) + maxTraceparent
 	}
 	return n
 }

@@ -316,7 +316,7 @@ func TestMaxReplySize(t *testing.T) {
 		{taskproto.Task{Kind: taskproto.KindSleep, N: 1}, "Request done"},
 		{taskproto.Task{Kind: taskproto.KindNoop}, ""},
 	} {
-		req := Request{JSON: true, ID: id, Task: c.task}
+		req := Request{JSON: true, ID: id, Task: c.task, Traceparent: "01-" + strings.Repeat("a", 125)}
 		res := taskproto.Result{Value: c.result, Worker: "host-name.example:123456", Queue: time.Hour, Run: time.Hour}
 		got := len(EncodeResult(req, "distributed", res))
 		if max := MaxReplySize(req); got > max {
@@ -357,5 +357,26 @@ func TestAppendTiming(t *testing.T) {
 		if len(out) > len(frame)+timingOverhead {
 			t.Errorf("timeline adds %d bytes, more than timingOverhead", len(out)-len(frame))
 		}
+	}
+}
+
+// A reply echoes the trace context the request ran under.
+func TestReplyEchoesTraceparent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req := Request{JSON: true, ID: json.RawMessage(`1`), Task: taskproto.Task{Kind: taskproto.KindNoop}, Traceparent: tp}
+	for _, frame := range [][]byte{
+		AppendResult(nil, req, "pool", taskproto.Result{}),
+		AppendError(nil, req, taskproto.Errorf(taskproto.CodeOverloaded, "busy")),
+	} {
+		var r Reply
+		if err := json.Unmarshal(frame, &r); err != nil {
+			t.Fatalf("%s: %v", frame, err)
+		}
+		if r.Traceparent != tp {
+			t.Errorf("%s: traceparent %q, want %q", frame, r.Traceparent, tp)
+		}
+	}
+	if frame := AppendResult(nil, Request{JSON: true, Task: req.Task}, "pool", taskproto.Result{}); bytes.Contains(frame, []byte("traceparent")) {
+		t.Errorf("a reply to a request without a trace context carries one: %s", frame)
 	}
 }

@@ -34,6 +34,11 @@ type Request struct {
 	// Timing: the request asked for its timeline ("timing": true), which
 	// its reply carries (AppendTiming).
 	Timing bool
+	// Traceparent is the W3C trace context the request carried
+	// ("traceparent"), "" when it carried none or a malformed one (which
+	// W3C says to ignore). The host replaces it with the context the
+	// request ran under, which the reply echoes.
+	Traceparent string
 }
 
 // Parse reads one text frame. On error the returned Request still says
@@ -147,8 +152,41 @@ func parseJSON(frame []byte, d Defaults) (Request, *taskproto.Error) {
 		}
 		req.Timing = timing
 	}
+	if v, ok := raw["traceparent"]; ok && !bytes.Equal(v, []byte("null")) {
+		var tp string
+		if v[0] != '"' || json.Unmarshal(v, &tp) != nil {
+			return req, taskproto.Errorf(taskproto.CodeBadRequest, "traceparent must be a string (a W3C trace context)")
+		}
+		if ValidTraceparent(tp) {
+			req.Traceparent = tp
+		}
+	}
 	return req, nil
 }
+
+// ValidTraceparent reports whether tp is a W3C traceparent this host
+// takes: version 00's form (a later version's first 55 characters in that
+// form also pass, as W3C asks), lowercase hex, neither id all zeros.
+func ValidTraceparent(tp string) bool {
+	if len(tp) < 55 || (len(tp) > 55 && (tp[:2] == "00" || tp[55] != '-')) || len(tp) > maxTraceparent {
+		return false
+	}
+	if tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] == "ff" {
+		return false
+	}
+	for _, f := range [...]string{tp[:2], tp[3:35], tp[36:52], tp[53:55]} {
+		for i := 0; i < len(f); i++ {
+			if c := f[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(tp[3:35], "0") != "" && strings.Trim(tp[36:52], "0") != ""
+}
+
+// maxTraceparent bounds the traceparent a request may carry: version 00's
+// is 55 characters; a later version's may add fields.
+const maxTraceparent = 128
 
 // jsonBool reads the value of "timing": true, false or null (false).
 func jsonBool(v []byte) (bool, *taskproto.Error) {

@@ -373,3 +373,38 @@ func TestParseTiming(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTraceparent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		frame    string
+		want     string
+		wantCode taskproto.Code
+	}{
+		{`{"id":1,"task":"noop","traceparent":"` + tp + `"}`, tp, ""},
+		{`{"id":"x\u0041","task":"noop","traceparent":"` + tp + `"}`, tp, ""}, // the full parser's path
+		{`{"id":1,"task":"noop","traceparent":null}`, "", ""},
+		{`{"id":1,"task":"noop"}`, "", ""},
+		// Malformed ones are ignored, as W3C says.
+		{`{"task":"noop","traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}`, "", ""},
+		{`{"task":"noop","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"}`, "", ""},
+		{`{"task":"noop","traceparent":"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}`, "", ""},
+		{`{"task":"noop","traceparent":"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`, "", ""},
+		{`{"task":"noop","traceparent":"` + tp + `-x"}`, "", ""},
+		{`{"task":"noop","traceparent":"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"}`,
+			"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later", ""},
+		{`{"task":"noop","traceparent":"` + strings.Repeat("a", 200) + `"}`, "", ""},
+		{`{"task":"noop","traceparent":"<script>"}`, "", ""},
+		{`{"task":"noop","traceparent":7}`, "", taskproto.CodeBadRequest},
+	} {
+		req, err := Parse([]byte(tc.frame), testDefaults)
+		switch {
+		case tc.wantCode != "" && (err == nil || err.Code != tc.wantCode):
+			t.Errorf("Parse(%s) error %v, want %s", tc.frame, err, tc.wantCode)
+		case tc.wantCode == "" && err != nil:
+			t.Errorf("Parse(%s) error %v", tc.frame, err)
+		case req.Traceparent != tc.want:
+			t.Errorf("Parse(%s).Traceparent = %q, want %q", tc.frame, req.Traceparent, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
@@ -15,7 +16,8 @@ import (
 // TaskMessage is t as the wire carries it, with the time ctx still allows
 // it (none when ctx has no deadline).
 func TaskMessage(ctx context.Context, seq uint64, t taskproto.Task) *pb.Task {
-	m := &pb.Task{Seq: seq, Kind: t.Kind, N: t.N, Timing: taskproto.TimelineFrom(ctx) != nil}
+	m := &pb.Task{Seq: seq, Kind: t.Kind, N: t.N, Timing: taskproto.TimelineFrom(ctx) != nil,
+		Traceparent: tracing.FromContext(ctx)}
 	if dl, ok := ctx.Deadline(); ok {
 		// At least a millisecond: 0 means no deadline.
 		m.TimeoutMs = max(time.Until(dl).Milliseconds(), 1)
@@ -50,14 +52,18 @@ func TaskContext(parent context.Context, m *pb.Task) (context.Context, context.C
 }
 
 // Hop names the stages the receiving end of a data channel stamps on a
-// task's timeline: where it read the task and where it sent the outcome.
-type Hop struct{ Recv, Sent taskproto.Stage }
+// task's timeline (where it read the task and where it sent the outcome)
+// and the span it records of the task when the task is traced.
+type Hop struct {
+	Recv, Sent taskproto.Stage
+	Span       string
+}
 
 // The hops of a plugin serving the host and of a worker serving a plugin
 // or the host.
 var (
-	PluginHop = Hop{Recv: taskproto.StagePluginRecv, Sent: taskproto.StagePluginSent}
-	WorkerHop = Hop{Recv: taskproto.StageWorkerRecv, Sent: taskproto.StageWorkerSent}
+	PluginHop = Hop{Recv: taskproto.StagePluginRecv, Sent: taskproto.StagePluginSent, Span: tracing.SpanPluginTask}
+	WorkerHop = Hop{Recv: taskproto.StageWorkerRecv, Sent: taskproto.StageWorkerSent, Span: tracing.SpanWorkerTask}
 )
 
 // ResponseMessage is the outcome of task seq as the wire carries it; ctx is

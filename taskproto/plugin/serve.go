@@ -17,6 +17,7 @@ import (
 
 	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/tick"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/tasks"
@@ -65,7 +66,8 @@ func Serve(s Strategy) {
 	defer cancel()
 	go ExitWithParent(ctx, log, 250*time.Millisecond)
 	stopProfile := profile.Start(name)
-	srv := &controlServer{strategy: s, log: log, data: data, exit: func(code int) { stopProfile(); os.Exit(code) }}
+	stopTracing := tracing.Begin("wslab-plugin-"+name, log)
+	srv := &controlServer{strategy: s, log: log, data: data, exit: func(code int) { stopTracing(); stopProfile(); os.Exit(code) }}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
@@ -73,6 +75,7 @@ func Serve(s Strategy) {
 		Logger:           log,
 	})
 	srv.close()
+	stopTracing()
 	stopProfile()
 }
 

@@ -9,7 +9,10 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
@@ -99,9 +102,17 @@ func (s *taskServer) start(parent context.Context, m *pb.Task) {
 	}
 	s.running[seq] = cancel
 	s.mu.Unlock()
+	var span trace.Span
+	if m.GetTraceparent() != "" || tracing.Enabled() {
+		ctx, span = tracing.Start(ctx, m.GetTraceparent(), s.hop.Span, trace.SpanKindServer,
+			trace.WithAttributes(attribute.String("wslab.task.kind", m.GetKind()), attribute.Int64("wslab.task.n", m.GetN())))
+	}
 	s.wg.Add(1)
 	s.exec.Submit(ctx, TaskOf(m), func(res taskproto.Result, err error) {
 		resp := ResponseMessage(ctx, seq, res, err, s.hop.Sent)
+		if span != nil {
+			tracing.End(span, resp.GetErrorCode(), resp.GetErrorMessage())
+		}
 		s.mu.Lock()
 		delete(s.running, seq)
 		s.mu.Unlock()
