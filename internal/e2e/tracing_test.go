@@ -65,6 +65,19 @@ func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTrace
 	return &collectortrace.ExportTraceServiceResponse{}, nil
 }
 
+// named is every span received called name.
+func (r *otlpReceiver) named(name string) []receivedSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []receivedSpan
+	for _, s := range r.spans {
+		if s.span.GetName() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // trace is the spans received of trace id (32 hex digits), by name.
 func (r *otlpReceiver) trace(id string) map[string]receivedSpan {
 	r.mu.Lock()
@@ -220,4 +233,20 @@ func TestTraceStartedByTheHost(t *testing.T) {
 	if len(spans["wslab.request"].span.GetParentSpanId()) != 0 {
 		t.Errorf("the host's span of an untraced request has a parent")
 	}
+
+	// The control channel is gRPC, traced by otelgrpc: /stats asks the
+	// plugin for its Stats, client span in the host, server span in the
+	// plugin, one trace.
+	h.stats(t)
+	const rpc = "wslab.taskproto.v3.Executor/Stats"
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		services := map[string]bool{}
+		for _, s := range r.named(rpc) {
+			services[s.service] = true
+		}
+		if services["wslab-host"] && services["wslab-plugin-pool"] {
+			return
+		}
+	}
+	t.Errorf("no %s spans from both wslab-host and wslab-plugin-pool", rpc)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -29,6 +30,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 )
 
 // ScopeName is the instrumentation scope of wslab's spans.
@@ -172,6 +174,23 @@ func End(span trace.Span, code, message string) {
 		span.SetAttributes(attribute.String("wslab.outcome", "ok"))
 	}
 	span.End()
+}
+
+// GRPCServerOptions instrument a gRPC server (a plugin's control
+// channel: Describe, Configure, Stats) when this process traces.
+func GRPCServerOptions() []grpc.ServerOption {
+	if !Enabled() {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler())}
+}
+
+// GRPCDialOptions instrument the host's side of that channel.
+func GRPCDialOptions() []grpc.DialOption {
+	if !Enabled() {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())}
 }
 
 // Inject writes ctx's trace context into a NATS (or HTTP) header.

@@ -16,6 +16,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/supervise"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -107,6 +108,7 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		Managed:          true,
 		StartTimeout:     StartTimeout,
 		Logger:           log.Named(opt.Name),
+		GRPCDialOptions:  tracing.GRPCDialOptions(),
 	})
 	// A caller that gives up (the host stopping) ends the handshake too.
 	stop := context.AfterFunc(ctx, p.client.Kill)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -71,8 +72,10 @@ func Serve(s Strategy) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           log,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, tracing.GRPCServerOptions()...))
+		},
+		Logger: log,
 	})
 	srv.close()
 	stopTracing()
