@@ -101,6 +101,7 @@ type task struct {
 	arrived  time.Time
 	tl       *taskproto.Timeline // nil unless the request's timeline is recorded
 	span     trace.Span          // nil unless the request is traced or carried a trace context
+	tctx     taskContext         // what ctx is, or wraps
 	reserved int                 // bytes reserved in the connection's reply budget
 	done     taskproto.Done      // the scheduler's, given to the strategy
 
@@ -169,7 +170,7 @@ func (c *wsConn) serve() {
 				c.replies.holdInline(false)
 			}
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
-				c.srv.log.Debug("connection ended", "remote", c.ws.RemoteAddr(), "error", err)
+				c.srv.log.Debug("connection ended", "conn", c.id, "remote", c.ws.RemoteAddr().String(), "error", err)
 			}
 			c.srv.metrics.Closed(c.closeReason(err))
 			if errors.Is(err, websocket.ErrReadLimit) {
@@ -315,7 +316,9 @@ func (c *wsConn) admit(req wsproto.Request, seq uint64, now time.Time) *taskprot
 		return err
 	}
 	t := &task{conn: c, flow: &c.flow, req: req, task: req.Task, plainSeq: seq, arrived: now, reserved: reserve,
-		ctx: ctx, cancel: cancel, span: span}
+		cancel: cancel, span: span}
+	t.tctx = taskContext{Context: ctx, t: t}
+	t.ctx = &t.tctx
 	if req.Timing && req.JSON {
 		t.tl = &taskproto.Timeline{}
 		t.tl.StampAt(taskproto.StageHostRead, taskproto.MonotonicAt(now))
@@ -357,6 +360,35 @@ func endSpan(span trace.Span, err error) {
 	} else {
 		tracing.End(span, "", "")
 	}
+}
+
+// LogArgs name the request t in a log line: its connection, its id and
+// its trace. A strategy's log lines find them in the task's context
+// (tracing.LogArgs).
+func (t *task) LogArgs() []any {
+	args := []any{"request_id", clipID(t.req.ID)}
+	if t.conn != nil {
+		args = append(args, "conn", t.conn.id)
+	}
+	if id := tracing.TraceID(t.ctx); id != "" {
+		args = append(args, "trace_id", id)
+	}
+	return args
+}
+
+// taskContext is a task's context: the deadline's, which also answers
+// the task itself under tracing.RequestKey. It lives in the task, so
+// that naming the request costs no allocation.
+type taskContext struct {
+	context.Context
+	t *task
+}
+
+func (c *taskContext) Value(key any) any {
+	if key == (tracing.RequestKey{}) {
+		return c.t
+	}
+	return c.Context.Value(key)
 }
 
 // clipID is a request's id as spans and log lines show it: at most

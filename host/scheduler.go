@@ -378,7 +378,8 @@ func (s *Scheduler) overdue(t *task) {
 	}
 	t.state = stateAnswered
 	s.mu.Unlock()
-	s.log.Warn("strategy did not answer a stopped task in time; answering it", "task", t.task.Kind, "grace", answerGrace)
+	s.log.Warn("strategy did not answer a stopped task in time; answering it",
+		append(t.LogArgs(), "task", t.task.Kind, "grace", answerGrace)...)
 	s.answer(t, taskproto.Result{Queue: time.Since(t.arrived)}, t.ctx.Err())
 }
 

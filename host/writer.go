@@ -103,7 +103,7 @@ func (q *replyQueue) reserve(n int) *taskproto.Error {
 		if !q.warned {
 			q.warned = true
 			q.c.srv.log.Warn("connection does not read its replies: refusing its requests",
-				"remote", q.c.ws.RemoteAddr(), "pending_bytes", q.held, "max_pending_reply_bytes", opt.MaxPendingReplyBytes)
+				"conn", q.c.id, "remote", q.c.ws.RemoteAddr().String(), "pending_bytes", q.held, "max_pending_reply_bytes", opt.MaxPendingReplyBytes)
 		}
 		return taskproto.Errorf(taskproto.CodeOverloaded,
 			"%d bytes of replies are waiting to be read (max_pending_reply_bytes %d); read them before sending more",
@@ -400,9 +400,9 @@ func (q *replyQueue) writeFailed(err error, n int, wait time.Duration) {
 	if !wasClosed && errors.As(err, &ne) && ne.Timeout() {
 		q.c.closingFor(telemetry.ClosedNotReading)
 		q.c.srv.log.Warn("closing a connection that reads its replies slower than min_reply_read_rate",
-			"remote", q.c.ws.RemoteAddr(), "bytes", n, "in", wait, "min_reply_read_rate", q.c.srv.opt.MinReplyReadRate)
+			"conn", q.c.id, "remote", q.c.ws.RemoteAddr().String(), "bytes", n, "in", wait, "min_reply_read_rate", q.c.srv.opt.MinReplyReadRate)
 	} else {
-		q.c.srv.log.Debug("write failed, closing connection", "remote", q.c.ws.RemoteAddr(), "error", err)
+		q.c.srv.log.Debug("write failed, closing connection", "conn", q.c.id, "remote", q.c.ws.RemoteAddr().String(), "error", err)
 	}
 	q.c.raw.Close() // the reader sees it and ends the connection
 }
@@ -420,7 +420,7 @@ func (q *replyQueue) abort(code int, reason string) {
 	q.mu.Unlock()
 	q.c.closingFor(telemetry.ClosedNotReading)
 	q.c.srv.log.Warn("closing a connection that does not read its replies",
-		"remote", q.c.ws.RemoteAddr(), "pending_bytes", pending, "close_code", code, "reason", reason)
+		"conn", q.c.id, "remote", q.c.ws.RemoteAddr().String(), "pending_bytes", pending, "close_code", code, "reason", reason)
 	go func() {
 		q.c.raw.Conn.SetWriteDeadline(time.Now()) // cuts a blocked write short
 		q.c.raw.writeBatch(appendFrame(nil, opClose, closePayload(code, reason)), time.Now().Add(100*time.Millisecond))

@@ -35,13 +35,14 @@ func startLocalWorkers(opt Options, log hclog.Logger) (*localWorkers, error) {
 	// Secrets go through the environment, not the command line.
 	env := append(os.Environ(), "WSLAB_NATS_TOKEN="+opt.Conn.Token, "WSLAB_NATS_PASSWORD="+opt.Conn.Password)
 	for i := range opt.Workers {
+		name := "local worker l" + strconv.Itoa(i)
 		sup, err := supervise.Start(context.Background(), supervise.Options{
-			Name: "local worker l" + strconv.Itoa(i),
+			Name: name,
 			Log:  log,
 			Start: func(context.Context) (supervise.Process, error) {
 				cmd := exec.Command(opt.Exe, args...)
 				cmd.Env = env
-				cmd.Stderr = os.Stderr
+				cmd.Stderr = supervise.LogLines(log, name)
 				return supervise.Spawn(cmd, false)
 			},
 		})

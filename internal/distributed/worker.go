@@ -375,7 +375,8 @@ func (w *natsWorker) execute(d *delivery) {
 		// A task that outlives its deadline by OverrunGrace has a runner
 		// that cannot stop it: the worker goes, and is replaced.
 		watchdog := time.AfterFunc(time.Until(dl)+OverrunGrace, func() {
-			w.log.Error("task overran its deadline, exiting to be replaced", "task", t.GetKind(), "n", t.GetN(), "grace", OverrunGrace)
+			w.log.Error("task overran its deadline, exiting to be replaced", append(tracing.LogArgs(ctx),
+				"task", t.GetKind(), "n", t.GetN(), "grace", OverrunGrace)...)
 			os.Exit(4)
 		})
 		defer watchdog.Stop()

@@ -1,16 +1,15 @@
 package multiproc
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 
 	"github.com/wslab/wslab/internal/supervise"
+	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -105,7 +104,7 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 		"--memory-mb", strconv.FormatInt(opt.MemoryMB, 10))
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS), plugin.DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
-	cmd.Stderr = &stderrLines{w: w}
+	cmd.Stderr = supervise.LogLines(w.e.log, "worker "+w.name)
 	// In the plugin's process group: the host's kill of that group ends
 	// workers too; the parent-death signal and the socket cover the rest.
 	c, err := supervise.Spawn(cmd, false)
@@ -210,7 +209,7 @@ func (w *workerHandle) overran(seq uint64, c *call) {
 	w.e.mu.Unlock()
 	if still && p != nil {
 		w.e.log.Warn("worker did not stop an abandoned task in time, replacing it",
-			"worker", w.name, "pid", p.PID(), "task", c.task.Kind, "grace", OverrunGrace)
+			append(tracing.LogArgs(c.ctx), "worker", w.name, "pid", p.PID(), "task", c.task.Kind, "grace", OverrunGrace)...)
 		p.Kill()
 	}
 }
@@ -242,30 +241,5 @@ func (w *workerHandle) stop() {
 		sup.Stop()
 	} else if p != nil { // the host's: the plugin stops the process
 		p.conn.Close()
-	}
-}
-
-// stderrLines passes a worker's JSON log lines on to the plugin's stderr,
-// where the host re-levels them, and logs anything else it prints (a
-// panic's or the runtime's crash report) as errors naming the worker.
-type stderrLines struct {
-	w       *workerHandle
-	partial []byte
-}
-
-func (s *stderrLines) Write(p []byte) (int, error) {
-	s.partial = append(s.partial, p...)
-	for {
-		i := bytes.IndexByte(s.partial, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		line := s.partial[:i+1]
-		if bytes.HasPrefix(line, []byte("{")) {
-			os.Stderr.Write(line)
-		} else if text := strings.TrimSpace(string(line)); text != "" {
-			s.w.e.log.Error("worker output", "worker", s.w.name, "line", text)
-		}
-		s.partial = s.partial[i+1:]
 	}
 }

@@ -96,6 +96,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	if wrap != nil {
 		exec = wrap(exec)
 	}
+	log.Debug("worker serving", "pid", os.Getpid(), "concurrency", *concurrency, "memory_mb", *memoryMB)
 	if err := plugin.ServeTasks(ctx, conn, exec, log, plugin.WorkerHop); err != nil {
 		log.Error("worker stopped", "error", err)
 		return 1

@@ -176,6 +176,38 @@ func End(span trace.Span, code, message string) {
 	span.End()
 }
 
+// TraceID is the trace id (32 hex digits) of the span or remote context
+// ctx carries, "" when it carries none: what log lines about a task show.
+func TraceID(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// Request is what a task's context says of the request the task serves,
+// for log lines about it (LogArgs); the host's tasks carry one.
+type Request interface {
+	LogArgs() []any
+}
+
+// RequestKey is the context key under which a task's context holds its
+// Request.
+type RequestKey struct{}
+
+// LogArgs name, in a log line about a task, the request it serves: its
+// connection and id when the task runs in the host's process, and the
+// request's trace wherever it runs.
+func LogArgs(ctx context.Context) []any {
+	if r, ok := ctx.Value(RequestKey{}).(Request); ok {
+		return r.LogArgs()
+	}
+	if id := TraceID(ctx); id != "" {
+		return []any{"trace_id", id}
+	}
+	return nil
+}
+
 // GRPCServerOptions instrument a gRPC server (a plugin's control
 // channel: Describe, Configure, Stats) when this process traces.
 func GRPCServerOptions() []grpc.ServerOption {

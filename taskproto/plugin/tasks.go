@@ -97,7 +97,7 @@ func (s *taskServer) start(parent context.Context, m *pb.Task) {
 	if _, dup := s.running[seq]; dup {
 		s.mu.Unlock()
 		cancel()
-		s.log.Warn("task sequence number already running, ignoring the second", "seq", seq)
+		s.log.Warn("task sequence number already running, ignoring the second", append(tracing.LogArgs(ctx), "seq", seq)...)
 		return
 	}
 	s.running[seq] = cancel
@@ -118,7 +118,7 @@ func (s *taskServer) start(parent context.Context, m *pb.Task) {
 		s.mu.Unlock()
 		cancel()
 		if werr := s.out.Write(resp); werr != nil {
-			s.log.Debug("write reply", "seq", seq, "error", werr)
+			s.log.Debug("write reply", append(tracing.LogArgs(ctx), "seq", seq, "error", werr)...)
 		}
 		s.wg.Done()
 	})
