@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/wslab/wslab/internal/sandbox"
-	"github.com/wslab/wslab/tasks"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
 )
 
 // TestMultiprocStrict: workers confined by [multiproc] sandbox = strict
