@@ -125,6 +125,9 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		exec = wrap(exec)
 	}
 	if *mode != sandbox.None {
+		exec = deniedErrors{exec}
+	}
+	if *mode != sandbox.None {
 		exe, _ := os.Executable()
 		var writable []string
 		if dir := os.Getenv(profile.Env); dir != "" {
@@ -150,4 +153,17 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		return 1
 	}
 	return 0
+}
+
+// deniedErrors answers a confined worker's tasks that the sandbox stopped
+// with sandbox_denied (sandbox.Denied).
+type deniedErrors struct{ taskproto.Executor }
+
+func (d deniedErrors) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	d.Executor.Submit(ctx, t, func(res taskproto.Result, err error) {
+		if err != nil {
+			err = sandbox.Denied(err)
+		}
+		done(res, err)
+	})
 }

@@ -12,8 +12,12 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
+
+	"github.com/wslab/wslab/taskproto"
 )
 
 // Modes of [multiproc] sandbox.
@@ -89,8 +93,19 @@ func (s State) String() string {
 // restricts TCP connect and bind.
 const minLandlockABI = 4
 
-// Denied is the error a task gets when the sandbox refused what it did:
-// the host answers it sandbox_denied.
-type Denied struct{ Op, Why string }
-
-func (e *Denied) Error() string { return e.Op + ": denied by the sandbox (" + e.Why + ")" }
+// Denied is err as a confined task's error: a permission error, which
+// only the sandbox causes there (the task set touches nothing else),
+// becomes sandbox_denied naming the mechanism that refused it (Landlock
+// answers EACCES, the seccomp filter EPERM); any other error is err.
+func Denied(err error) error {
+	var why string
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		why = "Landlock"
+	case errors.Is(err, syscall.EPERM):
+		why = "seccomp"
+	default:
+		return err
+	}
+	return taskproto.Errorf(taskproto.CodeSandboxDenied, "%v (refused by %s)", err, why)
+}

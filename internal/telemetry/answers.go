@@ -104,7 +104,7 @@ var (
 
 const (
 	numKinds    = 6  // len(kindLabels); TestLabelSets checks
-	numOutcomes = 10 // len(outcomeLabels)
+	numOutcomes = 11 // len(outcomeLabels)
 )
 
 func kindIndex(kind string) int {

@@ -37,7 +37,7 @@ const OK = "ok"
 var codes = []taskproto.Code{
 	taskproto.CodeBadRequest, taskproto.CodeUnknownTask, taskproto.CodeOutOfRange,
 	taskproto.CodeOverloaded, taskproto.CodeTimeout, taskproto.CodeExecutorFailed,
-	taskproto.CodeShuttingDown, taskproto.CodeInternal,
+	taskproto.CodeShuttingDown, taskproto.CodeInternal, taskproto.CodeSandboxDenied,
 }
 
 // NewRegistry returns a registry holding the Go runtime's and the
