@@ -265,12 +265,13 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		}
 		defer stopMetrics()
 	}
-	scheme := "ws"
+	scheme, web := "ws", "http"
 	if tlsConfig != nil {
-		scheme = "wss"
+		scheme, web = "wss", "https"
 	}
 	url := scheme + "://" + ln.Addr().String() + "/ws"
-	log.Info("serving", "url", url, "strategy", name, "window", srv.opt.Window.Limit(), "data_dir", cfg.Server.DataDir)
+	live := web + "://" + ln.Addr().String() + "/live"
+	log.Info("serving", "url", url, "live", live, "strategy", name, "window", srv.opt.Window.Limit(), "data_dir", cfg.Server.DataDir)
 	fmt.Fprintf(stdout, "listening %s\n", url)
 
 	select {

@@ -99,9 +99,20 @@ type Server struct {
 
 	connIDs atomic.Uint64 // the last connection's id
 
-	mu        sync.Mutex
-	conns     map[*wsConn]struct{}
-	upgrading int // connections between the limit check and the upgrade
+	// started is when the server was built, the live page's uptime.
+	started time.Time
+	// live counts replies for the live page's streams (live.go), which
+	// end when liveCtx does; liveStreams are their handlers, which
+	// Shutdown waits for.
+	live        *liveRecorder
+	liveCtx     context.Context
+	stopLive    context.CancelFunc
+	liveStreams sync.WaitGroup
+
+	mu         sync.Mutex
+	conns      map[*wsConn]struct{}
+	upgrading  int  // connections between the limit check and the upgrade
+	liveClosed bool // Shutdown has stopped the live streams: no new one
 }
 
 // readBufferSize is each connection's read buffer: small, because an idle
@@ -125,6 +136,8 @@ func NewServer(opt Options) *Server {
 		log:      opt.Logger,
 		strategy: opt.Strategy.Info().Name,
 		conns:    make(map[*wsConn]struct{}),
+		started:  time.Now(),
+		live:     newLiveRecorder(),
 		sched: NewScheduler(opt.Strategy, opt.Window, int(opt.MaxQueued),
 			func(t *task, res taskproto.Result, err error, inline bool) { t.conn.answer(t, res, err, inline) }, opt.Logger),
 	}
@@ -134,6 +147,7 @@ func NewServer(opt Options) *Server {
 	}
 	s.metrics = telemetry.NewHostMetrics(s.registry, s.strategy)
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
+	s.liveCtx, s.stopLive = context.WithCancel(context.Background())
 	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
 	s.upgrader = websocket.Upgrader{
 		// 0: gorilla reads through the hijacked reader, which is the
@@ -149,6 +163,8 @@ func NewServer(opt Options) *Server {
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
 	mux.Handle("GET /metrics", s.MetricsHandler())
+	mux.HandleFunc("GET /live", s.serveLivePage)
+	mux.HandleFunc("GET /live/events", s.serveLiveEvents)
 	s.http = &http.Server{
 		Handler:           s.checkHost(mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -298,7 +314,7 @@ func (s *Server) removeConn(c *wsConn) {
 // Shutdown refuses new connections and tasks (and /healthz answers 503),
 // lets accepted tasks finish for up to grace, fails the rest with
 // shutting_down, closes every WebSocket with 1001 (going away) once its
-// replies are written, and closes the listener.
+// replies are written, ends the live streams, and closes the listener.
 func (s *Server) Shutdown(grace time.Duration) {
 	s.draining.Store(true)
 
@@ -333,6 +349,10 @@ func (s *Server) Shutdown(grace time.Duration) {
 	for _, c := range conns {
 		c.raw.Close() // whatever did not close in time: a client that does not read
 	}
+
+	// The live streams run to the end, showing the drain; a stream never
+	// goes idle, so http.Server.Shutdown would not end it.
+	s.stopLiveStreams()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
