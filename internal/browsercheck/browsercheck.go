@@ -54,21 +54,27 @@ type Option int
 // as PNG takes a while, and only a test that keeps the picture needs it.
 const FullScreenshot Option = 1
 
-// Open loads the page at path in a fresh headless Chromium and waits for
-// its fonts.
-func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
+// Tab is a tab of a fresh headless Chromium, offline but for loopback,
+// that notes what goes wrong in it: exceptions, console and log errors,
+// and requests it was not meant to make.
+type Tab struct {
+	// Ctx is the tab's chromedp context, for chromedp.Run.
+	Ctx      context.Context
+	close    func()
+	mu       sync.Mutex
+	problems []string
+}
+
+// NewTab starts Chromium with a profile of its own; a request to a URL
+// that allowed refuses is a problem. Close stops it.
+func NewTab(ctx context.Context, allowed func(url string) bool) (*Tab, error) {
 	if _, err := os.Stat(Chromium); err != nil {
 		return nil, ErrNoBrowser
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
 	}
 	profile, err := os.MkdirTemp("", "browsercheck-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(profile)
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(Chromium),
 		chromedp.Headless,
@@ -84,17 +90,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 900),
 	)
-	defer cancelAlloc()
 	ctx, cancelTab := chromedp.NewContext(ctx)
-	defer cancelTab()
-
-	p := &Page{}
-	var mu sync.Mutex
-	problem := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		p.Problems = append(p.Problems, fmt.Sprintf(format, args...))
-	}
+	t := &Tab{Ctx: ctx, close: func() {
+		cancelTab()
+		cancelAlloc() // waits for Chromium to exit
+		os.RemoveAll(profile)
+	}}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		switch ev := ev.(type) {
 		case *runtime.EventExceptionThrown:
@@ -103,27 +104,62 @@ func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
 			if d.Exception != nil {
 				text += " " + d.Exception.Description
 			}
-			problem("exception: %s (line %d)", text, d.LineNumber)
+			t.problem("exception: %s (line %d)", text, d.LineNumber)
 		case *runtime.EventConsoleAPICalled:
 			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
 				var args []string
 				for _, a := range ev.Args {
 					args = append(args, string(a.Value)+a.Description)
 				}
-				problem("console.%s: %s", ev.Type, strings.Join(args, " "))
+				t.problem("console.%s: %s", ev.Type, strings.Join(args, " "))
 			}
 		case *log.EventEntryAdded:
 			if ev.Entry.Level == log.EntryLevelError {
-				problem("log error (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
+				t.problem("log error (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
 			}
 		case *network.EventRequestWillBeSent:
-			if u := ev.Request.URL; !strings.HasPrefix(u, "file:") && !strings.HasPrefix(u, "data:") {
-				problem("request to %s", u)
+			if u := ev.Request.URL; !allowed(u) {
+				t.problem("request to %s", u)
 			}
 		}
 	}); err != nil {
+		t.Close()
 		return nil, fmt.Errorf("start %s: %w", Chromium, err)
 	}
+	return t, nil
+}
+
+func (t *Tab) problem(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.problems = append(t.problems, fmt.Sprintf(format, args...))
+}
+
+// Problems are what went wrong in the tab so far.
+func (t *Tab) Problems() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.problems)
+}
+
+// Close stops the browser and removes its profile.
+func (t *Tab) Close() { t.close() }
+
+// Open loads the page at path in a fresh headless Chromium and waits for
+// its fonts.
+func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	tab, err := NewTab(ctx, func(u string) bool { return strings.HasPrefix(u, "file:") || strings.HasPrefix(u, "data:") })
+	if err != nil {
+		return nil, err
+	}
+	defer tab.Close()
+	ctx = tab.Ctx
+	p := &Page{}
+	defer func() { p.Problems = tab.Problems() }()
 	page := (&url.URL{Scheme: "file", Path: abs}).String()
 	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitReady("body")); err != nil {
 		return nil, fmt.Errorf("load %s: %w", page, err)
