@@ -41,6 +41,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.List("scenarios", "lab", "scenarios", "comma-separated scenarios", func(c *config.Config) *[]string { return &c.Lab.Scenarios })
 	flags.Duration("duration", "lab", "duration_ms", "length of the timed scenarios", func(c *config.Config) *time.Duration { return &c.Lab.Duration })
 	flags.Int64("rounds", "lab", "rounds", "rounds of every strategy under every scenario", func(c *config.Config) *int64 { return &c.Lab.Rounds })
+	live := fset.Bool("live", false, "print the live page of each host the lab starts, and open it in $BROWSER or xdg-open")
 	cfg, err := flags.Parse(args)
 	if err != nil {
 		return config.UsageStatus(stderr, "lab", err)
@@ -60,12 +61,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	scs := Scenarios(cfg)
 	fmt.Fprintf(stderr, "lab: %d strategies × %d scenarios × %d rounds, report in %s\n", len(names), len(scs), cfg.Lab.Rounds, cfg.Lab.Out)
-	report := Run(ctx, Options{
+	opt := Options{
 		Config:   cfg,
 		BinDir:   *binDir,
 		LogDir:   filepath.Join(cfg.Lab.Out, "logs"),
 		Progress: stderr,
-	}, names, scs)
+	}
+	if *live {
+		opener := newLiveOpener(stderr, cfg.Server.AuthToken, browserCommand())
+		defer opener.close()
+		opt.OnHost = opener.hostStarted
+	}
+	report := Run(ctx, opt, names, scs)
 	md, err := WriteReports(cfg.Lab.Out, report)
 	if err != nil {
 		fmt.Fprintf(stderr, "lab: write report: %v\n", err)

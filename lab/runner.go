@@ -28,6 +28,9 @@ type Options struct {
 	// Progress receives a line per strategy and round as the lab goes;
 	// nil for none.
 	Progress io.Writer
+	// OnHost, when set, is told of each host the lab starts, once it is
+	// ready (not of outside contenders): --live prints its live page.
+	OnHost func(strategy string, round int, h *hostproc.Host)
 }
 
 // The scenarios' names, as [lab] scenarios lists them.
@@ -436,5 +439,8 @@ func (l *labRun) startHost(ctx context.Context, strategy string, round int) (*ho
 		return nil, logPath, err
 	}
 	go func() { <-h.Exited(); log.Close() }()
+	if l.opt.OnHost != nil && hopt.Shell == "" {
+		l.opt.OnHost(strategy, round, h)
+	}
 	return h, logPath, nil
 }

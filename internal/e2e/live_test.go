@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -242,4 +243,43 @@ func runLiveLoad(t *testing.T, h *hostProc, token string, conns int) *atomic.Int
 		})
 	}
 	return replies
+}
+
+// TestLiveLab: `bin/lab --live` prints the live page of each host it
+// starts, with the token of a host behind auth_token, and opens it in
+// $BROWSER, here a script that fetches the page while the host runs (the
+// warm-up keeps it up a second).
+func TestLiveLab(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl, which the test's browser fetches the page with, is not installed")
+	}
+	dir := t.TempDir()
+	opened := filepath.Join(dir, "opened")
+	script := filepath.Join(dir, "browser")
+	body := fmt.Sprintf("#!/bin/sh\ncode=$(%s -s --max-time 5 -o %s/page -w '%%{http_code}' \"$1\")\necho \"$1 $code $(grep -c '<title>wslab live</title>' %s/page)\" >> %s\n",
+		curl, dir, dir, opened)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BROWSER", script)
+	ini := "[server]\nauth_token = s3cret\n" + strings.Replace(tinyLab, "warmup_ms = 100", "warmup_ms = 1000", 1)
+	code, _, _ := runLab(t, binDir, ini, "--live", "--strategies", "inproc,pool", "--scenarios", "rtt", "--rounds", "1")
+	if code != 0 {
+		t.Fatalf("lab exited %d", code)
+	}
+	b, err := os.ReadFile(opened)
+	if err != nil {
+		t.Fatalf("the browser was not run: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("the browser opened %q, want a page per host (2)", lines)
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 3 || !strings.HasPrefix(f[0], "http://127.0.0.1:") || !strings.HasSuffix(f[0], "/live?token=s3cret") || f[1] != "200" || f[2] != "1" {
+			t.Errorf("the browser got %q: want the live page's URL with the token, HTTP 200 and the page", l)
+		}
+	}
 }
