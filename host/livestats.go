@@ -95,10 +95,16 @@ func newLiveRecorder() *liveRecorder {
 // set, else a result whose task ran for run. A task that was admitted
 // (arrived set) has its total time, from its frame's arrival until now,
 // recorded too; a refusal before admission has none.
+//
+// It is small enough to be inlined into the reply path, where, unwatched,
+// it is the one atomic load.
 func (l *liveRecorder) answered(kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
-	if l.watchers.Load() == 0 {
-		return
+	if l.watchers.Load() != 0 {
+		l.record(kind, code, run, arrived)
 	}
+}
+
+func (l *liveRecorder) record(kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
 	i, ok := liveKindIndex[kind]
 	if !ok {
 		i = len(liveKinds) - 1
