@@ -284,7 +284,7 @@ func (c *wsConn) handle(mt int, data []byte, now time.Time) {
 	}
 	if perr != nil {
 		c.srv.metrics.Answered(c.id, req.Task.Kind, perr.Code, taskproto.Result{}, false)
-		c.srv.live.answered(req.Task.Kind, perr.Code, 0, time.Time{})
+		c.srv.live.answered(c.id, req.Task.Kind, perr.Code, 0, time.Time{})
 		frame := wsproto.AppendError(getBuf(), req, perr)
 		c.replies.add(frame, seq, 0, false, true, -1)
 		putBuf(frame)
@@ -411,12 +411,12 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	if err != nil {
 		perr := taskproto.AsError(t.ctx, err) // before cancel: the cause names the code
 		c.srv.metrics.Answered(c.id, t.task.Kind, perr.Code, res, false)
-		c.srv.live.answered(t.task.Kind, perr.Code, 0, t.arrived)
+		c.srv.live.answered(c.id, t.task.Kind, perr.Code, 0, t.arrived)
 		frame = wsproto.AppendError(frame, t.req, perr)
 		err = perr
 	} else {
 		c.srv.metrics.Answered(c.id, t.task.Kind, "", res, true)
-		c.srv.live.answered(t.task.Kind, "", res.Run, t.arrived)
+		c.srv.live.answered(c.id, t.task.Kind, "", res.Run, t.arrived)
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
 	written := -1 // where the reply's write instant goes, if it has a timeline

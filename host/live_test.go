@@ -325,8 +325,11 @@ func TestLiveStreamsBounded(t *testing.T) {
 }
 
 // TestLiveHistogram: every duration falls inside its bucket's bounds, and
-// the buckets cover 0 to past a minute in order.
+// the buckets cover 0 to past a minute in order; numLiveKinds is right.
 func TestLiveHistogram(t *testing.T) {
+	if len(liveKinds) != numLiveKinds {
+		t.Fatalf("numLiveKinds is %d, liveKinds has %d", numLiveKinds, len(liveKinds))
+	}
 	prevHi := 0.0
 	for i := range histBuckets {
 		lo, hi := histBounds(i)
@@ -355,24 +358,25 @@ func TestLiveHistogram(t *testing.T) {
 // stream watches.
 func TestLiveWindow(t *testing.T) {
 	rec := newLiveRecorder()
-	rec.answered("noop", "", time.Millisecond, time.Now())
-	if rec.kinds[liveKindIndex["noop"]].answered.Load() != 0 {
+	rec.answered(1, "noop", "", time.Millisecond, time.Now())
+	if rec.shards[1].kinds[liveKindIndex["noop"]].answered.Load() != 0 {
 		t.Fatal("recorded while nobody watched")
 	}
 	rec.watchers.Store(1)
-	rec.answered("noop", "", time.Millisecond, time.Now()) // before the stream's first snapshot
+	rec.answered(1, "noop", "", time.Millisecond, time.Now()) // before the stream's first snapshot
 	win := &liveWindow{}
 	t0 := time.Now()
 	win.take(rec, t0)
 	// 100 cpu tasks: 98 ran 1 ms, 2 ran 100 ms; 10 failed.
-	for i := range 110 {
+	for i := range 110 { // from connections 0 to 9, over the shards
+		conn := uint64(i % 10)
 		switch {
 		case i < 98:
-			rec.answered("cpu", "", time.Millisecond, time.Now())
+			rec.answered(conn, "cpu", "", time.Millisecond, time.Now())
 		case i < 100:
-			rec.answered("cpu", "", 100*time.Millisecond, time.Now())
+			rec.answered(conn, "cpu", "", 100*time.Millisecond, time.Now())
 		default:
-			rec.answered("cpu", taskproto.CodeTimeout, 0, time.Now())
+			rec.answered(conn, "cpu", taskproto.CodeTimeout, 0, time.Now())
 		}
 	}
 	win.take(rec, t0.Add(2*time.Second))

@@ -11,7 +11,8 @@ import (
 
 // The live page's figures: per task kind, replies and errors counted and
 // the run and total times of tasks kept in histograms of fixed log-scale
-// buckets, cumulative and lock-free (an atomic add each). A live stream
+// buckets, cumulative and lock-free (an atomic add each, in the shard of
+// the reply's connection). A live stream
 // takes a snapshot every second and reports the differences between its
 // own snapshots, so that its rates are of the last second and its
 // percentiles of the last liveLatencyTicks seconds, never since start.
@@ -81,35 +82,51 @@ var liveKindIndex = func() map[string]int {
 	return m
 }()
 
+// numLiveKinds is len(liveKinds), as a constant for the shards' arrays;
+// TestLiveHistogram checks it.
+const numLiveKinds = 6
+
+// liveShards is how many shards the live counts are spread over, each
+// connection recording into one (by its id), as telemetry's reply counts
+// are: atomics that busy connections on two cores both added to would
+// bounce their cache line between them, which costs more than the rest of
+// the recording.
+const liveShards = 8
+
+// liveShard is one shard of the live counts.
+type liveShard struct {
+	kinds [numLiveKinds]liveKindRecorder
+	_     [64]byte // the next shard's counts start on a line of their own
+}
+
 // liveRecorder counts replies for the live page while it is watched.
 type liveRecorder struct {
 	watchers atomic.Int32 // live streams open; changed under Server.mu
-	kinds    []liveKindRecorder
+	shards   [liveShards]liveShard
 }
 
-func newLiveRecorder() *liveRecorder {
-	return &liveRecorder{kinds: make([]liveKindRecorder, len(liveKinds))}
-}
+func newLiveRecorder() *liveRecorder { return &liveRecorder{} }
 
-// answered records a reply to a task of kind: an error reply when code is
-// set, else a result whose task ran for run. A task that was admitted
-// (arrived set) has its total time, from its frame's arrival until now,
-// recorded too; a refusal before admission has none.
+// answered records a reply to a task of kind on connection conn: an
+// error reply when code is set, else a result whose task ran for run. A
+// task that was admitted (arrived set) has its total time, from its
+// frame's arrival until now, recorded too; a refusal before admission has
+// none.
 //
 // It is small enough to be inlined into the reply path, where, unwatched,
 // it is the one atomic load.
-func (l *liveRecorder) answered(kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
+func (l *liveRecorder) answered(conn uint64, kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
 	if l.watchers.Load() != 0 {
-		l.record(kind, code, run, arrived)
+		l.record(conn, kind, code, run, arrived)
 	}
 }
 
-func (l *liveRecorder) record(kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
+func (l *liveRecorder) record(conn uint64, kind string, code taskproto.Code, run time.Duration, arrived time.Time) {
 	i, ok := liveKindIndex[kind]
 	if !ok {
 		i = len(liveKinds) - 1
 	}
-	k := &l.kinds[i]
+	k := &l.shards[conn%liveShards].kinds[i]
 	k.answered.Add(1)
 	if code != "" {
 		k.failed.Add(1)
@@ -128,19 +145,25 @@ type liveSnapshot struct {
 }
 
 // snapshot reads the recorder into into (allocated when nil), at now.
-// Each counter is read on its own: a reply recorded meanwhile may show in
-// one of a kind's counters and not yet in another, which the next
-// snapshot evens out.
+// Each counter is read on its own, the shards added up: a reply recorded
+// meanwhile may show in one of a kind's counters and not yet in another,
+// which the next snapshot evens out.
 func (l *liveRecorder) snapshot(into *liveSnapshot, now time.Time) {
 	if into.kinds == nil {
-		into.kinds = make([]liveKindCounts, len(l.kinds))
+		into.kinds = make([]liveKindCounts, numLiveKinds)
 	}
 	into.at = now
-	for i := range l.kinds {
-		src, dst := &l.kinds[i], &into.kinds[i]
-		dst.answered, dst.failed = src.answered.Load(), src.failed.Load()
-		for b := range histBuckets {
-			dst.run[b], dst.total[b] = src.run[b].Load(), src.total[b].Load()
+	for i := range into.kinds {
+		dst := &into.kinds[i]
+		*dst = liveKindCounts{}
+		for sh := range l.shards {
+			src := &l.shards[sh].kinds[i]
+			dst.answered += src.answered.Load()
+			dst.failed += src.failed.Load()
+			for b := range histBuckets {
+				dst.run[b] += src.run[b].Load()
+				dst.total[b] += src.total[b].Load()
+			}
 		}
 	}
 }
