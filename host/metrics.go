@@ -2,8 +2,8 @@ package host
 
 import (
 	"context"
-	"slices"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
