@@ -71,6 +71,7 @@
       cell(tr, w.state || "–", "state-" + String(w.state || "unknown").replace(/[^a-z]/g, ""));
       cell(tr, nf.format(w.tasks));
       cell(tr, nf.format(w.restarts));
+      cell(tr, w.sandbox || "–", "sandbox"); // the worker's confinement, as the strategy states it
       return tr;
     });
     body.replaceChildren(...rows);

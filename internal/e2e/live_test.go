@@ -33,7 +33,7 @@ type livePageState struct {
 	Answered   string     `json:"answered"`
 	Plugin     string     `json:"plugin"`
 	Kinds      [][]string `json:"kinds"`   // per row: kind, tasks/s, errors/s, answered, run p50, run p99, total p50, total p99
-	Workers    [][]string `json:"workers"` // per row: id, pid, state, tasks, restarts
+	Workers    [][]string `json:"workers"` // per row: id, pid, state, tasks, restarts, sandbox
 	SparkShown bool       `json:"sparkShown"`
 }
 
@@ -128,8 +128,8 @@ func TestLivePage(t *testing.T) {
 		t.Errorf("workers %q, want 2 rows", second.Workers)
 	}
 	for _, w := range second.Workers {
-		if len(w) != 5 || figure(w[1]) <= 0 || !slices.Contains([]string{"idle", "busy"}, w[2]) || figure(w[3]) < 0 {
-			t.Errorf("worker row %q: want id, pid, idle or busy, tasks, restarts", w)
+		if len(w) != 6 || figure(w[1]) <= 0 || !slices.Contains([]string{"idle", "busy"}, w[2]) || figure(w[3]) < 0 || w[5] == "" {
+			t.Errorf("worker row %q: want id, pid, idle or busy, tasks, restarts, sandbox", w)
 		}
 	}
 	if !second.SparkShown {
