@@ -1,6 +1,7 @@
 """Tests of the wslab Python package: the workloads against the values Go's
-tasks package gives, the framing, the keys' checks in the host's words, and
-both strategies served over a real socketpair, as the host drives them.
+tasks package gives, the framing, the keys' checks in the host's words, the
+trace context, and both strategies served over a real socketpair, as the
+host drives them.
 
     /usr/bin/python3 -m unittest discover -s plugins/python
 """
@@ -13,7 +14,7 @@ import threading
 import time
 import unittest
 
-from wslab import aio, frame, keys, pool, tasks
+from wslab import aio, frame, keys, pool, tasks, trace, worker
 from wslab import executor_pb2 as pb
 from wslab.log import Logger
 from wslab.control import Config
@@ -119,6 +120,76 @@ class KeysTest(unittest.TestCase):
             self.assertEqual(str(e.exception), "[other] multiprocessing_processes: " + problem)
 
 
+# A traceparent W3C's examples use.
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+class Recorder(Logger):
+    """A logger that keeps its entries: (level, message, fields)."""
+
+    def __init__(self):
+        super().__init__("test", "trace")
+        self.entries = []
+
+    def log(self, level, message, **kv):
+        self.entries.append((level, message, kv))
+
+
+class TraceTest(unittest.TestCase):
+    def test_well_formed(self):
+        self.assertEqual(trace.trace_id(TRACEPARENT), TRACE_ID)
+        self.assertEqual(trace.trace_id(f"00-{TRACE_ID}-00f067aa0ba902b7-00"), TRACE_ID)
+        # A later version may carry more, after a dash.
+        self.assertEqual(trace.trace_id(f"01-{TRACE_ID}-00f067aa0ba902b7-09-more"), TRACE_ID)
+        self.assertEqual(trace.log_fields(TRACEPARENT), {"trace_id": TRACE_ID})
+
+    def test_malformed(self):
+        for tp in ("", None, 42, "00", TRACEPARENT + "\n", TRACEPARENT + "-x", TRACEPARENT.upper(),
+                   " " + TRACEPARENT, TRACEPARENT[:-1], TRACEPARENT.replace("-", "_"),
+                   f"00-{'0' * 32}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-{'0' * 16}-01",
+                   f"ff-{TRACE_ID}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-00f067aa0ba902b7-ff",
+                   f"01-{TRACE_ID}-00f067aa0ba902b7-01x", f"0g-{TRACE_ID}-00f067aa0ba902b7-01",
+                   f"00-{TRACE_ID[:-1]}z-00f067aa0ba902b7-01", f"00-{TRACE_ID}-00f067aa0ba902b7-0\u0661",
+                   "00-" + "\u0661" * 32 + "-00f067aa0ba902b7-01", "x" * 100_000):
+            self.assertEqual(trace.trace_id(tp), "", repr(tp))
+            self.assertEqual(trace.log_fields(tp), {}, repr(tp))
+
+    def test_task_carries_it(self):
+        for tp, fields in ((TRACEPARENT, {"trace_id": TRACE_ID}), ('00-"evil"\n', {}), ("", {})):
+            t = frame.Task(pb.Task(seq=7, kind="fib", n=3, traceparent=tp))
+            self.assertEqual(t.traceparent, tp, "passed on as it came")
+            self.assertEqual(t.log_fields(), {"seq": 7, "kind": "fib", **fields})
+        made_up = frame.Task(pb.Task(seq=8, kind="made up\n" * 10))
+        self.assertEqual(made_up.log_fields(), {"seq": 8, "kind": "other"})
+
+    def test_duplicate_seq_logs_its_trace(self):
+        log = Recorder()
+        jobs = {5: object()}
+        requests = frame.Requests(jobs, tasks.Bounds(LIMITS), log, None, None, None)
+        requests.handle(pb.ExecuteRequest(task=pb.Task(seq=5, kind="noop", traceparent=TRACEPARENT)))
+        requests.handle(pb.ExecuteRequest(task=pb.Task(seq=5, kind="noop", traceparent="00-forged\n-line")))
+        self.assertEqual([e[2] for e in log.entries],
+                         [{"seq": 5, "kind": "noop", "trace_id": TRACE_ID}, {"seq": 5, "kind": "noop"}])
+
+    def test_worker_logs_a_failed_task_s_trace(self):
+        log = Recorder()
+        missing = os.path.join(tempfile.gettempdir(), "wslab-no-such-dir-" + os.urandom(8).hex(), "f.txt")
+        seq, value, code, message, _, stamps = worker.run((3, "io", 10, missing, False, TRACEPARENT), "w1", log)
+        self.assertEqual((seq, value, code, stamps), (3, "", "internal", None))
+        self.assertEqual(len(log.entries), 1)
+        level, msg, kv = log.entries[0]
+        self.assertEqual((level, msg, kv["worker"], kv["seq"], kv["kind"], kv["trace_id"]),
+                         ("warn", "task failed", "w1", 3, "io", TRACE_ID))
+        self.assertIn("create file", kv["error"])
+        # A malformed traceparent leaves no trace in the line; a task that ran leaves no line.
+        worker.run((4, "io", 10, missing, False, "00-" + "a" * 52 + "\n"), "w1", log)
+        self.assertNotIn("trace_id", log.entries[1][2])
+        self.assertNotIn("aaaa", repr(log.entries[1]))
+        self.assertEqual(worker.run((5, "fib", 10, None, True, TRACEPARENT), "w1", log)[:3], (5, "55", ""))
+        self.assertEqual(len(log.entries), 2)
+
+
 class Host:
     """The host's end of a data channel to a strategy served in a thread."""
 
@@ -157,8 +228,9 @@ class Host:
         return left
 
 
-def task(seq, kind, n=0, timeout_ms=0, timing=False):
-    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms, timing=timing))
+def task(seq, kind, n=0, timeout_ms=0, timing=False, traceparent=""):
+    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms, timing=timing,
+                                          traceparent=traceparent))
 
 
 def monotonic_ns():
@@ -229,19 +301,46 @@ class AsyncioTest(StrategyCases, unittest.TestCase):
         return aio.AsyncioStrategy()
 
 
+class Recording:
+    """A worker's pipe that keeps what the plugin sends on it."""
+
+    def __init__(self, conn, sent):
+        self._conn, self._sent = conn, sent
+
+    def send(self, obj):
+        self._sent.append(obj)
+        self._conn.send(obj)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
 class MultiprocessingTest(StrategyCases, unittest.TestCase):
     def make(self):
         s = pool.MultiprocessingStrategy()
         s.prepare(QUIET)
         return s
 
+    def test_the_trace_context_goes_to_the_worker_unchanged(self):
+        sent = []
+        for slot in self.host.strategy._slots:
+            slot.conn = Recording(slot.conn, sent)
+        odd = "00-not-a-trace-context-but-passed-on-as-it-came"
+        self.host.send(task(1, "fib", 10, traceparent=TRACEPARENT), task(2, "noop", traceparent=odd), task(3, "noop"))
+        self.host.replies(3)
+        self.assertEqual(sorted((m[0], m[-1]) for m in sent), [(1, TRACEPARENT), (2, odd), (3, "")])
+
     def test_a_killed_worker_fails_its_task_and_is_replaced(self):
-        self.host.send(task(1, "sleep", 5000))
+        log = Recorder()
+        self.host.strategy._log = log
+        self.host.send(task(1, "sleep", 5000, traceparent=TRACEPARENT))
         time.sleep(0.3)
         busy = [w for w in self.host.strategy.stats().workers if w.state == "busy"]
         os.kill(busy[0].pid, 9)
         r = self.host.replies(1, timeout=3)
         self.assertEqual(r[1].error_code, "executor_failed")
+        died = [kv for _, msg, kv in log.entries if msg == "worker died, restarting it"]
+        self.assertEqual([(kv["seq"], kv["trace_id"]) for kv in died], [(1, TRACE_ID)])
         time.sleep(0.3)  # the backoff
         st = self.host.strategy.stats()
         self.assertEqual((st.restarts, len(st.workers), {w.state for w in st.workers}), (1, 4, {"idle"}))

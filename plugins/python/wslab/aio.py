@@ -139,6 +139,8 @@ class AsyncioStrategy(Strategy):
         if timing is not None:
             timing[frame.TASK_END] = frame.monotonic_ns()
         self.running -= 1
+        if error is not None and error.code == tasks.INTERNAL:
+            self._log.warn("task failed", error=error.message, **t.log_fields())
         self._answer(job, value, error, start)
 
     async def _execute(self, t):

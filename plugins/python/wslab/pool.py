@@ -248,7 +248,7 @@ class MultiprocessingStrategy(Strategy):
             self._running += 1
             t = job.task
             try:
-                slot.conn.send((t.seq, t.kind, t.n, job.path, t.timing is not None))
+                slot.conn.send((t.seq, t.kind, t.n, job.path, t.timing is not None, t.traceparent))
             except OSError:
                 self._lose(slot, None)
                 continue
@@ -327,9 +327,10 @@ class MultiprocessingStrategy(Strategy):
         proc, job = slot.proc, slot.job
         if proc is None:
             return
+        about = job.task.log_fields() if job is not None else {}
         if why is None:
             detail = _exit_status(proc)  # before the kill, which would be its cause
-            self._log.warn("worker died, restarting it", worker=slot.id, pid=proc.pid, reason=detail)
+            self._log.warn("worker died, restarting it", worker=slot.id, pid=proc.pid, reason=detail, **about)
             if job is not None:
                 self._answer(job, error=tasks.TaskError(
                     tasks.EXECUTOR_FAILED, f"worker {slot.id} (pid {proc.pid}) died under the task: {detail}"))
@@ -342,7 +343,8 @@ class MultiprocessingStrategy(Strategy):
                 2 * slot.backoff, MAX_BACKOFF_S)
             slot.restart_at = now + slot.backoff
         else:
-            self._log.debug("worker replaced: its task was stopped", worker=slot.id, pid=proc.pid, why=why.code)
+            self._log.debug("worker replaced: its task was stopped", worker=slot.id, pid=proc.pid, why=why.code,
+                            **about)
             slot.restart_at = now
         self._restarting[slot.id] = slot
 

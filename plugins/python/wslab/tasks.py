@@ -22,6 +22,9 @@ SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
 
 KINDS = ("fib", "cpu", "io", "sleep", "noop")
+# What a kind outside KINDS is named as where names must come from a fixed
+# set (metrics' labels, log lines).
+OTHER_KIND = "other"
 SLEEP_DONE = "Request done"
 # The sum of 0..n-1 must fit an int64, as Go's does.
 MAX_CPU_N = 4_000_000_000
