@@ -20,6 +20,7 @@ TIMEOUT = "timeout"
 EXECUTOR_FAILED = "executor_failed"
 SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
+CODES = (BAD_REQUEST, UNKNOWN_TASK, OUT_OF_RANGE, OVERLOADED, TIMEOUT, EXECUTOR_FAILED, SHUTTING_DOWN, INTERNAL)
 
 KINDS = ("fib", "cpu", "io", "sleep", "noop")
 # What a kind outside KINDS is named as where names must come from a fixed
