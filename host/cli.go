@@ -216,6 +216,10 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 			return err
 		}
 		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: launch, Config: scfg, Settings: cfg.StrategySettings, batches: batches})
+		var ke *taskproto.KeyError
+		if errors.As(err, &ke) { // a value the plugin refuses here: a usage error
+			return &config.Error{File: cfg.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
+		}
 		if err != nil {
 			return err
 		}

@@ -283,7 +283,7 @@ func (c *wsConn) handle(mt int, data []byte, now time.Time) {
 		perr = c.admit(req, seq, now)
 	}
 	if perr != nil {
-		c.srv.metrics.Answered(req.Task.Kind, perr.Code, taskproto.Result{}, false)
+		c.srv.metrics.Answered(c.id, req.Task.Kind, perr.Code, taskproto.Result{}, false)
 		frame := wsproto.AppendError(getBuf(), req, perr)
 		c.replies.add(frame, seq, 0, false, true, -1)
 		putBuf(frame)
@@ -409,11 +409,11 @@ func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	frame := getBuf()
 	if err != nil {
 		perr := taskproto.AsError(t.ctx, err) // before cancel: the cause names the code
-		c.srv.metrics.Answered(t.task.Kind, perr.Code, res, false)
+		c.srv.metrics.Answered(c.id, t.task.Kind, perr.Code, res, false)
 		frame = wsproto.AppendError(frame, t.req, perr)
 		err = perr
 	} else {
-		c.srv.metrics.Answered(t.task.Kind, "", res, true)
+		c.srv.metrics.Answered(c.id, t.task.Kind, "", res, true)
 		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
 	}
 	written := -1 // where the reply's write instant goes, if it has a timeline

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"slices"
 	"net/http"
 	"time"
 
@@ -104,8 +105,27 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range st.Workers {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.CounterValue, float64(w.Tasks), w.ID)
 		ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(w.Restarts), w.ID)
-		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, 1, w.ID, w.State)
+		// Every state a series, 0 or 1, so that a worker's series stay
+		// the same as its state changes; a state outside them is other.
+		state := w.State
+		if !slices.Contains(workerStates, state) {
+			state = telemetry.Other
+		}
+		for _, s := range workerStates {
+			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, boolValue(s == state), w.ID, s)
+		}
 	}
+}
+
+// workerStates are the values of wslab_worker_state's state label: the
+// states multiproc (idle, busy) and distributed (running) report.
+var workerStates = []string{"idle", "busy", "running", "restarting", telemetry.Other}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // promLogger logs promhttp's gathering errors through the host's logger.

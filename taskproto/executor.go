@@ -73,6 +73,9 @@ type WorkerStats struct {
 	State    string `json:"state"`
 	Tasks    int64  `json:"tasks"`
 	Restarts int64  `json:"restarts"`
+	// Sandbox is the confinement the worker runs under, in one line;
+	// empty when the strategy says none.
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // Stats is a strategy's view of its own work.

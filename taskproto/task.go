@@ -63,6 +63,9 @@ const (
 	CodeExecutorFailed Code = "executor_failed"
 	CodeShuttingDown   Code = "shutting_down"
 	CodeInternal       Code = "internal"
+	// CodeSandboxDenied: the task did what its sandbox forbids (read or
+	// write outside the data directory, open a socket, start a process).
+	CodeSandboxDenied Code = "sandbox_denied"
 )
 
 // Error is a task failure that carries a protocol error code.

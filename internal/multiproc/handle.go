@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 
+	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
@@ -102,6 +103,10 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 		// It is never sent more than this: its queue cannot fill.
 		"--queue", strconv.Itoa(opt.Inflight+opt.Prefetch),
 		"--memory-mb", strconv.FormatInt(opt.MemoryMB, 10))
+	if opt.Sandbox != "" && opt.Sandbox != sandbox.None {
+		cmd.Args = append(cmd.Args, "--sandbox", opt.Sandbox, "--cgroup", cgroupName(w.name),
+			"--cpu-seconds", strconv.FormatInt(opt.CPUSeconds, 10), "--file-bytes", strconv.FormatInt(opt.MaxFileBytes, 10))
+	}
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS), plugin.DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.Stderr = supervise.LogLines(w.e.log, "worker "+w.name)
@@ -215,7 +220,7 @@ func (w *workerHandle) overran(seq uint64, c *call) {
 }
 
 func (w *workerHandle) statsLocked() taskproto.WorkerStats {
-	st := taskproto.WorkerStats{ID: w.name, State: "idle", Tasks: w.tasks}
+	st := taskproto.WorkerStats{ID: w.name, State: "idle", Tasks: w.tasks, Sandbox: w.e.sandbox}
 	switch {
 	case !w.ready:
 		st.State = "restarting"
@@ -243,3 +248,9 @@ func (w *workerHandle) stop() {
 		p.conn.Close()
 	}
 }
+
+// cgroupName is the cgroup of this plugin's worker name under the sandbox;
+// cgroupPrefix is what every one of them starts with.
+func cgroupName(worker string) string { return cgroupPrefix() + worker }
+
+func cgroupPrefix() string { return "multiproc-" + strconv.Itoa(os.Getpid()) + "-" }

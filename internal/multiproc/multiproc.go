@@ -23,11 +23,13 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -46,6 +48,13 @@ type Options struct {
 	// behind a long one while another worker may free up first.
 	Prefetch  int
 	QueueSize int // tasks waiting for a free worker
+	// Sandbox is how each worker is confined before it takes a task
+	// (sandbox.None, Strict, BestEffort), CPUSeconds its RLIMIT_CPU.
+	Sandbox    string
+	CPUSeconds int64
+	// MaxFileBytes is the largest file a confined worker may write: the
+	// io task's bound.
+	MaxFileBytes int64
 	// Exe is the binary started as `Exe worker ...`: the plugin itself.
 	Exe           string
 	DataDir       string
@@ -66,6 +75,10 @@ type Options struct {
 	Kill func(name string, pid int)
 }
 
+// sandboxKey is [multiproc] sandbox.
+var sandboxKey = taskproto.Key{Section: "multiproc", Name: "sandbox", Type: taskproto.KeyString, Default: sandbox.None, Choices: sandbox.Modes,
+	Help: "none; strict: each worker runs with no capabilities, Landlock (its data directory only, no TCP), seccomp (no sockets, processes, ptrace), rlimits and a cgroup where possible, and the host refuses to start where the kernel lacks one; best-effort: what the kernel has"}
+
 // Keys are the keys the multiproc strategy reads.
 var Keys = []taskproto.Key{
 	{Section: "other", Name: "multiprocessing_processes", Type: taskproto.KeyInt, Default: "4", Min: 1, Max: 1024,
@@ -80,6 +93,9 @@ var Keys = []taskproto.Key{
 		Help: "tasks sent ahead to a busy worker at most, and only while the work ahead of them is short"},
 	{Section: "multiproc", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000,
 		Help: "tasks waiting for a free worker (beyond: overloaded)"},
+	sandboxKey,
+	{Section: "multiproc", Name: "worker_cpu_seconds", Type: taskproto.KeyInt, Default: "0", Min: 0, Max: 1 << 40,
+		Help: "under a sandbox, CPU seconds a worker may use before it is replaced (RLIMIT_CPU; 0: no limit)"},
 }
 
 // OptionsFrom reads the strategy's options from the host's configuration.
@@ -88,7 +104,17 @@ func OptionsFrom(cfg taskproto.Config, log hclog.Logger) (Options, error) {
 	if err != nil {
 		return Options{}, fmt.Errorf("find own binary: %w", err)
 	}
+	mode := cfg.String(sandboxKey.ID())
+	if mode == sandbox.Strict {
+		if missing := sandbox.Check(); len(missing) > 0 {
+			return Options{}, &taskproto.KeyError{Key: sandboxKey, Problem: "strict needs what this kernel lacks: " +
+				strings.Join(missing, "; ") + " (best-effort applies what there is)"}
+		}
+	}
 	return Options{
+		Sandbox:       mode,
+		CPUSeconds:    cfg.Int("multiproc.worker_cpu_seconds"),
+		MaxFileBytes:  max(cfg.Limits.MaxIOBytes, 1<<20),
 		Processes:     int(cfg.Int("other.multiprocessing_processes")),
 		GOMAXPROCS:    int(cfg.Int("multiproc.worker_gomaxprocs")),
 		MemoryMB:      cfg.Int("multiproc.worker_memory_mb"),
@@ -116,6 +142,9 @@ const OverrunGrace = 2 * time.Second
 type Executor struct {
 	opt Options
 	log hclog.Logger
+	// sandbox is what confines each worker, as /stats shows it; empty
+	// under none.
+	sandbox string
 
 	mu                         sync.Mutex
 	workers                    []*workerHandle
@@ -153,6 +182,10 @@ func New(opt Options) (*Executor, error) {
 		opt.Log = hclog.NewNullLogger()
 	}
 	e := &Executor{opt: opt, log: opt.Log}
+	if opt.Sandbox != "" && opt.Sandbox != sandbox.None {
+		e.sandbox = sandbox.Probe(sandbox.Policy{Mode: opt.Sandbox, Cgroup: cgroupPrefix(), CPUSeconds: uint64(opt.CPUSeconds),
+			OpenFiles: sandboxOpenFiles, FileBytes: uint64(opt.MaxFileBytes)}).String()
+	}
 	for i := range opt.Processes {
 		w := &workerHandle{e: e, name: fmt.Sprintf("w%d", i), runs: opt.Inflight, slots: opt.Inflight + opt.Prefetch, inflight: map[uint64]*call{}}
 		e.workers = append(e.workers, w)
@@ -522,6 +555,9 @@ func (e *Executor) Close() error {
 	}
 	if e.opt.Handoff != nil {
 		e.opt.Handoff.Close() // ends serveKills
+	}
+	if e.opt.Sandbox != "" && e.opt.Sandbox != sandbox.None {
+		sandbox.RemoveCgroups(cgroupPrefix())
 	}
 	return nil
 }

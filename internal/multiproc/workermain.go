@@ -4,11 +4,14 @@ import (
 	"context"
 	"flag"
 	"os"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/internal/profile"
+	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
@@ -47,6 +50,24 @@ func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 	})
 }
 
+// sandboxOpenFiles is a confined worker's RLIMIT_NOFILE: its socket, its
+// log, the files of the io tasks it runs at once, and room to spare.
+const sandboxOpenFiles = 256
+
+// cgroupHeadroom is what a confined worker's cgroup allows beyond
+// worker_memory_mb: the runtime's own memory, which the heap limit does
+// not count.
+const cgroupHeadroom = 64 << 20
+
+// cgroupMemory is the memory.max of a confined worker's cgroup for a
+// worker_memory_mb of mb: none without one.
+func cgroupMemory(mb int64) int64 {
+	if mb <= 0 {
+		return 0
+	}
+	return mb<<20 + cgroupHeadroom
+}
+
 // WorkerMain runs a worker process: it serves the tasks its plugin sends
 // on the socket the plugin passed it, running them in arrival order,
 // --concurrency at once. It exits when the socket closes, which is how it
@@ -59,6 +80,10 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	memoryMB := fset.Int64("memory-mb", 0, "memory limit in MiB (0: none)")
 	concurrency := fset.Int("concurrency", 1, "tasks run at once; the rest wait in arrival order")
 	queue := fset.Int("queue", 1, "tasks the plugin may send beyond those running")
+	mode := fset.String("sandbox", sandbox.None, "confinement: none, strict or best-effort (internal/sandbox)")
+	cgroup := fset.String("cgroup", "", "cgroup to join under the sandbox")
+	cpuSeconds := fset.Uint64("cpu-seconds", 0, "RLIMIT_CPU under the sandbox (0: none)")
+	fileBytes := fset.Uint64("file-bytes", 0, "RLIMIT_FSIZE under the sandbox (0: none)")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
@@ -91,10 +116,36 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	}
 	defer pool.Close()
 	defer profile.Start("worker-" + *id)()
-	defer tracing.Begin("wslab-worker-multiproc", log)()
+	if *mode == sandbox.None {
+		// A confined worker opens no socket: it could not export spans.
+		defer tracing.Begin("wslab-worker-multiproc", log)()
+	}
 	var exec taskproto.Executor = pool
 	if wrap != nil {
 		exec = wrap(exec)
+	}
+	if *mode != sandbox.None {
+		exec = deniedErrors{exec}
+	}
+	if *mode != sandbox.None {
+		exe, _ := os.Executable()
+		var writable []string
+		if dir := os.Getenv(profile.Env); dir != "" {
+			writable = append(writable, dir)
+		}
+		st, err := sandbox.Apply(sandbox.Policy{
+			Mode: *mode, Exe: exe, DataDir: *dataDir, Writable: writable,
+			MemoryBytes: cgroupMemory(*memoryMB), CPUs: runtime.GOMAXPROCS(0),
+			CPUSeconds: *cpuSeconds, OpenFiles: sandboxOpenFiles, FileBytes: *fileBytes, Cgroup: *cgroup,
+		})
+		if err != nil {
+			log.Error("confine the worker", "error", err)
+			return 1
+		}
+		log.Debug("worker confined", "sandbox", st.String())
+		if len(st.Missing) > 0 {
+			log.Warn("sandbox incomplete", "missing", strings.Join(st.Missing, "; "))
+		}
 	}
 	log.Debug("worker serving", "pid", os.Getpid(), "concurrency", *concurrency, "memory_mb", *memoryMB)
 	if err := plugin.ServeTasks(ctx, conn, exec, log, plugin.WorkerHop); err != nil {
@@ -102,4 +153,17 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		return 1
 	}
 	return 0
+}
+
+// deniedErrors answers a confined worker's tasks that the sandbox stopped
+// with sandbox_denied (sandbox.Denied).
+type deniedErrors struct{ taskproto.Executor }
+
+func (d deniedErrors) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	d.Executor.Submit(ctx, t, func(res taskproto.Result, err error) {
+		if err != nil {
+			err = sandbox.Denied(err)
+		}
+		done(res, err)
+	})
 }

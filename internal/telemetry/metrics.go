@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,7 +37,7 @@ const OK = "ok"
 var codes = []taskproto.Code{
 	taskproto.CodeBadRequest, taskproto.CodeUnknownTask, taskproto.CodeOutOfRange,
 	taskproto.CodeOverloaded, taskproto.CodeTimeout, taskproto.CodeExecutorFailed,
-	taskproto.CodeShuttingDown, taskproto.CodeInternal,
+	taskproto.CodeShuttingDown, taskproto.CodeInternal, taskproto.CodeSandboxDenied,
 }
 
 // NewRegistry returns a registry holding the Go runtime's and the
@@ -82,21 +80,9 @@ func buildInfo(protocol int) prometheus.Collector {
 
 // durationBuckets are the classic buckets of wslab's duration histograms:
 // 50 µs (a noop through a plugin) to 60 s (past the default timeout).
-var durationBuckets = []float64{
+var durationBuckets = [...]float64{
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 	0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-}
-
-// newDurationVec is a histogram with classic buckets and, for scrapers
-// that ask for them, native ones.
-func newDurationVec(name, help string, constant prometheus.Labels, labels ...string) *prometheus.HistogramVec {
-	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: name, Help: help, ConstLabels: constant,
-		Buckets:                         durationBuckets,
-		NativeHistogramBucketFactor:     1.1,
-		NativeHistogramMaxBucketNumber:  160,
-		NativeHistogramMinResetDuration: time.Hour,
-	}, labels)
 }
 
 // Close reasons of a WebSocket connection (wslab_connections_closed_total).
@@ -119,27 +105,19 @@ const (
 
 // HostMetrics are what the host counts as it serves: every request's
 // outcome, its task's queue and run time, the connections' life. Its
-// methods are safe for concurrent use and take no lock: each label
-// combination is resolved once, here.
+// methods are safe for concurrent use and take no lock.
 type HostMetrics struct {
-	tasks      map[string]map[string]prometheus.Counter // kind → outcome
-	queue, run map[string]prometheus.Observer           // kind
-	opened     prometheus.Counter
-	refused    map[string]prometheus.Counter
-	closed     map[string]prometheus.Counter
-	tooLarge   prometheus.Counter
+	answers  *answers
+	opened   prometheus.Counter
+	refused  map[string]prometheus.Counter
+	closed   map[string]prometheus.Counter
+	tooLarge prometheus.Counter
 }
 
 // NewHostMetrics registers the host's metrics, labelled with the strategy
 // it serves, with reg.
 func NewHostMetrics(reg prometheus.Registerer, strategy string) *HostMetrics {
 	constant := prometheus.Labels{"strategy": strategy}
-	tasks := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "tasks_total", ConstLabels: constant,
-		Help: "Requests answered, by task kind and outcome (ok, or the error code of the reply).",
-	}, []string{"kind", "outcome"})
-	queue := newDurationVec("task_queue_seconds", "Time a task waited for a slot, a goroutine or a worker, by kind.", constant, "kind")
-	run := newDurationVec("task_run_seconds", "Time a task ran, by kind.", constant, "kind")
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help, ConstLabels: constant})
 	}
@@ -152,22 +130,11 @@ func NewHostMetrics(reg prometheus.Registerer, strategy string) *HostMetrics {
 		Help: "WebSocket connections ended, by reason.",
 	}, []string{"reason"})
 	m := &HostMetrics{
-		tasks:    map[string]map[string]prometheus.Counter{},
-		queue:    map[string]prometheus.Observer{},
-		run:      map[string]prometheus.Observer{},
+		answers:  newAnswers(constant),
 		opened:   counter("connections_opened_total", "WebSocket connections upgraded."),
 		tooLarge: counter("frames_too_large_total", "Frames refused for exceeding max_frame_bytes (the connection is closed with 1009)."),
 		refused:  map[string]prometheus.Counter{},
 		closed:   map[string]prometheus.Counter{},
-	}
-	for _, kind := range append(slices.Clone(taskproto.Kinds), Other) {
-		m.tasks[kind] = map[string]prometheus.Counter{OK: tasks.WithLabelValues(kind, OK)}
-		for _, c := range codes {
-			m.tasks[kind][string(c)] = tasks.WithLabelValues(kind, string(c))
-		}
-		m.tasks[kind][Other] = tasks.WithLabelValues(kind, Other)
-		m.queue[kind] = queue.WithLabelValues(kind)
-		m.run[kind] = run.WithLabelValues(kind)
 	}
 	for _, r := range []string{RefusedFull, RefusedDraining} {
 		m.refused[r] = refused.WithLabelValues(r)
@@ -175,32 +142,16 @@ func NewHostMetrics(reg prometheus.Registerer, strategy string) *HostMetrics {
 	for _, r := range closeReasons {
 		m.closed[r] = closed.WithLabelValues(r)
 	}
-	reg.MustRegister(tasks, queue, run, m.opened, refused, closed, m.tooLarge)
+	reg.MustRegister(m.answers, m.opened, refused, closed, m.tooLarge)
 	return m
 }
 
-// Answered counts a request answered with a result (err nil) or an error
-// reply; a task that ran (ran) observes its queue and run time.
-func (m *HostMetrics) Answered(kind string, code taskproto.Code, res taskproto.Result, ran bool) {
-	if m == nil {
-		return
-	}
-	byOutcome, ok := m.tasks[kind]
-	if !ok {
-		kind, byOutcome = Other, m.tasks[Other]
-	}
-	outcome := OK
-	if code != "" {
-		outcome = string(code)
-	}
-	c, ok := byOutcome[outcome]
-	if !ok {
-		c = byOutcome[Other]
-	}
-	c.Inc()
-	if ran {
-		m.queue[kind].Observe(res.Queue.Seconds())
-		m.run[kind].Observe(res.Run.Seconds())
+// Answered counts a request answered with a result (code "") or an error
+// reply; a task that ran (ran) observes its queue and run time. shard
+// spreads the counts of concurrent callers (a connection's id).
+func (m *HostMetrics) Answered(shard uint64, kind string, code taskproto.Code, res taskproto.Result, ran bool) {
+	if m != nil {
+		m.answers.add(shard, kind, code, res, ran)
 	}
 }
 

@@ -15,11 +15,11 @@ import (
 func TestHostMetricsRoundTrip(t *testing.T) {
 	reg := NewRegistry(3)
 	m := NewHostMetrics(reg, "pool")
-	for range 3 {
-		m.Answered(taskproto.KindFib, "", taskproto.Result{Run: time.Millisecond}, true)
+	for i := range 3 {
+		m.Answered(uint64(i), taskproto.KindFib, "", taskproto.Result{Run: time.Millisecond}, true)
 	}
-	m.Answered("no such kind", taskproto.CodeUnknownTask, taskproto.Result{}, false)
-	m.Answered(taskproto.KindIO, "a code from nowhere", taskproto.Result{}, true)
+	m.Answered(0, "no such kind", taskproto.CodeUnknownTask, taskproto.Result{}, false)
+	m.Answered(9, taskproto.KindIO, "a code from nowhere", taskproto.Result{}, true)
 	m.Closed("a reason from nowhere")
 	m.Closed(ClosedTooLarge)
 

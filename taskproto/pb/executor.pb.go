@@ -1201,12 +1201,16 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 }
 
 type WorkerStats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Pid           int64                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
-	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
-	Tasks         int64                  `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
-	Restarts      int64                  `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Pid      int64                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	State    string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Tasks    int64                  `protobuf:"varint,4,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	Restarts int64                  `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// The confinement the worker runs under, in one line (e.g. "mode=strict
+	// no_new_privs=true caps_dropped=true landlock_abi=7 seccomp=true ...");
+	// empty: none said.
+	Sandbox       string `protobuf:"bytes,6,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1274,6 +1278,13 @@ func (x *WorkerStats) GetRestarts() int64 {
 		return x.Restarts
 	}
 	return 0
+}
+
+func (x *WorkerStats) GetSandbox() string {
+	if x != nil {
+		return x.Sandbox
+	}
+	return ""
 }
 
 type StatsResponse struct {
@@ -1469,13 +1480,14 @@ const file_taskproto_pb_executor_proto_rawDesc = "" +
 	"\vTimingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x0e\n" +
-	"\fStatsRequest\"w\n" +
+	"\fStatsRequest\"\x91\x01\n" +
 	"\vWorkerStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x14\n" +
 	"\x05tasks\x18\x04 \x01(\x03R\x05tasks\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\x03R\brestarts\"\x84\x02\n" +
+	"\brestarts\x18\x05 \x01(\x03R\brestarts\x12\x18\n" +
+	"\asandbox\x18\x06 \x01(\tR\asandbox\"\x84\x02\n" +
 	"\rStatsResponse\x12\x18\n" +
 	"\arunning\x18\x01 \x01(\x03R\arunning\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\x03R\x06queued\x12\x1c\n" +

@@ -3,7 +3,11 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
@@ -35,6 +39,9 @@ func (c *Client) Describe(ctx context.Context) (Description, error) {
 func (c *Client) Configure(ctx context.Context, cfg taskproto.Config) (taskproto.StrategyInfo, error) {
 	resp, err := c.client.Configure(ctx, &pb.ConfigureRequest{Config: configToPB(cfg)})
 	if err != nil {
+		if ke := keyErrorOf(err); ke != nil {
+			return taskproto.StrategyInfo{}, ke
+		}
 		return taskproto.StrategyInfo{}, fmt.Errorf("configure plugin: %w", err)
 	}
 	return infoFromPB(resp.GetInfo()), nil
@@ -98,7 +105,7 @@ func statsToPB(s taskproto.Stats) *pb.StatsResponse {
 		Failed: s.Failed, Capacity: s.Capacity, Restarts: s.Restarts, Metrics: s.Metrics,
 	}
 	for _, w := range s.Workers {
-		out.Workers = append(out.Workers, &pb.WorkerStats{Id: w.ID, Pid: int64(w.PID), State: w.State, Tasks: w.Tasks, Restarts: w.Restarts})
+		out.Workers = append(out.Workers, &pb.WorkerStats{Id: w.ID, Pid: int64(w.PID), State: w.State, Tasks: w.Tasks, Restarts: w.Restarts, Sandbox: w.Sandbox})
 	}
 	return out
 }
@@ -109,7 +116,7 @@ func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
 		Failed: s.GetFailed(), Capacity: s.GetCapacity(), Restarts: s.GetRestarts(), Metrics: s.GetMetrics(),
 	}
 	for _, w := range s.GetWorkers() {
-		out.Workers = append(out.Workers, taskproto.WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts()})
+		out.Workers = append(out.Workers, taskproto.WorkerStats{ID: w.GetId(), PID: int(w.GetPid()), State: w.GetState(), Tasks: w.GetTasks(), Restarts: w.GetRestarts(), Sandbox: w.GetSandbox()})
 	}
 	return out
 }
@@ -134,4 +141,23 @@ func describeFromPB(d *pb.DescribeResponse) Description {
 		})
 	}
 	return out
+}
+
+// keyErrorOf is the configuration value a plugin refused, which
+// configureError sent as a field violation; nil for any other error.
+func keyErrorOf(err error) *taskproto.KeyError {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok || len(br.GetFieldViolations()) == 0 {
+			continue
+		}
+		v := br.GetFieldViolations()[0]
+		section, name, _ := strings.Cut(v.GetField(), ".")
+		return &taskproto.KeyError{Key: taskproto.Key{Section: section, Name: name}, Problem: v.GetDescription()}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -131,12 +133,12 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 	cfg := configFromPB(req.GetConfig())
 	settings, err := taskproto.ApplyKeys(cfg.Settings, s.strategy.Keys)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, configureError(err)
 	}
 	cfg.Settings = settings
 	exec, err := s.strategy.New(cfg, s.log)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "build executor: %v", err)
+		return nil, configureError(fmt.Errorf("build executor: %w", err))
 	}
 	s.exec = exec
 	info := exec.Info()
@@ -214,4 +216,21 @@ func inheritedDataChannel() (net.Conn, error) {
 		return nil, fmt.Errorf("%s is not set", DataFDEnv)
 	}
 	return FileConn(fd)
+}
+
+// configureError is err as Configure answers it: a *taskproto.KeyError (a
+// value the strategy refuses, on this machine or any) travels as a
+// BadRequest field violation, so that the host reports it as a
+// configuration error naming the key.
+func configureError(err error) error {
+	st := status.New(codes.InvalidArgument, err.Error())
+	var ke *taskproto.KeyError
+	if errors.As(err, &ke) {
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field: ke.Key.Section + "." + ke.Key.Name, Description: ke.Problem,
+		}}}); derr == nil {
+			st = d
+		}
+	}
+	return st.Err()
 }
