@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +145,11 @@ func TestPythonPluginMetrics(t *testing.T) {
 					t.Errorf("the host's wslab_tasks_total%v = %v, the plugin's %v", labels, host, c.want)
 				}
 			}
+			// Both make every kind's and outcome's series from the start:
+			// the Python SDK's sets are the protocol's, as the host's are.
+			if py, host := labelValues(mfs[name]), labelValues(mfs["wslab_tasks_total"]); py["kind"] != host["kind"] || py["outcome"] != host["outcome"] {
+				t.Errorf("the Python SDK's kinds and outcomes %v, the host's %v", py, host)
+			}
 			if got := telemetry.Sum(mfs, name, nil); got != 9 {
 				t.Errorf("%s = %v in all, want 9: what the host refused itself is not the plugin's", name, got)
 			}
@@ -216,6 +223,24 @@ func waitTrace(t *testing.T, h *hostProc, msg, trace string) {
 		}
 	}
 	t.Errorf("no log line %q with trace_id %s; lines with that message: %v", msg, trace, lines)
+}
+
+// labelValues are the values each label of mf takes, sorted and joined.
+func labelValues(mf *dto.MetricFamily) map[string]string {
+	sets := map[string]map[string]bool{}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if sets[l.GetName()] == nil {
+				sets[l.GetName()] = map[string]bool{}
+			}
+			sets[l.GetName()][l.GetValue()] = true
+		}
+	}
+	out := map[string]string{}
+	for name, set := range sets {
+		out[name] = strings.Join(slices.Sorted(maps.Keys(set)), ",")
+	}
+	return out
 }
 
 // pythonSeries are the lines of an exposition about wslab_python_ series.

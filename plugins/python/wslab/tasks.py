@@ -20,7 +20,10 @@ TIMEOUT = "timeout"
 EXECUTOR_FAILED = "executor_failed"
 SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
-CODES = (BAD_REQUEST, UNKNOWN_TASK, OUT_OF_RANGE, OVERLOADED, TIMEOUT, EXECUTOR_FAILED, SHUTTING_DOWN, INTERNAL)
+# The task did what its sandbox forbids; the Python strategies run none.
+SANDBOX_DENIED = "sandbox_denied"
+CODES = (BAD_REQUEST, UNKNOWN_TASK, OUT_OF_RANGE, OVERLOADED, TIMEOUT, EXECUTOR_FAILED, SHUTTING_DOWN, INTERNAL,
+         SANDBOX_DENIED)
 
 KINDS = ("fib", "cpu", "io", "sleep", "noop")
 # What a kind outside KINDS is named as where names must come from a fixed
