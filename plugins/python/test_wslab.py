@@ -1,19 +1,23 @@
 """Tests of the wslab Python package: the workloads against the values Go's
-tasks package gives, the framing, the keys' checks in the host's words, and
-both strategies served over a real socketpair, as the host drives them.
+tasks package gives, the framing, the keys' checks in the host's words, the
+metrics' text format, the trace context, and both strategies served over a
+real socketpair, as the host drives them.
 
     /usr/bin/python3 -m unittest discover -s plugins/python
 """
 
+import math
 import os
 import re
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from wslab import aio, frame, keys, pool, tasks
+from wslab import aio, control, frame, keys, metrics, pool, tasks, trace, worker
 from wslab import executor_pb2 as pb
 from wslab.log import Logger
 from wslab.control import Config
@@ -119,6 +123,254 @@ class KeysTest(unittest.TestCase):
             self.assertEqual(str(e.exception), "[other] multiprocessing_processes: " + problem)
 
 
+_SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)')
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+
+
+def parse_text(text):
+    """The samples of a text exposition: (name, ((label, value), ...)) ->
+    value, label values unescaped; what Go's parser makes of it, for these
+    tests."""
+    out = {}
+    for line in text.decode().splitlines():
+        if line.startswith("#"):
+            continue
+        m = _SAMPLE.fullmatch(line)
+        if m is None:
+            raise AssertionError(f"not a sample line: {line!r}")
+        name, labels, value = m.groups()
+        pairs = []
+        pos = 0
+        while labels and pos < len(labels):  # bounded: each turn consumes a pair or fails
+            p = _PAIR.match(labels, pos)
+            if p is None:
+                raise AssertionError(f"bad labels in {line!r}")
+            pairs.append((p.group(1), re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1),
+                                             p.group(2))))
+            pos = p.end()
+        out[(name, tuple(sorted(pairs)))] = float(value)
+    return out
+
+
+def total(samples, name, **labels):
+    """The sum of name's samples whose labels include labels."""
+    want = set(labels.items())
+    return sum(v for (n, pairs), v in samples.items() if n == name and want <= set(pairs))
+
+
+class MetricsTest(unittest.TestCase):
+    def test_text_format(self):
+        reg = metrics.Registry()
+        # Registered out of order: families come out by name, series by label values.
+        g = reg.gauge("wslab_test_temperature_celsius", "Heat.\nIn \\ degrees.", ("room",))
+        c = reg.counter("wslab_test_events_total", "Events seen.", ("kind", "code"))
+        c.labels("b", "x").inc()
+        c.labels(kind="a", code="y").inc(2)
+        c.labels("a", "x").inc(0.5)
+        g.labels('back\\slash "quoted"\nnewline').set(-1.25)
+        g.labels("attic").set(float("inf"))
+        reg.gauge("wslab_test_nothing", "No series yet: left out.", ("x",))
+        self.assertEqual(reg.encode().decode(), "\n".join([
+            "# HELP wslab_test_events_total Events seen.",
+            "# TYPE wslab_test_events_total counter",
+            'wslab_test_events_total{kind="a",code="x"} 0.5',
+            'wslab_test_events_total{kind="a",code="y"} 2',
+            'wslab_test_events_total{kind="b",code="x"} 1',
+            "# HELP wslab_test_temperature_celsius Heat.\\nIn \\\\ degrees.",
+            "# TYPE wslab_test_temperature_celsius gauge",
+            'wslab_test_temperature_celsius{room="attic"} +Inf',
+            'wslab_test_temperature_celsius{room="back\\\\slash \\"quoted\\"\\nnewline"} -1.25',
+        ]) + "\n")
+        samples = parse_text(reg.encode())
+        self.assertEqual(samples[("wslab_test_temperature_celsius", (("room", 'back\\slash "quoted"\nnewline'),))],
+                         -1.25)
+
+    def test_histogram(self):
+        reg = metrics.Registry()
+        h = reg.histogram("wslab_test_wait_seconds", "Waits.", buckets=(0.005, 0.1, 1))
+        for v in (0.001, 0.005, 0.05, 0.1, 3, 7):  # a value on a bound is in that bucket (le)
+            h.observe(v)
+        by_kind = reg.histogram("wslab_test_run_seconds", "Runs.", buckets=(1,), labels=("kind",))
+        by_kind.labels("fib").observe(0.5)
+        self.assertEqual(reg.encode().decode(), "\n".join([
+            "# HELP wslab_test_run_seconds Runs.",
+            "# TYPE wslab_test_run_seconds histogram",
+            'wslab_test_run_seconds_bucket{kind="fib",le="1"} 1',
+            'wslab_test_run_seconds_bucket{kind="fib",le="+Inf"} 1',
+            'wslab_test_run_seconds_sum{kind="fib"} 0.5',
+            'wslab_test_run_seconds_count{kind="fib"} 1',
+            "# HELP wslab_test_wait_seconds Waits.",
+            "# TYPE wslab_test_wait_seconds histogram",
+            'wslab_test_wait_seconds_bucket{le="0.005"} 2',
+            'wslab_test_wait_seconds_bucket{le="0.1"} 4',
+            'wslab_test_wait_seconds_bucket{le="1"} 4',
+            'wslab_test_wait_seconds_bucket{le="+Inf"} 6',
+            "wslab_test_wait_seconds_sum 10.156",
+            "wslab_test_wait_seconds_count 6",
+        ]) + "\n")
+        self.assertEqual(reg.histogram("wslab_test_b_seconds", "B.", buckets=(1, math.inf)).buckets, (1.0,))
+
+    def test_values(self):
+        for v, text in ((3, "3"), (3.0, "3"), (0.5, "0.5"), (5e-05, "5e-05"), (-2, "-2"), (1e20, "1e+20"),
+                        (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (float("nan"), "NaN")):
+            self.assertEqual(metrics.format_value(v), text)
+        with self.assertRaises(TypeError):
+            metrics.format_value(True)
+
+    def test_names_and_labels_are_checked(self):
+        reg = metrics.Registry()
+        reg.histogram("wslab_test_h_seconds", "H.")
+        reg.counter("wslab_test_c_total", "C.")
+        reg.gauge("wslab_test_k_seconds_bucket", "K.")
+        bad = [
+            lambda: reg.counter("wslab-test_total", "Dash."),
+            lambda: reg.counter("0wslab_total", "Digit first."),
+            lambda: reg.counter("wslab_test_c", "No _total."),
+            lambda: reg.gauge("wslab_test_g", ""),
+            lambda: reg.gauge("wslab_test_g", "G.", ("bad-label",)),
+            lambda: reg.gauge("wslab_test_g", "G.", ("__reserved",)),
+            lambda: reg.gauge("wslab_test_g", "G.", ("a", "a")),
+            lambda: reg.histogram("wslab_test_h2_seconds", "H.", labels=("le",)),
+            lambda: reg.histogram("wslab_test_h3_seconds", "H.", buckets=(1, 1)),
+            lambda: reg.histogram("wslab_test_h4_seconds", "H.", buckets=()),
+            lambda: reg.counter("wslab_test_c_total", "Again."),
+            lambda: reg.gauge("wslab_test_h_seconds_count", "A histogram's sample name."),
+            lambda: reg.histogram("wslab_test_k_seconds", "Its _bucket samples are a gauge's name."),
+        ]
+        for i, make in enumerate(bad):
+            with self.assertRaises(ValueError, msg=f"case {i}"):
+                make()
+        g = reg.gauge("wslab_test_g", "G.", ("a", "b"))
+        for use in (lambda: g.labels("x"), lambda: g.labels(a="x"), lambda: g.set(1), lambda: g.labels("x", 2)):
+            with self.assertRaises((ValueError, TypeError)):
+                use()
+        with self.assertRaises(ValueError):
+            reg.counter("wslab_test_d_total", "D.").inc(-1)
+
+    def test_series_are_bounded(self):
+        g = metrics.Registry().gauge("wslab_test_g", "G.", ("id",))
+        for i in range(metrics.MAX_SERIES):
+            g.labels(str(i)).set(i)
+        g.labels("0").set(1)  # an existing series is fine
+        with self.assertRaises(ValueError):
+            g.labels("one too many")
+
+    def test_collected(self):
+        reg = metrics.Registry()
+        state = {"n": 2, "by": {("idle",): 3, "busy": 1}}
+        reg.gauge("wslab_test_n", "N.", collect=lambda: state["n"])
+        reg.gauge("wslab_test_workers", "Workers.", ("state",), collect=lambda: state["by"])
+        state["n"] = 5  # read when encoded
+        samples = parse_text(reg.encode())
+        self.assertEqual(samples[("wslab_test_n", ())], 5)
+        self.assertEqual(total(samples, "wslab_test_workers", state="idle"), 3)
+        self.assertEqual(total(samples, "wslab_test_workers", state="busy"), 1)
+        state["by"] = {("a", "b"): 1}
+        with self.assertRaises(ValueError):
+            reg.encode()
+
+    def test_empty(self):
+        self.assertEqual(metrics.Registry().encode(), b"")
+
+    def test_task_outcomes(self):
+        reg = metrics.Registry()
+        outcomes = metrics.TaskOutcomes(reg)
+        outcomes.count("fib")
+        outcomes.count("fib", "")
+        outcomes.count("sleep", "timeout")
+        outcomes.count("a kind a client made up", "unknown_task")
+        outcomes.count("io", "a code outside the protocol")
+        samples = parse_text(reg.encode())
+        name = "wslab_python_tasks_total"
+        self.assertEqual(total(samples, name, kind="fib", outcome="ok"), 2)
+        self.assertEqual(total(samples, name, kind="sleep", outcome="timeout"), 1)
+        self.assertEqual(total(samples, name, kind="other", outcome="unknown_task"), 1)
+        self.assertEqual(total(samples, name, kind="io", outcome="other"), 1)
+        self.assertEqual(total(samples, name), 5)
+        # Every series is there from the start, and only those.
+        self.assertEqual(len(samples), (len(tasks.KINDS) + 1) * (len(tasks.CODES) + 2))
+
+    @unittest.skipUnless(shutil.which("promtool"), "promtool not installed (Debian package prometheus)")
+    def test_promtool_finds_nothing_to_say(self):
+        reg = metrics.Registry()
+        metrics.TaskOutcomes(reg).count("fib")
+        reg.histogram("wslab_test_wait_seconds", "Waits, with \\ and\na newline.", labels=("kind",)).labels(
+            'odd "value"\\\n').observe(0.01)
+        reg.gauge("wslab_test_workers", "Workers.", collect=lambda: 4)
+        out = subprocess.run(["promtool", "check", "metrics"], input=reg.encode(), capture_output=True, timeout=30)
+        self.assertEqual((out.returncode, out.stdout + out.stderr), (0, b""))
+
+
+# A traceparent W3C's examples use.
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+class Recorder(Logger):
+    """A logger that keeps its entries: (level, message, fields)."""
+
+    def __init__(self):
+        super().__init__("test", "trace")
+        self.entries = []
+
+    def log(self, level, message, **kv):
+        self.entries.append((level, message, kv))
+
+
+class TraceTest(unittest.TestCase):
+    def test_well_formed(self):
+        self.assertEqual(trace.trace_id(TRACEPARENT), TRACE_ID)
+        self.assertEqual(trace.trace_id(f"00-{TRACE_ID}-00f067aa0ba902b7-00"), TRACE_ID)
+        # A later version may carry more, after a dash.
+        self.assertEqual(trace.trace_id(f"01-{TRACE_ID}-00f067aa0ba902b7-09-more"), TRACE_ID)
+        self.assertEqual(trace.log_fields(TRACEPARENT), {"trace_id": TRACE_ID})
+
+    def test_malformed(self):
+        for tp in ("", None, 42, "00", TRACEPARENT + "\n", TRACEPARENT + "-x", TRACEPARENT.upper(),
+                   " " + TRACEPARENT, TRACEPARENT[:-1], TRACEPARENT.replace("-", "_"),
+                   f"00-{'0' * 32}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-{'0' * 16}-01",
+                   f"ff-{TRACE_ID}-00f067aa0ba902b7-01", f"00-{TRACE_ID}-00f067aa0ba902b7-ff",
+                   f"01-{TRACE_ID}-00f067aa0ba902b7-01x", f"0g-{TRACE_ID}-00f067aa0ba902b7-01",
+                   f"00-{TRACE_ID[:-1]}z-00f067aa0ba902b7-01", f"00-{TRACE_ID}-00f067aa0ba902b7-0\u0661",
+                   "00-" + "\u0661" * 32 + "-00f067aa0ba902b7-01", "x" * 100_000):
+            self.assertEqual(trace.trace_id(tp), "", repr(tp))
+            self.assertEqual(trace.log_fields(tp), {}, repr(tp))
+
+    def test_task_carries_it(self):
+        for tp, fields in ((TRACEPARENT, {"trace_id": TRACE_ID}), ('00-"evil"\n', {}), ("", {})):
+            t = frame.Task(pb.Task(seq=7, kind="fib", n=3, traceparent=tp))
+            self.assertEqual(t.traceparent, tp, "passed on as it came")
+            self.assertEqual(t.log_fields(), {"seq": 7, "kind": "fib", **fields})
+        made_up = frame.Task(pb.Task(seq=8, kind="made up\n" * 10))
+        self.assertEqual(made_up.log_fields(), {"seq": 8, "kind": "other"})
+
+    def test_duplicate_seq_logs_its_trace(self):
+        log = Recorder()
+        jobs = {5: object()}
+        requests = frame.Requests(jobs, tasks.Bounds(LIMITS), log, None, None, None)
+        requests.handle(pb.ExecuteRequest(task=pb.Task(seq=5, kind="noop", traceparent=TRACEPARENT)))
+        requests.handle(pb.ExecuteRequest(task=pb.Task(seq=5, kind="noop", traceparent="00-forged\n-line")))
+        self.assertEqual([e[2] for e in log.entries],
+                         [{"seq": 5, "kind": "noop", "trace_id": TRACE_ID}, {"seq": 5, "kind": "noop"}])
+
+    def test_worker_logs_a_failed_task_s_trace(self):
+        log = Recorder()
+        missing = os.path.join(tempfile.gettempdir(), "wslab-no-such-dir-" + os.urandom(8).hex(), "f.txt")
+        seq, value, code, message, _, stamps = worker.run((3, "io", 10, missing, False, TRACEPARENT), "w1", log)
+        self.assertEqual((seq, value, code, stamps), (3, "", "internal", None))
+        self.assertEqual(len(log.entries), 1)
+        level, msg, kv = log.entries[0]
+        self.assertEqual((level, msg, kv["worker"], kv["seq"], kv["kind"], kv["trace_id"]),
+                         ("warn", "task failed", "w1", 3, "io", TRACE_ID))
+        self.assertIn("create file", kv["error"])
+        # A malformed traceparent leaves no trace in the line; a task that ran leaves no line.
+        worker.run((4, "io", 10, missing, False, "00-" + "a" * 52 + "\n"), "w1", log)
+        self.assertNotIn("trace_id", log.entries[1][2])
+        self.assertNotIn("aaaa", repr(log.entries[1]))
+        self.assertEqual(worker.run((5, "fib", 10, None, True, TRACEPARENT), "w1", log)[:3], (5, "55", ""))
+        self.assertEqual(len(log.entries), 2)
+
+
 class Host:
     """The host's end of a data channel to a strategy served in a thread."""
 
@@ -157,8 +409,9 @@ class Host:
         return left
 
 
-def task(seq, kind, n=0, timeout_ms=0, timing=False):
-    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms, timing=timing))
+def task(seq, kind, n=0, timeout_ms=0, timing=False, traceparent=""):
+    return pb.ExecuteRequest(task=pb.Task(seq=seq, kind=kind, n=n, timeout_ms=timeout_ms, timing=timing,
+                                          traceparent=traceparent))
 
 
 def monotonic_ns():
@@ -169,8 +422,16 @@ def cancel(seq):
     return pb.ExecuteRequest(cancel=pb.Cancel(seq=seq))
 
 
+class Context:
+    """A gRPC call's context, as far as Control uses it."""
+
+    def abort(self, code, details):
+        raise AssertionError(f"aborted: {code} {details}")
+
+
 class StrategyCases:
-    """The contract's cases, for each strategy."""
+    """The contract's cases, for each strategy. make builds one that
+    reports to a registry of its own (self.registry)."""
 
     def make(self):
         raise NotImplementedError
@@ -188,6 +449,31 @@ class StrategyCases:
         self.assertEqual([r[i].result for i in range(1, 6)], ["2880067194370816120", "499500", "100000",
                                                               "Request done", ""])
         self.assertEqual((r[6].error_code, r[7].error_code), ("unknown_task", "out_of_range"))
+        # Counted before each reply is written, so the replies' reader sees them.
+        samples = parse_text(self.registry.encode())
+        name = "wslab_python_tasks_total"
+        for kind in ("cpu", "io", "sleep", "noop"):
+            self.assertEqual(total(samples, name, kind=kind, outcome="ok"), 1, kind)
+        self.assertEqual(total(samples, name, kind="fib", outcome="ok"), 1)
+        self.assertEqual(total(samples, name, kind="fib", outcome="out_of_range"), 1)
+        self.assertEqual(total(samples, name, kind="other", outcome="unknown_task"), 1)
+        self.assertEqual(total(samples, name), 7)
+
+    def test_stats_carry_the_metrics(self):
+        self.host.send(task(1, "noop"), task(2, "sleep", 5000, timeout_ms=50))
+        self.assertEqual(self.host.replies(2)[2].error_code, "timeout")
+        ctl = control.Control(self.host.strategy, QUIET, lambda: None, lambda: None)
+        ctl._configured = True  # the Host configured the strategy itself
+        response = ctl.stats(pb.StatsRequest(), Context())
+        self.assertEqual((response.completed, response.failed), (1, 1))
+        self.assertEqual(response.metrics, self.registry.encode())
+        samples = parse_text(response.metrics)
+        self.assertEqual(total(samples, "wslab_python_tasks_total", kind="noop", outcome="ok"), 1)
+        self.assertEqual(total(samples, "wslab_python_tasks_total", kind="sleep", outcome="timeout"), 1)
+        if shutil.which("promtool"):
+            out = subprocess.run(["promtool", "check", "metrics"], input=response.metrics, capture_output=True,
+                                 timeout=30)
+            self.assertEqual((out.returncode, out.stdout + out.stderr), (0, b""))
 
     def test_cancel_and_deadline(self):
         self.host.send(task(1, "sleep", 5000), task(2, "sleep", 5000, timeout_ms=100))
@@ -226,22 +512,92 @@ class StrategyCases:
 
 class AsyncioTest(StrategyCases, unittest.TestCase):
     def make(self):
-        return aio.AsyncioStrategy()
+        self.registry = metrics.Registry()
+        return aio.AsyncioStrategy(self.registry)
+
+    def test_loop_lag_shows_cpu_work(self):
+        time.sleep(3 * aio.LAG_INTERVAL_S)  # an idle loop runs its samples about on time
+        self.host.send(task(1, "cpu", 15_000_000))  # holds the loop for a few tenths of a second
+        self.host.replies(1)
+        time.sleep(2 * aio.LAG_INTERVAL_S)
+        samples = parse_text(self.registry.encode())
+        name = "wslab_python_asyncio_loop_lag_seconds"
+        count = samples[(name + "_count", ())]
+        self.assertGreaterEqual(count, 4)
+        self.assertGreater(count, samples[(name + "_bucket", (("le", "0.1"),))], "no sample saw the loop held")
+        self.assertGreater(samples[(name + "_sum", ())], 0.05)
+
+
+class Recording:
+    """A worker's pipe that keeps what the plugin sends on it."""
+
+    def __init__(self, conn, sent):
+        self._conn, self._sent = conn, sent
+
+    def send(self, obj):
+        self._sent.append(obj)
+        self._conn.send(obj)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
 
 
 class MultiprocessingTest(StrategyCases, unittest.TestCase):
     def make(self):
-        s = pool.MultiprocessingStrategy()
+        self.registry = metrics.Registry()
+        s = pool.MultiprocessingStrategy(self.registry)
         s.prepare(QUIET)
         return s
 
+    def sample(self, name, **labels):
+        return total(parse_text(self.registry.encode()), "wslab_python_multiprocessing_" + name, **labels)
+
+    def test_pool_metrics(self):
+        self.assertEqual((self.sample("workers_alive"), self.sample("tasks_queued")), (4, 0))
+        self.host.send(*(task(i, "sleep", 5000) for i in range(1, 7)))  # 4 run, 2 wait
+        time.sleep(0.3)
+        self.assertEqual((self.sample("workers_alive"), self.sample("tasks_queued")), (4, 2))
+        self.host.send(cancel(1), cancel(5))  # a running one (its worker is replaced) and a queued one
+        self.host.replies(2)
+        self.assertEqual(self.sample("worker_exits_total", reason="replaced"), 1)
+        self.host.send(*(cancel(i) for i in (2, 3, 4, 6)))
+        self.host.replies(4)
+        # 6 ran on 1's replacement: five workers stopped under their tasks.
+        self.assertEqual(self.sample("worker_exits_total", reason="replaced"), 5)
+        self.assertEqual(self.sample("worker_exits_total", reason="died"), 0)
+        self.assertEqual(self.sample("handover_seconds_count"), 0, "no task came back from its worker")
+        self.host.send(*(task(i, "fib", 90) for i in range(10, 15)))
+        self.host.replies(5)
+        self.assertEqual(self.sample("handover_seconds_count"), 5)
+        self.assertLess(self.sample("handover_seconds_sum"), 5)
+        deadline = time.monotonic() + 5
+        while self.sample("workers_alive") < 4 and time.monotonic() < deadline:  # bounded: 5 s
+            time.sleep(0.05)
+        self.assertEqual(self.sample("workers_alive"), 4)
+
+    def test_the_trace_context_goes_to_the_worker_unchanged(self):
+        sent = []
+        for slot in self.host.strategy._slots:
+            slot.conn = Recording(slot.conn, sent)
+        odd = "00-not-a-trace-context-but-passed-on-as-it-came"
+        self.host.send(task(1, "fib", 10, traceparent=TRACEPARENT), task(2, "noop", traceparent=odd), task(3, "noop"))
+        self.host.replies(3)
+        self.assertEqual(sorted((m[0], m[-1]) for m in sent), [(1, TRACEPARENT), (2, odd), (3, "")])
+
     def test_a_killed_worker_fails_its_task_and_is_replaced(self):
-        self.host.send(task(1, "sleep", 5000))
+        log = Recorder()
+        self.host.strategy._log = log
+        self.host.send(task(1, "sleep", 5000, traceparent=TRACEPARENT))
         time.sleep(0.3)
         busy = [w for w in self.host.strategy.stats().workers if w.state == "busy"]
         os.kill(busy[0].pid, 9)
         r = self.host.replies(1, timeout=3)
         self.assertEqual(r[1].error_code, "executor_failed")
+        died = [kv for _, msg, kv in log.entries if msg == "worker died, restarting it"]
+        self.assertEqual([(kv["seq"], kv["trace_id"]) for kv in died], [(1, TRACE_ID)])
+        self.assertEqual(self.sample("worker_exits_total", reason="died"), 1)
+        self.assertEqual(total(parse_text(self.registry.encode()), "wslab_python_tasks_total", kind="sleep",
+                               outcome="executor_failed"), 1)
         time.sleep(0.3)  # the backoff
         st = self.host.strategy.stats()
         self.assertEqual((st.restarts, len(st.workers), {w.state for w in st.workers}), (1, 4, {"idle"}))

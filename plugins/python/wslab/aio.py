@@ -3,17 +3,24 @@ loop in the plugin process, as that lab's asyncio server ran them. A sleep
 awaits asyncio.sleep; io makes plain (blocking) file calls; fib and cpu
 compute in the loop's thread. So CPU-bound work blocks the loop, and every
 other task, read and reply waits behind it: that is what the lab measures.
-The strategy sets no bound of its own (concurrency 0)."""
+The strategy sets no bound of its own (concurrency 0).
+
+Its metrics, besides the SDK's wslab_python_tasks_total: how late the loop
+runs what is due (wslab_python_asyncio_loop_lag_seconds), which is how long
+a task that became ready waits behind CPU work holding the loop."""
 
 import asyncio
 import os
 import time
 
 from . import executor_pb2 as pb
-from . import frame, tasks
+from . import frame, metrics, tasks
 from .serve import Strategy
 
 WORKER = "loop"
+# How often the loop's lag is sampled: a callback asks to run this much
+# later, and how late it runs is the lag.
+LAG_INTERVAL_S = 0.1
 
 
 class _Job:
@@ -32,7 +39,15 @@ class AsyncioStrategy(Strategy):
     name = "python-asyncio"
     description = "one asyncio event loop in the plugin process (Python): CPU-bound tasks block it"
 
-    def __init__(self):
+    def __init__(self, registry=None):
+        if registry is not None:
+            self.registry = registry
+        self._outcomes = metrics.TaskOutcomes(self.registry)
+        self._lag = self.registry.histogram(
+            "wslab_python_asyncio_loop_lag_seconds",
+            f"How late the event loop ran a callback that was due, sampled every {LAG_INTERVAL_S} s: "
+            "the time a ready task waits behind CPU work holding the loop.")
+        self._lag_timer = None
         self._config = None
         self._log = None
         self._loop = None
@@ -64,9 +79,22 @@ class AsyncioStrategy(Strategy):
         if self._stop_requested:
             return
         self._transport, _ = await loop.connect_accepted_socket(lambda: _Channel(self), sock)
-        await self._ended
-        await self._stop_all()
+        self._next_lag_sample()
+        try:
+            await self._ended
+            await self._stop_all()
+        finally:
+            self._lag_timer.cancel()
         self._transport.close()
+
+    def _next_lag_sample(self):
+        due = self._loop.time() + LAG_INTERVAL_S
+        self._lag_timer = self._loop.call_at(due, self._sample_lag, due)
+
+    def _sample_lag(self, due):
+        """Observes how late this callback, due at due, ran."""
+        self._lag.observe(max(0.0, self._loop.time() - due))
+        self._next_lag_sample()
 
     async def _stop_all(self):
         """Stops every task still out, each with its reply."""
@@ -102,6 +130,7 @@ class AsyncioStrategy(Strategy):
 
     def _refuse(self, task, error):
         self.failed += 1
+        self._outcomes.count(task.kind, error.code)
         self._reply(frame.reply(task.seq, worker=WORKER, error=error, timing=task.timing))
 
     def _cancel(self, job):
@@ -139,6 +168,8 @@ class AsyncioStrategy(Strategy):
         if timing is not None:
             timing[frame.TASK_END] = frame.monotonic_ns()
         self.running -= 1
+        if error is not None and error.code == tasks.INTERNAL:
+            self._log.warn("task failed", error=error.message, **t.log_fields())
         self._answer(job, value, error, start)
 
     async def _execute(self, t):
@@ -156,12 +187,13 @@ class AsyncioStrategy(Strategy):
 
     def _answer(self, job, value, error, start):
         del self._jobs[job.task.seq]
+        t = job.task
         if error is None:
             self.completed += 1
         else:
             self.failed += 1
+        self._outcomes.count(t.kind, error.code if error else "")
         now = time.monotonic()
-        t = job.task
         self._reply(frame.reply(t.seq, value, WORKER, start - t.received, now - start, error, t.timing))
 
     def _reply(self, data):

@@ -119,7 +119,12 @@ class Control:
             configured = self._configured
         if not configured:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "plugin is not configured")
-        return self._strategy.stats()
+        response = self._strategy.stats()
+        try:
+            response.metrics = self._strategy.registry.encode()
+        except Exception as e:  # a strategy's collect callback, or a family past its bounds
+            context.abort(grpc.StatusCode.INTERNAL, f"stats: encode metrics: {e}")
+        return response
 
     def health(self, request, context):
         if request not in _HEALTHY_REQUESTS:

@@ -16,7 +16,7 @@ A task that does not ask costs no clock read more."""
 import time
 
 from . import executor_pb2 as pb
-from . import tasks
+from . import tasks, trace
 
 # MaxFrame: the largest message either side accepts.
 MAX_FRAME = 16 << 20
@@ -79,15 +79,26 @@ class Task:
     """A task as received: its deadline is counted from its receipt, as the
     Go side's TaskDeadline counts it. timing is None, or, when the task asks
     for its timeline, its stamps so far (stage name -> ns), which the
-    strategy adds to and gives its reply."""
+    strategy adds to and gives its reply. traceparent is the task's trace
+    context as it came ("" when it is not traced): a strategy that hands
+    the task on passes it on unchanged, and log lines about the task name
+    its trace with log_fields()."""
 
-    __slots__ = ("seq", "kind", "n", "received", "deadline", "timing")
+    __slots__ = ("seq", "kind", "n", "received", "deadline", "timing", "traceparent")
 
     def __init__(self, m):
         self.timing = {PLUGIN_RECV: monotonic_ns()} if m.timing else None
-        self.seq, self.kind, self.n = m.seq, m.kind, m.n
+        self.seq, self.kind, self.n, self.traceparent = m.seq, m.kind, m.n, m.traceparent
         self.received = time.monotonic()
         self.deadline = self.received + m.timeout_ms / 1000 if m.timeout_ms > 0 else None
+
+    def log_fields(self):
+        """What a log line about the task says of it: its seq, its kind
+        (one of the protocol's), and its trace when it carries a
+        well-formed one."""
+        fields = {"seq": self.seq, "kind": self.kind if self.kind in tasks.KINDS else tasks.OTHER_KIND}
+        fields.update(trace.log_fields(self.traceparent))
+        return fields
 
 
 class Requests:
@@ -110,7 +121,7 @@ class Requests:
         if which == "task":
             task = Task(req.task)
             if task.seq in self._jobs:
-                self._log.warn("task sequence number already running, ignoring the second", seq=task.seq)
+                self._log.warn("task sequence number already running, ignoring the second", **task.log_fields())
                 return
             try:
                 self._bounds.check(task.kind, task.n)

@@ -19,7 +19,13 @@ Workers come from a forkserver, started before the control service's
 threads exist: each is forked from that one single-threaded process (cheap
 to replace, never forked from a process with gRPC threads), inherits
 neither the data channel nor the control socket, and stays in the plugin's
-process group, which the host kills as a whole."""
+process group, which the host kills as a whole.
+
+Its metrics, besides the SDK's wslab_python_tasks_total: the worker
+processes alive and the tasks waiting for one (read when the host asks),
+workers' exits by reason (died by themselves, or replaced because their
+task was stopped), and the handover: how long a task's trip to its worker
+and its result's trip back took, beyond the task's own run time."""
 
 import collections
 import heapq
@@ -31,7 +37,7 @@ import threading
 import time
 
 from . import executor_pb2 as pb
-from . import frame, keys, tasks, worker
+from . import frame, keys, metrics, tasks, worker
 from .serve import Strategy
 
 MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
@@ -39,6 +45,11 @@ MIN_BACKOFF_S, MAX_BACKOFF_S, STABLE_AFTER_S = 0.1, 5.0, 10.0
 MAX_QUEUED = 65536
 # How long close waits for a killed worker to be reaped.
 REAP_TIMEOUT_S = 2.0
+# Why a worker process left (wslab_python_multiprocessing_worker_exits_total).
+DIED, REPLACED = "died", "replaced"
+# A handover is pickling over a pipe and two wake-ups: 10 µs to 1 s.
+HANDOVER_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                    0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 PROCESSES = keys.Key("other", "multiprocessing_processes", keys.INT, "4", min=1, max=1024,
                      help="worker processes of the python-multiprocessing strategy, one task at a time each")
@@ -83,7 +94,10 @@ class MultiprocessingStrategy(Strategy):
     description = "a pool of Python worker processes (multiprocessing, forkserver), one task at a time each"
     keys = (PROCESSES,)
 
-    def __init__(self):
+    def __init__(self, registry=None):
+        if registry is not None:
+            self.registry = registry
+        self._metrics(self.registry)
         self._ctx = None
         self._log = None
         self._config = None
@@ -104,6 +118,29 @@ class MultiprocessingStrategy(Strategy):
         self._stopping = False
         self._closed = False
         self.completed = self.failed = 0
+
+    def _metrics(self, reg):
+        self._outcomes = metrics.TaskOutcomes(reg)
+        prefix = "wslab_python_multiprocessing_"
+        reg.gauge(prefix + "workers_alive", "Worker processes running now (the rest are being restarted).",
+                  collect=self._alive)
+        reg.gauge(prefix + "tasks_queued", "Tasks waiting for an idle worker process.", collect=self._queued)
+        exits = reg.counter(prefix + "worker_exits_total",
+                            "Worker processes that left: died by themselves (died), or killed and replaced "
+                            "because their task was cancelled or overran its deadline (replaced).", ("reason",))
+        self._exits = {r: exits.labels(r) for r in (DIED, REPLACED)}
+        self._handover = reg.histogram(
+            prefix + "handover_seconds",
+            "Time from handing a task to its worker process to reading its result, less the task's run time: "
+            "the pipe both ways, pickling, and the wake-ups.", HANDOVER_BUCKETS)
+
+    def _alive(self):
+        with self._lock:
+            return sum(1 for s in self._slots if s.proc is not None)
+
+    def _queued(self):
+        with self._lock:
+            return len(self._jobs) - self._running
 
     def prepare(self, log):
         self._ctx = multiprocessing.get_context("forkserver")
@@ -208,6 +245,7 @@ class MultiprocessingStrategy(Strategy):
     def _refuse(self, task, error):
         """Answers a task that never got a job."""
         self.failed += 1
+        self._outcomes.count(task.kind, error.code)
         self._out.add(frame.reply(task.seq, queue_s=time.monotonic() - task.received, error=error,
                                   timing=task.timing))
 
@@ -248,7 +286,7 @@ class MultiprocessingStrategy(Strategy):
             self._running += 1
             t = job.task
             try:
-                slot.conn.send((t.seq, t.kind, t.n, job.path, t.timing is not None))
+                slot.conn.send((t.seq, t.kind, t.n, job.path, t.timing is not None, t.traceparent))
             except OSError:
                 self._lose(slot, None)
                 continue
@@ -265,6 +303,7 @@ class MultiprocessingStrategy(Strategy):
         if job is None or seq != job.task.seq:
             self._log.warn("worker answered a task it does not hold", worker=slot.id, seq=seq)
             return
+        self._handover.observe(max(0.0, time.monotonic() - job.sent - run_s))
         slot.job, job.slot = None, None
         if stamps is not None and job.task.timing is not None:  # the worker's own, on the shared clock
             job.task.timing[frame.TASK_START], job.task.timing[frame.TASK_END] = stamps
@@ -278,11 +317,12 @@ class MultiprocessingStrategy(Strategy):
             return
         job.answered = True
         del self._jobs[job.task.seq]
+        t = job.task
         if error is None:
             self.completed += 1
         else:
             self.failed += 1
-        t = job.task
+        self._outcomes.count(t.kind, error.code if error else "")
         queued = (job.sent or time.monotonic()) - t.received
         if worker_id is None:
             worker_id = job.slot.id if job.slot else ""
@@ -327,14 +367,16 @@ class MultiprocessingStrategy(Strategy):
         proc, job = slot.proc, slot.job
         if proc is None:
             return
+        about = job.task.log_fields() if job is not None else {}
         if why is None:
             detail = _exit_status(proc)  # before the kill, which would be its cause
-            self._log.warn("worker died, restarting it", worker=slot.id, pid=proc.pid, reason=detail)
+            self._log.warn("worker died, restarting it", worker=slot.id, pid=proc.pid, reason=detail, **about)
             if job is not None:
                 self._answer(job, error=tasks.TaskError(
                     tasks.EXECUTOR_FAILED, f"worker {slot.id} (pid {proc.pid}) died under the task: {detail}"))
         self._take_out(slot)
         slot.restarts += 1
+        self._exits[DIED if why is None else REPLACED].inc()
         now = time.monotonic()
         if why is None:
             ran = now - slot.started_at
@@ -342,7 +384,8 @@ class MultiprocessingStrategy(Strategy):
                 2 * slot.backoff, MAX_BACKOFF_S)
             slot.restart_at = now + slot.backoff
         else:
-            self._log.debug("worker replaced: its task was stopped", worker=slot.id, pid=proc.pid, why=why.code)
+            self._log.debug("worker replaced: its task was stopped", worker=slot.id, pid=proc.pid, why=why.code,
+                            **about)
             slot.restart_at = now
         self._restarting[slot.id] = slot
 

@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 
-from . import control, handshake, keys
+from . import control, handshake, keys, metrics
 from .log import Logger
 
 DATA_FD_ENV = "WSLAB_DATA_FD"
@@ -22,11 +22,15 @@ STOP_GRACE_S = 0.25
 
 class Strategy:
     """What a strategy plugin implements. name, description and keys (a
-    sequence of keys.Key) describe it before it is configured."""
+    sequence of keys.Key) describe it before it is configured. registry is
+    where its own metrics are (metrics.py): the SDK reports what it holds
+    with every Stats; the process's metrics.registry() unless the strategy
+    sets another (a test's, for counts of its own)."""
 
     name = ""
     description = ""
     keys = ()
+    registry = metrics.registry()
 
     def prepare(self, log):
         """Runs before the control service starts any thread."""

@@ -20,8 +20,15 @@ TIMEOUT = "timeout"
 EXECUTOR_FAILED = "executor_failed"
 SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
+# The task did what its sandbox forbids; the Python strategies run none.
+SANDBOX_DENIED = "sandbox_denied"
+CODES = (BAD_REQUEST, UNKNOWN_TASK, OUT_OF_RANGE, OVERLOADED, TIMEOUT, EXECUTOR_FAILED, SHUTTING_DOWN, INTERNAL,
+         SANDBOX_DENIED)
 
 KINDS = ("fib", "cpu", "io", "sleep", "noop")
+# What a kind outside KINDS is named as where names must come from a fixed
+# set (metrics' labels, log lines).
+OTHER_KIND = "other"
 SLEEP_DONE = "Request done"
 # The sum of 0..n-1 must fit an int64, as Go's does.
 MAX_CPU_N = 4_000_000_000
