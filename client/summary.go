@@ -223,7 +223,14 @@ func (v *HostView) writeReport(p func(format string, args ...any), replies int64
 		strategy = " (strategy " + v.Strategy + ")"
 	}
 	p("\nhost /metrics  %s: what the host counted during the run%s\n", v.URL, strategy)
-	p("  answered     %d (the client counted %d replies): %s\n", v.TasksTotal, replies, errorList(v.Outcomes))
+	answers := fmt.Sprintf("ok %d", v.Outcomes[outcomeOK])
+	if others := maps.Clone(v.Outcomes); len(others) > 0 {
+		delete(others, outcomeOK)
+		if len(others) > 0 {
+			answers += ", " + errorList(others)
+		}
+	}
+	p("  answered     %d (the client counted %d replies): %s\n", v.TasksTotal, replies, answers)
 	restarts := func(n *int64) string {
 		if n == nil {
 			return dashText
