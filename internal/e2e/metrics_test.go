@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,4 +111,53 @@ func killOnce(ctx context.Context, h *hostProc, what string, after time.Duration
 		}
 	}
 	return 0
+}
+
+// TestLabReadsHostMetrics: the lab reads every wslab host's /metrics
+// around each measured run (a contender's not: it serves none), and
+// report.json and report.md carry what the hosts counted, which agrees
+// with the client.
+func TestLabReadsHostMetrics(t *testing.T) {
+	ini := tinyLab + "external = contender: " + filepath.Join(binDir, "contender") + " --port {port}\n"
+	code, r, md := runLab(t, binDir, ini, "--strategies", "inproc,pool", "--scenarios", "mixed,noop", "--rounds", "1")
+	if code != 0 {
+		t.Fatalf("lab exited %d", code)
+	}
+	if len(r.Results) != 6 {
+		t.Fatalf("%d results, want 3 strategies × 2 scenarios", len(r.Results))
+	}
+	for _, res := range r.Results {
+		name := res.Strategy + "/" + res.Scenario
+		if len(res.Trials) != 1 || res.Trials[0].Summary == nil {
+			t.Errorf("%s: no measured trial", name)
+			continue
+		}
+		s := res.Trials[0].Summary
+		if res.Strategy == "contender" {
+			if s.Host != nil || res.Host != nil {
+				t.Errorf("%s: a host view of an outside server: %+v", name, s.Host)
+			}
+			continue
+		}
+		v := s.Host
+		if v == nil || v.Error != "" || res.Host == nil || res.Host.Rounds != 1 {
+			t.Errorf("%s: host view %+v, result %+v", name, v, res.Host)
+			continue
+		}
+		if v.TasksTotal != s.Replies || v.Outcomes["ok"] != s.OK || res.Host.Unmatched != 0 || v.Strategy != res.Strategy {
+			t.Errorf("%s: the host (%s) answered %d (%v), the client counted %d replies, %d right", name, v.Strategy, v.TasksTotal, v.Outcomes, s.Replies, s.OK)
+		}
+		if v.Closed["client"] != int64(s.Connections) || v.Run["all"].Count != s.OK {
+			t.Errorf("%s: closed %v for %d connections; %d run times for %d right results", name, v.Closed, s.Connections, v.Run["all"].Count, s.OK)
+		}
+		if (res.Strategy == "pool") != (v.PluginRestarts != nil) || v.PluginRestarts != nil && *v.PluginRestarts != 0 {
+			t.Errorf("%s: plugin restarts %v", name, v.PluginRestarts)
+		}
+	}
+	if n := strings.Count(md, "What the host counted itself"); n != 2 {
+		t.Errorf("report.md has %d host tables, want one per scenario", n)
+	}
+	if !strings.Contains(md, "| contender | an outside server: no /metrics |") {
+		t.Error("report.md does not say the contender serves no metrics")
+	}
 }
