@@ -122,7 +122,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 type cliFlags struct {
 	set map[string]bool // the flags given on the command line
 
-	url, protocol, json                         string
+	url, protocol, json, metrics                string
 	pipeline                                    int
 	timing                                      bool
 	duration, rampUp, replyTimeout, dialTimeout time.Duration
@@ -165,6 +165,7 @@ func newFlagSet(stderr io.Writer) (*flag.FlagSet, *cliFlags, *config.Flags) {
 	fset.Var(f.n, "n", "task argument in JSON requests, `kind=value`, repeatable (e.g. --n cpu=100000)")
 	fset.DurationVar(&f.replyTimeout, "reply-timeout", 0, "wait this long for a reply before counting it missing (default [server] timeout_sec + 5s)")
 	fset.DurationVar(&f.dialTimeout, "dial-timeout", DefaultDialTimeout, "bound on each connection's dial and upgrade")
+	fset.StringVar(&f.metrics, "metrics", "", "the host's Prometheus `URL` (http://HOST:PORT/metrics), read before and after the run: the summary adds what the host counted")
 	fset.StringVar(&f.json, "json", "", "write the summary as JSON to this `file` (- for stdout; the report then goes to stderr)")
 	fset.BoolVar(&f.verbose, "verbose", false, "print a line per client as it finishes (\"client 7 took 1.234 s\")")
 	fset.BoolVar(&f.quiet, "quiet", false, "no progress bar")
@@ -208,6 +209,7 @@ func (f *cliFlags) options(cfg *config.Config) Options {
 	opt.Rate = f.rate
 	opt.RampUp = f.rampUp
 	opt.DialTimeout = f.dialTimeout
+	opt.MetricsURL = f.metrics
 	if len(f.n) > 0 {
 		opt.N = f.n
 	}

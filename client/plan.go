@@ -96,6 +96,11 @@ func newPlan(opt Options) (*plan, error) {
 	if err := checkURL(o.URL); err != nil {
 		return nil, err
 	}
+	if o.MetricsURL != "" {
+		if err := checkMetricsURL(o.MetricsURL); err != nil {
+			return nil, err
+		}
+	}
 	if o.TLSCA != "" {
 		var err error
 		if p.tls, err = TLSConfig(o.TLSCA); err != nil {

@@ -130,6 +130,8 @@ func TestPlanRejects(t *testing.T) {
 		"fib too big":      {func(o *Options) { o.FibN = maxFibN + 1 }, "fibonacci_limit"},
 		"negative timeout": {func(o *Options) { o.ReplyTimeout = -1 }, "--reply-timeout"},
 		"sleep overflow":   {func(o *Options) { o.Protocol, o.Tasks = "json", []string{"9223372036854775807"} }, "too long"},
+		"ws metrics":       {func(o *Options) { o.MetricsURL = "ws://127.0.0.1:1/metrics" }, "--metrics"},
+		"no metrics host":  {func(o *Options) { o.MetricsURL = "http:///metrics" }, "--metrics"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := baseOptions()

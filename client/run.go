@@ -165,6 +165,19 @@ func (r *run) verbosef(format string, args ...any) {
 }
 
 func (r *run) exec(ctx context.Context) *Summary {
+	var (
+		scraper   *metricsScraper
+		before    families
+		beforeErr error
+	)
+	if r.p.opt.MetricsURL != "" {
+		scraper = newMetricsScraper(r.p)
+		before, beforeErr = scraper.scrape(ctx)
+	}
+	ended := func() {}
+	if r.p.opt.OnLoad != nil {
+		ended = r.p.opt.OnLoad()
+	}
 	r.base = time.Now()
 	r.mono = taskproto.MonotonicAt(r.base)
 	stopProgress := r.startProgress()
@@ -175,7 +188,12 @@ func (r *run) exec(ctx context.Context) *Summary {
 	wg.Wait()
 	wall := time.Since(r.base)
 	stopProgress()
-	return r.summary(wall)
+	ended()
+	s := r.summary(wall)
+	if scraper != nil {
+		s.Host = scraper.view(ctx, before, beforeErr)
+	}
+	return s
 }
 
 // startProgress shows a progress bar on Options.Progress when it is a

@@ -179,6 +179,9 @@ func (s *Summary) WriteReport(w io.Writer) {
 			p("%-14s %9s %9s %9s   %9s %9s %9s\n", k, fmtMS(q.P50), fmtMS(q.P99), fmtMS(q.Max), fmtMS(r.P50), fmtMS(r.P99), fmtMS(r.Max))
 		}
 	}
+	if s.Host != nil {
+		s.Host.writeReport(p, s.Replies)
+	}
 	for _, k := range kindOrder(s.Timing) {
 		p("\ntimeline of %s, µs (median of %d timed requests)\n", k, s.Timing[k][0].Count)
 		for _, sp := range s.Timing[k] {
@@ -207,3 +210,47 @@ func (s *Summary) WriteReport(w io.Writer) {
 	}
 	io.WriteString(w, b.String())
 }
+
+// writeReport writes the host's account of the run; replies is what the
+// client counted, beside it.
+func (v *HostView) writeReport(p func(format string, args ...any), replies int64) {
+	if v.Error != "" {
+		p("\nhost /metrics  could not be read: %s\n", v.Error)
+		return
+	}
+	strategy := ""
+	if v.Strategy != "" {
+		strategy = " (strategy " + v.Strategy + ")"
+	}
+	p("\nhost /metrics  %s: what the host counted during the run%s\n", v.URL, strategy)
+	answers := fmt.Sprintf("ok %d", v.Outcomes[outcomeOK])
+	if others := maps.Clone(v.Outcomes); len(others) > 0 {
+		delete(others, outcomeOK)
+		if len(others) > 0 {
+			answers += ", " + errorList(others)
+		}
+	}
+	p("  answered     %d (the client counted %d replies): %s\n", v.TasksTotal, replies, answers)
+	restarts := func(n *int64) string {
+		if n == nil {
+			return dashText
+		}
+		return fmt.Sprint(*n)
+	}
+	p("  restarts     plugin %s, workers %s\n", restarts(v.PluginRestarts), restarts(v.WorkerRestarts))
+	p("  connections  %d opened; refused: %s; closed: %s\n", v.ConnectionsOpened, errorList(v.Refused), errorList(v.Closed))
+	for _, n := range v.Notes {
+		p("  note: %s\n", n)
+	}
+	if len(v.Run) == 0 && len(v.Queue) == 0 {
+		return
+	}
+	p("\n%-14s %9s %9s %9s %9s   %9s %9s %9s\n", "/metrics ms", "count", "queue p50", "p90", "p99", "run p50", "p90", "p99")
+	for _, k := range kindOrder(v.Run) {
+		q, r := v.Queue[k], v.Run[k]
+		p("%-14s %9d %9s %9s %9s   %9s %9s %9s\n", k, r.Count, fmtMS(q.P50), fmtMS(q.P90), fmtMS(q.P99), fmtMS(r.P50), fmtMS(r.P90), fmtMS(r.P99))
+	}
+}
+
+// dashText stands for a figure the host does not report.
+const dashText = "–"

@@ -174,6 +174,7 @@ func TestMainUsageErrors(t *testing.T) {
 		"json path":          {[]string{"--config", good, "--json", filepath.Join(dir, "no", "such", "dir.json")}, "--json"},
 		"bad url":            {[]string{"--config", good, "--url", "http://x/"}, "scheme"},
 		"bad reply timeout":  {[]string{"--config", good, "--reply-timeout", "0s"}, "--reply-timeout"},
+		"bad metrics url":    {[]string{"--config", good, "--metrics", "127.0.0.1:1/metrics"}, "--metrics"},
 		"sleep word plainly": {[]string{"--config", good, "--tasks", "sleep"}, "needs --protocol json"},
 	} {
 		t.Run(name, func(t *testing.T) {

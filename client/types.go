@@ -48,7 +48,17 @@ type Options struct {
 	DialTimeout time.Duration
 	// Timing makes every JSON request ask for its timeline, which the
 	// summary sums up (Summary.Timing).
-	Timing   bool
+	Timing bool
+	// MetricsURL is the host's Prometheus /metrics (http://HOST:PORT/metrics),
+	// scraped before and after the run for the host's own account of it
+	// (Summary.Host), with Token as its bearer token. A scrape that fails
+	// does not fail the run: Summary.Host says why.
+	MetricsURL string
+	// OnLoad, when set, is called right before the first connection is
+	// dialled, after the first scrape; the function it returns is called
+	// right after the last connection ended, before the second. A caller
+	// that meters the host (the lab) leaves the scrapes' work out so.
+	OnLoad   func() (ended func())
 	Progress io.Writer // a progress bar goes here when it is a terminal
 	Verbose  io.Writer // per-client lines ("client 3 took 1.2 s") when set
 }
@@ -120,6 +130,9 @@ type Summary struct {
 	WrongSamples []string `json:"wrong_samples,omitempty"`
 	// FailureSamples shows a few connection failures and reply timeouts.
 	FailureSamples []string `json:"failure_samples,omitempty"`
+	// Host is the host's own account of the run, from its /metrics
+	// (Options.MetricsURL); nil when it was not asked for.
+	Host *HostView `json:"host,omitempty"`
 }
 
 // Exit codes of the client command, for scripts (documented in the README).

@@ -79,6 +79,72 @@ func (res *Result) summarise() {
 	res.CPUPerTask, res.PeakRSSMB = stats.Estimated(cpu), stats.Estimated(rss)
 	res.MeanUS, res.QueueUS, res.RunUS = stats.Estimated(mean), stats.Estimated(queue), stats.Estimated(run)
 	res.Spans = medianSpans(res.Trials)
+	res.Host = hostResult(res.Trials)
+}
+
+// hostResult sums up the hosts' own accounts of the trials; nil when no
+// trial asked for one.
+func hostResult(trials []Trial) *HostResult {
+	var (
+		h                             HostResult
+		asked                         bool
+		tasks, qp50, qp99, rp50, rp99 []float64
+	)
+	add := func(to *map[string]int64, from map[string]int64) {
+		for k, n := range from {
+			if *to == nil {
+				*to = map[string]int64{}
+			}
+			(*to)[k] += n
+		}
+	}
+	addRestarts := func(to **int64, n *int64) {
+		if n == nil {
+			return
+		}
+		if *to == nil {
+			*to = new(int64)
+		}
+		**to += *n
+	}
+	for _, t := range trials {
+		if t.Summary == nil || t.Summary.Host == nil {
+			continue
+		}
+		asked = true
+		v := t.Summary.Host
+		if v.Error != "" {
+			if h.Unread == "" {
+				h.Unread = fmt.Sprintf("round %d: %s", t.Round, v.Error)
+			}
+			continue
+		}
+		h.Rounds++
+		tasks = append(tasks, float64(v.TasksTotal))
+		h.Unmatched += v.TasksTotal - t.Summary.Replies
+		for code, n := range v.Outcomes {
+			if code != "ok" {
+				add(&h.NotOK, map[string]int64{code: n})
+			}
+		}
+		if q := v.Queue["all"]; q.Count > 0 {
+			qp50, qp99 = append(qp50, q.P50), append(qp99, q.P99)
+		}
+		if r := v.Run["all"]; r.Count > 0 {
+			rp50, rp99 = append(rp50, r.P50), append(rp99, r.P99)
+		}
+		addRestarts(&h.PluginRestarts, v.PluginRestarts)
+		addRestarts(&h.WorkerRestarts, v.WorkerRestarts)
+		add(&h.Refused, v.Refused)
+		add(&h.Closed, v.Closed)
+	}
+	if !asked {
+		return nil
+	}
+	h.Tasks = stats.Estimated(tasks)
+	h.QueueP50, h.QueueP99 = stats.Estimated(qp50), stats.Estimated(qp99)
+	h.RunP50, h.RunP99 = stats.Estimated(rp50), stats.Estimated(rp99)
+	return &h
 }
 
 // allKinds is the percentiles over all task kinds (the client's "all"),

@@ -74,11 +74,12 @@ type scenarioPage struct {
 	Scenario
 	ID     string
 	Charts []figure
-	// Extra, Timeline, Main and Kinds are the scenario's tables, in page
-	// order; nil where it has none. TimelineNote says what the timeline
-	// table's columns cover.
-	Extra, Timeline, Main, Kinds *table
-	TimelineNote                 string
+	// Extra, Timeline, Main, Kinds and Host are the scenario's tables, in
+	// page order; nil where it has none. TimelineNote says what the
+	// timeline table's columns cover, HostTitle and HostNote introduce and
+	// explain the host's own counts.
+	Extra, Timeline, Main, Kinds, Host *table
+	TimelineNote, HostTitle, HostNote  string
 }
 
 // figure is one chart: data-chart="ID" on its <figure class="chart">.
@@ -113,6 +114,10 @@ func (r *Report) HTML() ([]byte, error) {
 			Extra:    r.extraTable(sc.Name),
 			Main:     r.mainTable(sc.Name),
 			Kinds:    r.kinds(sc.Name),
+			Host:     r.hostTable(sc.Name),
+		}
+		if sp.Host != nil {
+			sp.HostTitle, sp.HostNote = hostTableTitle, r.hostNote(sc.Name)
 		}
 		if sc.Name == scenarioRTT {
 			var cols []spanColumn

@@ -50,6 +50,11 @@ func (r *Report) Markdown() string {
 			b.WriteString("\nLatency per task kind, p50 / p99 ms (medians over the rounds):\n\n")
 			mdTable(&b, kt)
 		}
+		if ht := r.hostTable(sc.Name); ht != nil {
+			fmt.Fprintf(&b, "\n%s:\n\n", hostTableTitle)
+			mdTable(&b, ht)
+			fmt.Fprintf(&b, "\n%s\n", r.hostNote(sc.Name))
+		}
 	}
 	if fs := r.failures(); len(fs) > 0 {
 		b.WriteString("\n## Failures\n\n")

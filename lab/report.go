@@ -105,6 +105,39 @@ type Result struct {
 	// Spans are, in the rtt scenario, where a noop's round trip went: the
 	// median time between each stage of its timeline and the next.
 	Spans []Span `json:"spans,omitempty"`
+	// Host is the hosts' own account of the rounds, from their /metrics;
+	// nil when no round read it (a contender serves none).
+	Host *HostResult `json:"host,omitempty"`
+}
+
+// HostResult is what the hosts counted themselves over a strategy's
+// rounds under a scenario, from their /metrics read before and after each
+// run (client.HostView, in each Trial's summary).
+type HostResult struct {
+	// Rounds counts the rounds whose host's metrics were read; Unread says
+	// why another's were not (the first reason).
+	Rounds int    `json:"rounds"`
+	Unread string `json:"unread,omitempty"`
+	// Tasks is the requests a host answered per round.
+	Tasks stats.Estimate `json:"tasks"`
+	// Unmatched adds up, over the rounds, a host's count minus the replies
+	// the client counted: 0 when the two sides agree.
+	Unmatched int64 `json:"unmatched"`
+	// NotOK adds up the answers other than a result, by error code.
+	NotOK map[string]int64 `json:"not_ok,omitempty"`
+	// The hosts' queue and run time p50 and p99 over all kinds, in ms,
+	// interpolated within their histograms' buckets.
+	QueueP50 stats.Estimate `json:"queue_p50_ms"`
+	QueueP99 stats.Estimate `json:"queue_p99_ms"`
+	RunP50   stats.Estimate `json:"run_p50_ms"`
+	RunP99   stats.Estimate `json:"run_p99_ms"`
+	// PluginRestarts and WorkerRestarts add up over the rounds; nil when
+	// the strategy reports none (inproc has no plugin, pool no workers).
+	PluginRestarts *int64 `json:"plugin_restarts,omitempty"`
+	WorkerRestarts *int64 `json:"worker_restarts,omitempty"`
+	// Refused (503) and Closed connections, by reason, over the rounds.
+	Refused map[string]int64 `json:"connections_refused,omitempty"`
+	Closed  map[string]int64 `json:"connections_closed,omitempty"`
 }
 
 // Versus compares a strategy's figures with another's.

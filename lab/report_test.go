@@ -103,6 +103,18 @@ func sampleReport() *Report {
 	add("pool", "rtt", func(n int) Trial {
 		return timed(trial(n, 6000, 0.102, 0.3, nil, true), hopStages, 25, 3, 0.2, 20, 6, 0.1, 0.4, 21, 2, 27)
 	})
+	// Under cpu the hosts' /metrics were read: semaphore's not in round 3,
+	// and its host answered two more (overloaded) than its client counted
+	// in round 5; pool's plugin restarted in round 2.
+	for i := range r.Results {
+		if res := &r.Results[i]; res.Scenario == "cpu" {
+			for j := range res.Trials {
+				if t := &res.Trials[j]; t.Summary != nil {
+					t.Summary.Host = sampleHostView(res.Strategy, t.Round, t.Summary)
+				}
+			}
+		}
+	}
 	for _, st := range r.Strategies {
 		c := Capacity{Strategy: st}
 		for i, rate := range []float64{100, 200, 400} {
@@ -120,6 +132,34 @@ func sampleReport() *Report {
 	}
 	r.aggregate()
 	return r
+}
+
+// sampleHostView is the host's own account of a sample trial.
+func sampleHostView(strategy string, round int, s *client.Summary) *client.HostView {
+	url := "http://127.0.0.1:8765/metrics"
+	if strategy == "semaphore" && round == 3 {
+		return &client.HostView{URL: url, Error: "after the run: GET " + url + ": context deadline exceeded"}
+	}
+	v := &client.HostView{
+		URL: url, Strategy: strategy, TasksTotal: s.Replies,
+		Tasks: map[string]map[string]int64{"cpu": {"ok": s.OK}}, Outcomes: map[string]int64{"ok": s.OK},
+		Queue:             map[string]client.HostTimes{"all": {Count: s.OK, Mean: 0.4, P50: 0.25, P90: 1, P99: 2}},
+		Run:               map[string]client.HostTimes{"all": {Count: s.OK, Mean: 5.5, P50: 5, P90: 8, P99: 10}},
+		ConnectionsOpened: 4, Refused: map[string]int64{}, Closed: map[string]int64{"client": 4},
+	}
+	if strategy != "inproc" {
+		restarts := int64(0)
+		if strategy == "pool" && round == 2 {
+			restarts = 1
+		}
+		v.PluginRestarts = &restarts
+	}
+	if strategy == "semaphore" && round == 5 {
+		v.TasksTotal += 2
+		v.Outcomes["overloaded"] = 2
+		v.Tasks["cpu"]["overloaded"] = 2
+	}
+	return v
 }
 
 func writeSample(t *testing.T) (string, *Report) {
@@ -178,6 +218,17 @@ func TestWriteReportsJSON(t *testing.T) {
 	}
 	if iso := got.result("pool", "rtt").IsolationUS; iso == nil || iso.Median < 30 || iso.Median > 40 {
 		t.Errorf("pool's isolation cost %+v, want about 36 µs", iso)
+	}
+	if h := got.result("pool", "cpu").Host; h == nil || h.Rounds != 5 || h.PluginRestarts == nil || *h.PluginRestarts != 1 ||
+		h.WorkerRestarts != nil || h.Closed["client"] != 20 || h.Unmatched != 0 || h.RunP99.Median != 10 {
+		t.Errorf("pool's host view under cpu: %+v", h)
+	}
+	if h := got.result("semaphore", "cpu").Host; h == nil || h.Rounds != 5 || h.Unmatched != 2 || h.NotOK["overloaded"] != 2 ||
+		!strings.HasPrefix(h.Unread, "round 3: after the run: GET http://127.0.0.1:8765/metrics") {
+		t.Errorf("semaphore's host view under cpu: %+v", h)
+	}
+	if h := got.result("inproc", "mixed").Host; h != nil {
+		t.Errorf("a host view where none was read: %+v", h)
 	}
 	for _, c := range got.Capacity {
 		want := 200.0
@@ -252,6 +303,27 @@ func TestWriteReportsMarkdown(t *testing.T) {
 	if !strings.Contains(md, "Latency per task kind") {
 		t.Error("report.md lacks the per-kind table of mixed")
 	}
+	// The hosts' own counts: under cpu alone, where they were read.
+	if n := strings.Count(md, hostTableTitle); n != 1 || strings.Index(md, hostTableTitle) < strings.Index(md, "## cpu") ||
+		strings.Index(md, hostTableTitle) > strings.Index(md, "## rtt") {
+		t.Errorf("the host's table appears %d times, or not under cpu", n)
+	}
+	if got, want := row("| strategy | host tasks"), "| strategy | host tasks | host − client | not ok | queue p50 / p99 ms | run p50 / p99 ms | plugin restarts | worker restarts | refused | closed |"; got != want {
+		t.Errorf("host table header:\n got %s\nwant %s", got, want)
+	}
+	for prefix, want := range map[string]string{
+		"| inproc | 612 ":       "| inproc | 612 | 0 | 0 | 0.25 / 2 | 5 / 10 | – | – | 0 | client 24 |",
+		"| semaphore | 598 ":    "| semaphore | 598 ±∞ (5 of 6 rounds) | 2 | overloaded 2 | 0.25 / 2 | 5 / 10 | 0 | – | 0 | client 20 |",
+		"| pool | 605 ±∞ | 0 |": "| pool | 605 ±∞ | 0 | 0 | 0.25 / 2 | 5 / 10 | 1 | – | 0 | client 20 |",
+	} {
+		if got := row(prefix); got != want {
+			t.Errorf("host row:\n got %s\nwant %s", got, want)
+		}
+	}
+	if !strings.Contains(md, "interpolated within their buckets as Prometheus's histogram_quantile does") ||
+		!strings.Contains(md, "Not read: semaphore, round 3: after the run: GET http://127.0.0.1:8765/metrics: context deadline exceeded.") {
+		t.Error("report.md does not explain the host's table, or not why a round's metrics were not read")
+	}
 }
 
 var (
@@ -298,7 +370,8 @@ func TestWriteReportsHTML(t *testing.T) {
 	if !strings.Contains(page, `<figure class="chart wide" data-chart="waterfall">`) {
 		t.Error("the waterfall is not a wide figure")
 	}
-	for _, s := range []string{"Where a noop’s round trip goes, µs (medians over the rounds)", "host→plugin ⇄ µs", "The stages each column covers"} {
+	for _, s := range []string{"Where a noop’s round trip goes, µs (medians over the rounds)", "host→plugin ⇄ µs", "The stages each column covers",
+		"<h3>" + hostTableTitle + "</h3>", "<th>host − client</th>", "<td>598 ±∞ (5 of 6 rounds)</td>", "histogram_quantile"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("report.html lacks %q", s)
 		}
@@ -408,5 +481,36 @@ func TestCapacityAboveTheLadder(t *testing.T) {
 	v := r.capacityVerdict()
 	if !strings.Contains(v, "fast ≥ 200 tasks/s, slow 100 tasks/s") || !strings.Contains(v, "200/s is the highest rate offered, so fast may carry more") {
 		t.Errorf("verdict: %s", v)
+	}
+}
+
+// A strategy whose hosts' metrics were never read says why; a contender
+// serves none, and says so.
+func TestHostTableUnread(t *testing.T) {
+	r := sampleReport()
+	r.Contenders = []Contender{{Name: "pool", Command: "pool-server --port {port}"}}
+	for _, st := range []string{"semaphore", "pool"} {
+		res := r.result(st, "cpu")
+		for i := range res.Trials {
+			if s := res.Trials[i].Summary; s != nil {
+				s.Host = nil
+				if st == "semaphore" {
+					s.Host = &client.HostView{URL: "http://127.0.0.1:1/metrics", Error: "before the run: GET http://127.0.0.1:1/metrics: 401 Unauthorized"}
+				}
+			}
+		}
+	}
+	r.aggregate()
+	md := r.Markdown()
+	for _, want := range []string{
+		"| semaphore | not read: round 1: before the run: GET http://127.0.0.1:1/metrics: 401 Unauthorized |",
+		"| pool | an outside server: no /metrics |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if _, err := WriteReports(t.TempDir(), r); err != nil {
+		t.Fatal(err)
 	}
 }

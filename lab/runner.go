@@ -257,6 +257,10 @@ func (l *labRun) session(ctx context.Context, strategy string, round int) {
 	}
 	defer h.Stop(hostStopGrace)
 	l.warmUp(ctx, h)
+	metricsURL := "" // a contender serves no metrics
+	if !l.isContender(strategy) {
+		metricsURL = h.MetricsURL()
+	}
 
 	var said []string
 	var trials []*Trial
@@ -267,7 +271,9 @@ func (l *labRun) session(ctx context.Context, strategy string, round int) {
 			continue
 		}
 		res := l.report.result(strategy, sc.Name)
-		res.Trials = append(res.Trials, measure(ctx, h, sc.Client, round))
+		copt := sc.Client
+		copt.MetricsURL = metricsURL
+		res.Trials = append(res.Trials, measure(ctx, h, copt, round))
 		t := &res.Trials[len(res.Trials)-1]
 		trials = append(trials, t)
 		said = append(said, sc.Name+" "+trialFigure(sc.Name, t))
@@ -303,9 +309,7 @@ func trialFigure(scenario string, t *Trial) string {
 	return s
 }
 
-func (l *labRun) isContender(name string) bool {
-	return slices.ContainsFunc(l.report.Contenders, func(c Contender) bool { return c.Name == name })
-}
+func (l *labRun) isContender(name string) bool { return l.report.isContender(name) }
 
 // warmUp runs [client] tasks in plain text (which every contender speaks)
 // for [lab] warmup_ms and forgets the figures: the first requests a fresh
@@ -353,12 +357,22 @@ func (l *labRun) capacityRamp(ctx context.Context, h *hostproc.Host, sc Scenario
 	return sustained
 }
 
-// measure applies one load to the host while metering its process tree.
+// measure applies one load to the host while metering its process tree:
+// from the first connection to the end of the last, so that the host's
+// work for the client's scrapes of its metrics, before and after, is left
+// out.
 func measure(ctx context.Context, h *hostproc.Host, copt client.Options, round int) Trial {
 	meter := newTreeMeter(h.PID(), 50*time.Millisecond)
-	meter.Start()
+	var (
+		cpu   float64
+		rss   int64
+		procs int
+	)
+	copt.OnLoad = func() func() {
+		meter.Start()
+		return func() { cpu, rss, procs = meter.Stop() }
+	}
 	t := runLoad(ctx, h, copt, round)
-	cpu, rss, procs := meter.Stop()
 	if t.Summary != nil {
 		t.CPUSeconds, t.PeakRSSMB, t.Processes = cpu, float64(rss)/(1<<20), procs
 	}

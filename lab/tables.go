@@ -425,3 +425,98 @@ func (r *Report) columnsNote() string {
 		"peak RSS and processes add up the host, its plugin and every worker process; queue µs and run µs are " +
 		"the mean time a task waited inside the host and ran (JSON loads only)."
 }
+
+// hostTable is what each strategy's hosts counted themselves under the
+// scenario, from their /metrics; nil when no host's metrics were asked
+// for.
+func (r *Report) hostTable(scenario string) *table {
+	names, results := r.scenarioResults(scenario)
+	if !slices.ContainsFunc(results, func(res *Result) bool { return res != nil && res.Host != nil }) {
+		return nil
+	}
+	t := &table{Header: []string{"strategy", "host tasks", "host − client", "not ok", "queue p50 / p99 ms",
+		"run p50 / p99 ms", "plugin restarts", "worker restarts", "refused", "closed"}}
+	pair := func(a, b stats.Estimate) string {
+		if a.N() == 0 {
+			return dash
+		}
+		return num(a.Median) + " / " + num(b.Median)
+	}
+	restarts := func(n *int64) string {
+		if n == nil {
+			return dash
+		}
+		return strconv.FormatInt(*n, 10)
+	}
+	for i, res := range results {
+		row := tableRow{Strategy: names[i]}
+		switch {
+		case res == nil || !measured(res):
+			row.Note = dash
+		case res.Host == nil && r.isContender(names[i]):
+			row.Note = "an outside server: no /metrics"
+		case res.Host == nil:
+			row.Note = dash
+		case res.Host.Rounds == 0:
+			row.Note = "not read: " + firstLine(res.Host.Unread, 120)
+		default:
+			h := res.Host
+			tasks := estimate(h.Tasks)
+			if n := len(trialsOf(res)); h.Rounds < n {
+				tasks += fmt.Sprintf(" (%d of %d rounds)", h.Rounds, n)
+			}
+			row.Cells = []string{tasks, strconv.FormatInt(h.Unmatched, 10), counts(h.NotOK),
+				pair(h.QueueP50, h.QueueP99), pair(h.RunP50, h.RunP99),
+				restarts(h.PluginRestarts), restarts(h.WorkerRestarts), counts(h.Refused), counts(h.Closed)}
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
+}
+
+// counts is "client 400, idle_timeout 2" in the order of the keys, "0"
+// for none.
+func counts(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if m[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// isContender says whether the strategy is an outside server.
+func (r *Report) isContender(name string) bool {
+	return slices.ContainsFunc(r.Contenders, func(c Contender) bool { return c.Name == name })
+}
+
+// hostTableTitle introduces hostTable.
+const hostTableTitle = "What the host counted itself, from its /metrics before and after each run"
+
+// hostNote explains hostTable's columns and says which rounds' metrics
+// could not be read, and why.
+func (r *Report) hostNote(scenario string) string {
+	names, results := r.scenarioResults(scenario)
+	var unread []string
+	for i, res := range results {
+		if res != nil && res.Host != nil && res.Host.Unread != "" && res.Host.Rounds > 0 {
+			unread = append(unread, names[i]+", "+firstLine(res.Host.Unread, 160))
+		}
+	}
+	note := hostColumnsNote
+	if len(unread) > 0 {
+		note += " Not read: " + strings.Join(unread, "; ") + "."
+	}
+	return note
+}
+
+// hostColumnsNote explains hostTable's columns.
+const hostColumnsNote = "host tasks is the median of the requests the host answered per round; host − client adds up, over the rounds, " +
+	"its count minus the replies the client counted (0: the two agree); not ok adds up its answers other than a result, " +
+	"by code; queue and run are the medians of its histograms' p50 and p99 over all kinds, interpolated within their " +
+	"buckets as Prometheus's histogram_quantile does (so no finer than 50 µs); restarts and connections refused (503) " +
+	"and closed, by reason, add up over the rounds."

@@ -210,6 +210,10 @@ func (h *Host) setURL(u string, tlsConfig *tls.Config) error {
 	return nil
 }
 
+// MetricsURL is where the host serves its Prometheus metrics: its
+// /metrics, on the address it announced (an outside server serves none).
+func (h *Host) MetricsURL() string { return h.base + "/metrics" }
+
 // PID is the host process's ID.
 func (h *Host) PID() int { return h.cmd.Process.Pid }
 
