@@ -41,14 +41,14 @@ func newHostRegistry(t *testing.T, strategy string) *hostRegistry {
 
 // ran observes n tasks of kind that queued q and ran r seconds.
 func (h *hostRegistry) ran(kind string, n int, q, r float64) {
-	for range n {
-		h.metrics.Answered(kind, "", taskproto.Result{Queue: seconds(q), Run: seconds(r)}, true)
+	for i := range n {
+		h.metrics.Answered(uint64(i), kind, "", taskproto.Result{Queue: seconds(q), Run: seconds(r)}, true)
 	}
 }
 
 func (h *hostRegistry) failed(kind string, n int, code taskproto.Code) {
-	for range n {
-		h.metrics.Answered(kind, code, taskproto.Result{}, false)
+	for i := range n {
+		h.metrics.Answered(uint64(i), kind, code, taskproto.Result{}, false)
 	}
 }
 
