@@ -188,9 +188,12 @@ func TestDescribeAndDeclaredKeys(t *testing.T) {
 		t.Fatalf("Describe = %+v, %v; want %+v", d, err, want)
 	}
 	_, err = c.Configure(ctx, taskproto.Config{Settings: map[string]string{"pool.workers": "65"}})
-	if s := status.Convert(errors.Unwrap(err)); s.Code() != codes.InvalidArgument ||
-		s.Message() != "[pool] workers: must be a whole number between 0 and 64, got 65" {
-		t.Fatalf("Configure with a bad value: %v, want InvalidArgument naming [pool] workers", err)
+	// A value the strategy refuses comes back as the key's error, which
+	// the host reports as a configuration error.
+	var ke *taskproto.KeyError
+	if !errors.As(err, &ke) || ke.Key.Section != "pool" || ke.Key.Name != "workers" ||
+		ke.Problem != "must be a whole number between 0 and 64, got 65" {
+		t.Fatalf("Configure with a bad value: %v, want the KeyError of [pool] workers", err)
 	}
 	if _, err := c.Configure(ctx, taskproto.Config{Settings: map[string]string{"pool.pin": "yes", "x.y": "z"}}); err != nil {
 		t.Fatal(err)
