@@ -27,8 +27,9 @@ import (
 )
 
 // The metrics the client reads, as the host names them (internal/telemetry
-// and host/metrics.go). TestHostViewOfRealRegistry reads them from the
-// host's own registry, so a renamed one fails there.
+// and host/metrics.go). TestHostViewOfRealRegistry reads telemetry's from
+// the host's own registry and internal/e2e's TestClientReadsHostMetrics
+// the rest from a real host, so a renamed one fails there.
 const (
 	metricTasks          = "wslab_tasks_total"
 	metricQueue          = "wslab_task_queue_seconds"
@@ -62,6 +63,10 @@ const (
 	settleEvery = 100 * time.Millisecond
 	// maxSettleScrapes bounds them in count as settleWait does in time.
 	maxSettleScrapes = int(settleWait / settleEvery)
+	// maxBaselineScrapes bounds the scrapes before the run that wait for
+	// the closes of an earlier run's connections (the lab's warm-up) to
+	// be counted: 1 s.
+	maxBaselineScrapes = 10
 )
 
 // HostView is the host's own account of a run, from its /metrics: the
@@ -189,6 +194,35 @@ func (m *metricsScraper) scrape(ctx context.Context) (families, error) {
 		return nil, fmt.Errorf("parse %s: %w", m.url, err)
 	}
 	return fams, nil
+}
+
+// baseline is the scrape before the run. While connections are open at
+// the host and their number falls, an earlier run's closes are still
+// being counted, and would count in this one: it scrapes again, up to
+// maxBaselineScrapes times, until none is open or the number holds
+// (another client's connections, which stay).
+func (m *metricsScraper) baseline(ctx context.Context) (families, error) {
+	f, err := m.scrape(ctx)
+	for attempt := 1; err == nil && attempt < maxBaselineScrapes; attempt++ {
+		open := gaugeOf(f, metricOpen)
+		if open == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return f, nil
+		case <-time.After(settleEvery):
+		}
+		next, nerr := m.scrape(ctx)
+		if nerr != nil {
+			return f, nil // the one before stands
+		}
+		f = next
+		if gaugeOf(next, metricOpen) >= open {
+			break
+		}
+	}
+	return f, err
 }
 
 // view scrapes the host after the run and returns its account of the run:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wslab/wslab/host"
@@ -346,4 +347,49 @@ func equalCounts(a, b map[string]int64) bool { return maps.Equal(a, b) }
 
 func equalNested(a, b map[string]map[string]int64) bool {
 	return maps.EqualFunc(a, b, maps.Equal[map[string]int64])
+}
+
+// TestHostViewBesideOtherConnections: connections an earlier client just
+// closed are not counted in the run (the scrape before waits for their
+// closes), and one another client keeps open throughout neither counts
+// nor holds up the scrapes.
+func TestHostViewBesideOtherConnections(t *testing.T) {
+	addr := startInprocHost(t, "")
+	dial := func() *websocket.Conn {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	kept := dial()
+	defer kept.Close()
+	for range 3 { // an earlier run's, closed as the run starts
+		ws := dial()
+		ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		ws.Close()
+	}
+	start := time.Now()
+	s, err := Run(context.Background(), Options{
+		URL: "ws://" + addr + "/ws", MetricsURL: "http://" + addr + "/metrics", Clients: 2,
+		Protocol: "json", Tasks: []string{"noop", "noop"}, ReplyTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	v := s.Host
+	if v == nil || v.Error != "" || len(v.Notes) != 0 {
+		t.Fatalf("host view %+v", v)
+	}
+	var closed int64
+	for _, n := range v.Closed {
+		closed += n
+	}
+	if v.ConnectionsOpened != 2 || closed != 2 || v.Closed["client"] != 2 || v.TasksTotal != 4 {
+		t.Errorf("%d opened, closed %v, %d tasks; want the run's 2 connections and 4 tasks", v.ConnectionsOpened, v.Closed, v.TasksTotal)
+	}
+	if took > settleWait {
+		t.Errorf("the run took %v: a connection that stays open held up the scrapes", took)
+	}
 }

@@ -172,7 +172,7 @@ func (r *run) exec(ctx context.Context) *Summary {
 	)
 	if r.p.opt.MetricsURL != "" {
 		scraper = newMetricsScraper(r.p)
-		before, beforeErr = scraper.scrape(ctx)
+		before, beforeErr = scraper.baseline(ctx)
 	}
 	ended := func() {}
 	if r.p.opt.OnLoad != nil {
