@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/multiproc"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // PluginOptions say which plugin a PluginSupervisor runs and how.
 type PluginOptions struct {
 	// LaunchOptions start each run of the plugin.
-	plugin.LaunchOptions
+	launch.LaunchOptions
 	// Config is what the plugin is told, but for Settings, which come
 	// from Settings once the plugin has declared its keys.
 	Config taskproto.Config
@@ -63,8 +63,8 @@ type waitingTask struct {
 
 // pluginInstance is one run of the plugin process.
 type pluginInstance struct {
-	proc   *plugin.Process
-	remote *plugin.Remote // the data channel: tasks go here, unless to workers
+	proc   *launch.Process
+	remote *launch.Remote // the data channel: tasks go here, unless to workers
 	// workers, for a plugin that hands the host its workers
 	// (StrategyInfo.DirectWorkers), sends tasks straight to them.
 	workers *multiproc.Executor
@@ -100,7 +100,7 @@ func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, err
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
 	opt := s.opt.LaunchOptions
 	opt.DirectWorkers = true
-	proc, err := plugin.Launch(ctx, opt)
+	proc, err := launch.Launch(ctx, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error
 
 // attachWorkers takes the workers the plugin hands over until the workers
 // channel ends (the plugin is killed).
-func (inst *pluginInstance) attachWorkers(ch *plugin.WorkerChannel) {
+func (inst *pluginInstance) attachWorkers(ch *launch.WorkerChannel) {
 	for {
 		m, sock, err := ch.Read()
 		if err != nil {
@@ -139,7 +139,7 @@ func (inst *pluginInstance) attachWorkers(ch *plugin.WorkerChannel) {
 
 // configure checks the configuration's values of the keys the plugin
 // declares and sends it its configuration.
-func (s *PluginSupervisor) configure(ctx context.Context, proc *plugin.Process) (*plugin.Remote, error) {
+func (s *PluginSupervisor) configure(ctx context.Context, proc *launch.Process) (*launch.Remote, error) {
 	desc, err := proc.Describe(ctx)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package plugin
+package wire
 
 import (
 	"errors"
@@ -12,12 +12,12 @@ import (
 // as a KeyError, so that the host reports the key (and exits 2).
 func TestKeyErrorCrossesConfigure(t *testing.T) {
 	key := taskproto.Key{Section: "multiproc", Name: "sandbox"}
-	sent := configureError(fmt.Errorf("build executor: %w", &taskproto.KeyError{Key: key, Problem: "strict needs seccomp"}))
-	ke := keyErrorOf(sent)
+	sent := ConfigureError(fmt.Errorf("build executor: %w", &taskproto.KeyError{Key: key, Problem: "strict needs seccomp"}))
+	ke := KeyErrorOf(sent)
 	if ke == nil || ke.Key.Section != "multiproc" || ke.Key.Name != "sandbox" || ke.Problem != "strict needs seccomp" {
 		t.Fatalf("received %v from %v", ke, sent)
 	}
-	if keyErrorOf(configureError(errors.New("no such file"))) != nil {
+	if KeyErrorOf(ConfigureError(errors.New("no such file"))) != nil {
 		t.Error("an error that is not a key's came back as one")
 	}
 }

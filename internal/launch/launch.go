@@ -1,4 +1,4 @@
-package plugin
+package launch
 
 import (
 	"context"
@@ -16,8 +16,10 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/supervise"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // StartTimeout bounds a plugin's handshake, and each of Describe and
@@ -66,7 +68,7 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 			return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, err)
 		}
 	}
-	ours, theirs, err := NewChannel("plugin-" + opt.Name)
+	ours, theirs, err := wire.NewChannel("plugin-" + opt.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +80,7 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 	cmd := exec.Command(opt.Path)
 	// The plugin inherits the host's environment, with the host's own
 	// variables last so that they win over any inherited copy.
-	cmd.Env = append(os.Environ(), "WSLAB_LOG_LEVEL="+log.GetLevel().String(), DataFDEnv+"=3")
+	cmd.Env = append(os.Environ(), "WSLAB_LOG_LEVEL="+log.GetLevel().String(), wire.DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs}
 	var workers *WorkerChannel
 	if opt.DirectWorkers {
@@ -98,8 +100,8 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 	}
 	p := &Process{name: opt.Name, cmd: cmd, data: ours, workers: workers}
 	p.client = goplugin.NewClient(&goplugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: VersionedPlugins,
+		HandshakeConfig:  plugin.Handshake,
+		VersionedPlugins: versionedPlugins,
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
@@ -131,7 +133,7 @@ func (p *Process) connect() error {
 	if err != nil {
 		return err
 	}
-	raw, err := p.rpc.Dispense(PluginName)
+	raw, err := p.rpc.Dispense(plugin.PluginName)
 	if err != nil {
 		return fmt.Errorf("dispense: %w", err)
 	}
@@ -155,13 +157,13 @@ func explain(err error, opt LaunchOptions) error {
 			have, opt.Checksum, err)
 	case strings.Contains(err.Error(), "incompatible API version"):
 		return fmt.Errorf("refused: it speaks another version of the wslab plugin contract than this host, which speaks version %d "+
-			"(rebuild the plugin against this taskproto/plugin): %w", ProtocolVersion, err)
+			"(rebuild the plugin against this taskproto/plugin): %w", plugin.ProtocolVersion, err)
 	}
 	return err
 }
 
 // Describe asks the plugin for its name and the keys it reads.
-func (p *Process) Describe(ctx context.Context) (Description, error) {
+func (p *Process) Describe(ctx context.Context) (wire.Description, error) {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	return p.control.Describe(ctx)

@@ -1,5 +1,5 @@
 // Package conformance checks a strategy plugin against the host-plugin
-// contract, starting it the way the host does (taskproto/plugin.Launch):
+// contract, starting it the way the host does (taskproto/launch.Launch):
 // the keys it declares, the exact result of every task kind, the bounds,
 // deadlines and cancels it must honour, the concurrency it declares, its
 // statistics, exactly one reply per task even when it is killed, and no
@@ -19,8 +19,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // Options say how the kit runs the plugin.
@@ -34,7 +35,7 @@ type Options struct {
 	// values the host would send.
 	Resolve func([]taskproto.Key) (map[string]string, error)
 	// Checksum and Verify, when set, check the plugin before each start,
-	// as plugin.LaunchOptions says.
+	// as launch.LaunchOptions says.
 	Checksum []byte
 	Verify   func() error
 	// Logger receives the plugin's logs; nil discards them.
@@ -149,18 +150,18 @@ type kit struct {
 	path, name, dir string
 	opt             Options
 
-	proc      *plugin.Process
-	desc      plugin.Description
+	proc      *launch.Process
+	desc      wire.Description
 	cfg       taskproto.Config
 	info      taskproto.StrategyInfo
-	w         *wire
+	w         *dataChannel
 	succeeded int64 // tasks answered with a result so far
 }
 
 // launch starts a fresh plugin process, stopping the one before, if any.
-func (k *kit) launch(ctx context.Context) (*plugin.Process, error) {
+func (k *kit) launch(ctx context.Context) (*launch.Process, error) {
 	k.stop()
-	proc, err := plugin.Launch(ctx, plugin.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
+	proc, err := launch.Launch(ctx, launch.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
 	k.proc = proc
 	return proc, err
 }

@@ -1,4 +1,4 @@
-package plugin
+package launch
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // Remote is the sending end of a data channel: an Executor whose tasks run
@@ -21,7 +22,7 @@ import (
 // is closed.
 type Remote struct {
 	conn net.Conn
-	out  *FrameWriter
+	out  *wire.FrameWriter
 	info taskproto.StrategyInfo
 	// what names the other side in errors: "plugin pool", "worker w2".
 	what string
@@ -52,12 +53,12 @@ type BatchHooks struct {
 }
 
 // NewRemote sends tasks over conn, whose far end serves them with
-// ServeTasks, and starts reading replies. info describes the far end;
+// wire.ServeTasks, and starts reading replies. info describes the far end;
 // batch may be the zero value.
 func NewRemote(conn net.Conn, info taskproto.StrategyInfo, what string, batch BatchHooks) *Remote {
 	r := &Remote{
 		conn:    conn,
-		out:     NewFrameWriter(conn),
+		out:     wire.NewFrameWriter(conn),
 		info:    info,
 		what:    what,
 		batch:   batch,
@@ -80,7 +81,7 @@ func (r *Remote) Submit(ctx context.Context, t taskproto.Task, done taskproto.Do
 	r.seq++
 	seq := r.seq
 	taskproto.Stamp(ctx, taskproto.StageHostSent)
-	flush, err := r.out.Append(TaskRequest(TaskMessage(ctx, seq, t)))
+	flush, err := r.out.Append(wire.TaskRequest(wire.TaskMessage(ctx, seq, t)))
 	if err != nil {
 		r.mu.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeExecutorFailed, "send task to %s: %v", r.what, err))
@@ -105,7 +106,7 @@ func (r *Remote) abandon(seq uint64) {
 		return
 	}
 	delete(r.pending, seq)
-	flush, _ := r.out.Append(CancelRequest(seq))
+	flush, _ := r.out.Append(wire.CancelRequest(seq))
 	r.mu.Unlock()
 	if flush {
 		r.out.Flush()
@@ -114,7 +115,7 @@ func (r *Remote) abandon(seq uint64) {
 }
 
 func (r *Remote) receive() {
-	in := NewFrameReader(r.conn)
+	in := wire.NewFrameReader(r.conn)
 	var err error
 	held, inBatch := false, false
 	for {
@@ -171,8 +172,8 @@ func (r *Remote) deliver(resp *pb.ExecuteResponse) {
 	}
 	c.stop()
 	taskproto.Stamp(c.ctx, taskproto.StageHostRecv)
-	MergeTiming(c.ctx, resp)
-	c.done(ResultOf(resp))
+	wire.MergeTiming(c.ctx, resp)
+	c.done(wire.ResultOf(resp))
 }
 
 // Call calls hook, one of h's, unless it is nil.

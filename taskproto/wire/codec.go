@@ -1,12 +1,12 @@
-package plugin
+package wire
 
 import (
 	"context"
 	"time"
 
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/tracing"
 )
 
 // The task codec: how a task, its deadline and its outcome cross a process

@@ -7,15 +7,15 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/taskproto/pb"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
-// wire speaks the data channel's frames itself, unlike plugin.Remote, which
+// dataChannel speaks the data channel's frames itself, unlike launch.Remote, which
 // answers a cancelled or overdue task at once on the host's side: the kit
 // checks what the plugin itself sends, and that it sends exactly one reply
 // per task.
-type wire struct {
-	out *plugin.FrameWriter
+type dataChannel struct {
+	out *wire.FrameWriter
 
 	mu      sync.Mutex
 	seq     uint64
@@ -26,9 +26,9 @@ type wire struct {
 	ended   error         // why the channel ended; nil while it is open
 }
 
-func newWire(conn net.Conn) *wire {
-	w := &wire{
-		out:     plugin.NewFrameWriter(conn),
+func newWire(conn net.Conn) *dataChannel {
+	w := &dataChannel{
+		out:     wire.NewFrameWriter(conn),
 		sent:    map[uint64]bool{},
 		replies: map[uint64][]*pb.ExecuteResponse{},
 		arrived: make(chan struct{}),
@@ -39,8 +39,8 @@ func newWire(conn net.Conn) *wire {
 
 // read collects replies until the channel ends; its owner ends it by
 // closing the connection (or the plugin by exiting).
-func (w *wire) read(conn net.Conn) {
-	in := plugin.NewFrameReader(conn)
+func (w *dataChannel) read(conn net.Conn) {
+	in := wire.NewFrameReader(conn)
 	for {
 		resp := &pb.ExecuteResponse{}
 		err := in.Read(resp)
@@ -67,7 +67,7 @@ func (w *wire) read(conn net.Conn) {
 }
 
 // send writes a task; timeout 0 gives it no deadline.
-func (w *wire) send(kind string, n int64, timeout time.Duration) uint64 {
+func (w *dataChannel) send(kind string, n int64, timeout time.Duration) uint64 {
 	w.mu.Lock()
 	w.seq++
 	seq := w.seq
@@ -79,12 +79,12 @@ func (w *wire) send(kind string, n int64, timeout time.Duration) uint64 {
 	return seq
 }
 
-func (w *wire) cancel(seq uint64) {
+func (w *dataChannel) cancel(seq uint64) {
 	w.out.Write(&pb.ExecuteRequest{Msg: &pb.ExecuteRequest_Cancel{Cancel: &pb.Cancel{Seq: seq}}})
 }
 
 // wait waits up to limit for done, called with w.mu held, to hold.
-func (w *wire) wait(limit time.Duration, done func() bool) bool {
+func (w *dataChannel) wait(limit time.Duration, done func() bool) bool {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
@@ -103,7 +103,7 @@ func (w *wire) wait(limit time.Duration, done func() bool) bool {
 }
 
 // await waits up to limit for task seq's reply.
-func (w *wire) await(seq uint64, limit time.Duration) (*pb.ExecuteResponse, error) {
+func (w *dataChannel) await(seq uint64, limit time.Duration) (*pb.ExecuteResponse, error) {
 	var (
 		reply *pb.ExecuteResponse
 		ended error
@@ -126,7 +126,7 @@ func (w *wire) await(seq uint64, limit time.Duration) (*pb.ExecuteResponse, erro
 }
 
 // awaitAll waits for every task of seqs, each within limit of the call.
-func (w *wire) awaitAll(seqs []uint64, limit time.Duration) ([]*pb.ExecuteResponse, error) {
+func (w *dataChannel) awaitAll(seqs []uint64, limit time.Duration) ([]*pb.ExecuteResponse, error) {
 	end := time.Now().Add(limit)
 	out := make([]*pb.ExecuteResponse, len(seqs))
 	for i, seq := range seqs {
@@ -140,12 +140,12 @@ func (w *wire) awaitAll(seqs []uint64, limit time.Duration) ([]*pb.ExecuteRespon
 }
 
 // awaitEnd waits up to limit for the channel to end, and says whether it did.
-func (w *wire) awaitEnd(limit time.Duration) bool {
+func (w *dataChannel) awaitEnd(limit time.Duration) bool {
 	return w.wait(limit, func() bool { return w.ended != nil })
 }
 
 // problems are the replies that should not have come.
-func (w *wire) problems() []string {
+func (w *dataChannel) problems() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.strays...)

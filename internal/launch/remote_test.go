@@ -1,4 +1,4 @@
-package plugin
+package launch
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 func TestResultRoundTrip(t *testing.T) {
 	var mu sync.Mutex
 	var got []taskproto.Task
-	r, _, _ := pair(t, &fakeExecutor{submit: func(_ context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(_ context.Context, task taskproto.Task, done taskproto.Done) {
 		mu.Lock()
 		got = append(got, task)
 		mu.Unlock()
@@ -29,8 +29,8 @@ func TestResultRoundTrip(t *testing.T) {
 	}})
 	o := await(t, submit(t, r, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 50}), "fib")
 	want := taskproto.Result{Value: "12586269025", Worker: "worker-3", Queue: 1234 * time.Microsecond, Run: 2 * time.Second}
-	if o.err != nil || o.res != want {
-		t.Errorf("outcome %+v, %v; want %+v", o.res, o.err, want)
+	if o.Err != nil || o.Res != want {
+		t.Errorf("outcome %+v, %v; want %+v", o.Res, o.Err, want)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -42,7 +42,7 @@ func TestResultRoundTrip(t *testing.T) {
 // Error codes cross the channel; an error that is not an *Error becomes
 // internal, and a context's deadline becomes timeout.
 func TestErrorsRoundTrip(t *testing.T) {
-	r, _, _ := pair(t, &fakeExecutor{submit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
 		switch task.N {
 		case 1:
 			done(taskproto.Result{Worker: "w1"}, taskproto.Errorf(taskproto.CodeOutOfRange, "n=%d is above the limit %d", 100, 90))
@@ -75,7 +75,7 @@ func TestErrorsRoundTrip(t *testing.T) {
 			ctx = withShortDeadline(ctx, 50*time.Millisecond)
 		}
 		o := await(t, submit(t, r, ctx, taskproto.Task{Kind: taskproto.KindCPU, N: c.n}), fmt.Sprint("task ", c.n))
-		if te := wantCode(t, o.err, c.code); te.Message != c.msg {
+		if te := wantCode(t, o.Err, c.code); te.Message != c.msg {
 			t.Errorf("task %d: message %q, want %q", c.n, te.Message, c.msg)
 		}
 	}
@@ -103,7 +103,7 @@ func TestDeadlinePropagation(t *testing.T) {
 		ok bool
 	}
 	got := make(chan seen, 2)
-	r, _, _ := pair(t, &fakeExecutor{submit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
 		dl, ok := ctx.Deadline()
 		got <- seen{dl, ok}
 		done(taskproto.Result{}, nil)
@@ -125,7 +125,7 @@ func TestDeadlinePropagation(t *testing.T) {
 // Many tasks in flight at once, answered in random order, each reach their
 // own caller exactly once.
 func TestMultiplexing(t *testing.T) {
-	r, _, _ := pair(t, &fakeExecutor{submit: func(_ context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(_ context.Context, task taskproto.Task, done taskproto.Done) {
 		go func() {
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 			done(taskproto.Result{Value: strconv.FormatInt(task.N*task.N, 10)}, nil)
@@ -138,8 +138,8 @@ func TestMultiplexing(t *testing.T) {
 	}
 	for i, ch := range chans {
 		o := await(t, ch, "task")
-		if want := strconv.Itoa(i * i); o.err != nil || o.res.Value != want {
-			t.Fatalf("task %d: %+v, %v; want %s", i, o.res, o.err, want)
+		if want := strconv.Itoa(i * i); o.Err != nil || o.Res.Value != want {
+			t.Fatalf("task %d: %+v, %v; want %s", i, o.Res, o.Err, want)
 		}
 	}
 	if n := r.Outstanding(); n != 0 {
@@ -153,7 +153,7 @@ func TestMultiplexing(t *testing.T) {
 func TestCancel(t *testing.T) {
 	arrived := make(chan context.Context, 1)
 	late := make(chan struct{})
-	r, _, _ := pair(t, &fakeExecutor{submit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
 		if task.Kind == taskproto.KindNoop {
 			done(taskproto.Result{}, nil)
 			return
@@ -173,8 +173,8 @@ func TestCancel(t *testing.T) {
 		t.Fatal("task did not arrive")
 	}
 	cancel()
-	if o := await(t, ch, "cancelled task"); !errors.Is(o.err, context.Canceled) {
-		t.Fatalf("cancelled task: %+v, %v; want context.Canceled", o.res, o.err)
+	if o := await(t, ch, "cancelled task"); !errors.Is(o.Err, context.Canceled) {
+		t.Fatalf("cancelled task: %+v, %v; want context.Canceled", o.Res, o.Err)
 	}
 	select {
 	case <-far.Done():
@@ -197,14 +197,14 @@ func TestChannelBreak(t *testing.T) {
 	}
 	far.Close()
 	for _, ch := range chans {
-		wantCode(t, await(t, ch, "task out when the channel broke").err, taskproto.CodeExecutorFailed)
+		wantCode(t, await(t, ch, "task out when the channel broke").Err, taskproto.CodeExecutorFailed)
 	}
 	select {
 	case <-r.Done():
 	case <-time.After(hangGuard):
 		t.Fatal("Done not closed")
 	}
-	te := wantCode(t, await(t, submit(t, r, context.Background(), taskproto.Task{Kind: taskproto.KindNoop}), "after").err,
+	te := wantCode(t, await(t, submit(t, r, context.Background(), taskproto.Task{Kind: taskproto.KindNoop}), "after").Err,
 		taskproto.CodeExecutorFailed)
 	if te.Message != "plugin fake stopped" {
 		t.Errorf("message %q", te.Message)
@@ -224,15 +224,15 @@ func TestCloseEndsFarTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ch := range []<-chan outcome{a, b} {
-		wantCode(t, await(t, ch, "task out at Close").err, taskproto.CodeExecutorFailed)
+		wantCode(t, await(t, ch, "task out at Close").Err, taskproto.CodeExecutorFailed)
 	}
 	select {
 	case <-sv.done:
 		if sv.err != nil {
-			t.Errorf("ServeTasks: %v", sv.err)
+			t.Errorf("wire.ServeTasks: %v", sv.err)
 		}
 	case <-time.After(hangGuard):
-		t.Fatal("ServeTasks did not return")
+		t.Fatal("wire.ServeTasks did not return")
 	}
 	for i, c := range ctxs {
 		if c.Err() == nil {
@@ -246,7 +246,7 @@ func TestCloseEndsFarTasks(t *testing.T) {
 func TestTaskContextsEnd(t *testing.T) {
 	var mu sync.Mutex
 	var ctxs []context.Context
-	r, _, _ := pair(t, &fakeExecutor{submit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
+	r, _, _ := pair(t, &fakeExecutor{OnSubmit: func(ctx context.Context, task taskproto.Task, done taskproto.Done) {
 		mu.Lock()
 		ctxs = append(ctxs, ctx)
 		mu.Unlock()

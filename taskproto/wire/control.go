@@ -1,62 +1,31 @@
-package plugin
+package wire
 
 import (
-	"context"
-	"fmt"
+	"errors"
 	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 )
 
-// Client is the host's handle on a plugin's control service.
-type Client struct {
-	client pb.ExecutorClient
-}
+// The control service's messages, both ways: the host sends a Config and
+// reads a Description, a StrategyInfo and Stats; a plugin the other way.
 
-// Description is what a plugin says of itself before it is configured.
+// Description is what a plugin says of itself before it is configured
+// (Describe).
 type Description struct {
 	Name        string
 	Description string
 	Keys        []taskproto.Key
 }
 
-// Describe asks the plugin for its name and the configuration keys it reads.
-func (c *Client) Describe(ctx context.Context) (Description, error) {
-	resp, err := c.client.Describe(ctx, &pb.DescribeRequest{})
-	if err != nil {
-		return Description{}, fmt.Errorf("describe plugin: %w", err)
-	}
-	return describeFromPB(resp), nil
-}
-
-// Configure sends the plugin its configuration; the plugin builds its
-// strategy, starts serving the data channel and describes itself.
-func (c *Client) Configure(ctx context.Context, cfg taskproto.Config) (taskproto.StrategyInfo, error) {
-	resp, err := c.client.Configure(ctx, &pb.ConfigureRequest{Config: configToPB(cfg)})
-	if err != nil {
-		if ke := keyErrorOf(err); ke != nil {
-			return taskproto.StrategyInfo{}, ke
-		}
-		return taskproto.StrategyInfo{}, fmt.Errorf("configure plugin: %w", err)
-	}
-	return infoFromPB(resp.GetInfo()), nil
-}
-
-// Stats asks the plugin for its statistics.
-func (c *Client) Stats(ctx context.Context) (taskproto.Stats, error) {
-	resp, err := c.client.Stats(ctx, &pb.StatsRequest{})
-	if err != nil {
-		return taskproto.Stats{}, fmt.Errorf("plugin stats: %w", err)
-	}
-	return statsFromPB(resp), nil
-}
-
-func configToPB(c taskproto.Config) *pb.Config {
+// ConfigToPB is c as the host sends it (Configure).
+func ConfigToPB(c taskproto.Config) *pb.Config {
 	return &pb.Config{
 		Strategy:       c.Strategy,
 		FibonacciLimit: c.FibonacciLimit,
@@ -73,7 +42,8 @@ func configToPB(c taskproto.Config) *pb.Config {
 	}
 }
 
-func configFromPB(c *pb.Config) taskproto.Config {
+// ConfigFromPB is the Config a plugin received.
+func ConfigFromPB(c *pb.Config) taskproto.Config {
 	l := c.GetLimits()
 	return taskproto.Config{
 		Strategy:       c.GetStrategy(),
@@ -91,15 +61,18 @@ func configFromPB(c *pb.Config) taskproto.Config {
 	}
 }
 
-func infoToPB(i taskproto.StrategyInfo) *pb.StrategyInfo {
+// InfoToPB is i as a plugin answers Configure.
+func InfoToPB(i taskproto.StrategyInfo) *pb.StrategyInfo {
 	return &pb.StrategyInfo{Name: i.Name, Description: i.Description, Concurrency: int64(i.Concurrency), Pid: int64(i.PID), BoundedKinds: i.BoundedKinds, DirectWorkers: i.DirectWorkers}
 }
 
-func infoFromPB(i *pb.StrategyInfo) taskproto.StrategyInfo {
+// InfoFromPB is the StrategyInfo a plugin answered.
+func InfoFromPB(i *pb.StrategyInfo) taskproto.StrategyInfo {
 	return taskproto.StrategyInfo{Name: i.GetName(), Description: i.GetDescription(), Concurrency: int(i.GetConcurrency()), PID: int(i.GetPid()), BoundedKinds: i.GetBoundedKinds(), DirectWorkers: i.GetDirectWorkers()}
 }
 
-func statsToPB(s taskproto.Stats) *pb.StatsResponse {
+// StatsToPB is s as a plugin answers Stats.
+func StatsToPB(s taskproto.Stats) *pb.StatsResponse {
 	out := &pb.StatsResponse{
 		Running: s.Running, Queued: s.Queued, Completed: s.Completed,
 		Failed: s.Failed, Capacity: s.Capacity, Restarts: s.Restarts, Metrics: s.Metrics,
@@ -110,7 +83,8 @@ func statsToPB(s taskproto.Stats) *pb.StatsResponse {
 	return out
 }
 
-func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
+// StatsFromPB is the Stats a plugin answered.
+func StatsFromPB(s *pb.StatsResponse) taskproto.Stats {
 	out := taskproto.Stats{
 		Running: s.GetRunning(), Queued: s.GetQueued(), Completed: s.GetCompleted(),
 		Failed: s.GetFailed(), Capacity: s.GetCapacity(), Restarts: s.GetRestarts(), Metrics: s.GetMetrics(),
@@ -121,7 +95,8 @@ func statsFromPB(s *pb.StatsResponse) taskproto.Stats {
 	return out
 }
 
-func describeToPB(d Description) *pb.DescribeResponse {
+// DescribeToPB is d as a plugin answers Describe.
+func DescribeToPB(d Description) *pb.DescribeResponse {
 	out := &pb.DescribeResponse{Name: d.Name, Description: d.Description}
 	for _, k := range d.Keys {
 		out.Keys = append(out.Keys, &pb.ConfigKey{
@@ -132,7 +107,8 @@ func describeToPB(d Description) *pb.DescribeResponse {
 	return out
 }
 
-func describeFromPB(d *pb.DescribeResponse) Description {
+// DescribeFromPB is the Description a plugin answered.
+func DescribeFromPB(d *pb.DescribeResponse) Description {
 	out := Description{Name: d.GetName(), Description: d.GetDescription()}
 	for _, k := range d.GetKeys() {
 		out.Keys = append(out.Keys, taskproto.Key{
@@ -143,9 +119,9 @@ func describeFromPB(d *pb.DescribeResponse) Description {
 	return out
 }
 
-// keyErrorOf is the configuration value a plugin refused, which
-// configureError sent as a field violation; nil for any other error.
-func keyErrorOf(err error) *taskproto.KeyError {
+// KeyErrorOf is the configuration value a plugin refused, which
+// ConfigureError sent as a field violation; nil for any other error.
+func KeyErrorOf(err error) *taskproto.KeyError {
 	st, ok := status.FromError(err)
 	if !ok {
 		return nil
@@ -160,4 +136,21 @@ func keyErrorOf(err error) *taskproto.KeyError {
 		return &taskproto.KeyError{Key: taskproto.Key{Section: section, Name: name}, Problem: v.GetDescription()}
 	}
 	return nil
+}
+
+// ConfigureError is err as a plugin answers Configure with it: a
+// *taskproto.KeyError (a value the strategy refuses, on this machine or
+// any) travels as a BadRequest field violation, so that the host reports
+// it as a configuration error naming the key (KeyErrorOf).
+func ConfigureError(err error) error {
+	st := status.New(codes.InvalidArgument, err.Error())
+	var ke *taskproto.KeyError
+	if errors.As(err, &ke) {
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field: ke.Key.Section + "." + ke.Key.Name, Description: ke.Problem,
+		}}}); derr == nil {
+			st = d
+		}
+	}
+	return st.Err()
 }

@@ -1,22 +1,16 @@
 //go:build !unix
 
-package plugin
+package launch
 
 import (
-	"errors"
 	"net"
 	"os"
 
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
-var errNoChannel = errors.New("strategy plugins need a Unix system: their data channel is a socketpair")
-
-// NewChannel fails: see errNoChannel.
-func NewChannel(string) (net.Conn, *os.File, error) { return nil, nil, errNoChannel }
-
-// FileConn fails: see errNoChannel.
-func FileConn(string) (net.Conn, error) { return nil, errNoChannel }
+var errNoChannel = wire.ErrNoChannel
 
 // WorkersFDEnv: see the Unix build.
 const WorkersFDEnv = "WSLAB_WORKERS_FD"
