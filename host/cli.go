@@ -22,6 +22,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/config"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
@@ -118,6 +119,11 @@ func failed(err error, log hclog.Logger, stderr io.Writer) int {
 	if errors.As(err, &cerr) {
 		fmt.Fprintln(stderr, cerr)
 		return ExitUsage
+	}
+	var serr *launch.StartError
+	if errors.As(err, &serr) { // its lines read better as they are
+		fmt.Fprintln(stderr, "host:", err)
+		return ExitFailed
 	}
 	log.Error("host failed", "error", err)
 	return ExitFailed

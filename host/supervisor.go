@@ -44,6 +44,8 @@ type PluginSupervisor struct {
 	opt PluginOptions
 	sup *supervise.Supervisor
 
+	misnamed sync.Once // warns of a binary named unlike its strategy
+
 	mu      sync.Mutex
 	cur     *pluginInstance // nil while the plugin is down
 	info    taskproto.StrategyInfo
@@ -146,6 +148,16 @@ func (s *PluginSupervisor) configure(ctx context.Context, proc *launch.Process) 
 	}
 	if err := taskproto.CheckKeys(desc.Keys); err != nil {
 		return nil, fmt.Errorf("plugin %s declares its configuration wrongly: %w", s.opt.Name, err)
+	}
+	if desc.Name != s.opt.Name {
+		// A renamed copy (to measure one strategy under two configurations)
+		// is served; anything else is likely a mistake, and the replies
+		// name the strategy, not the file.
+		s.misnamed.Do(func() {
+			s.opt.Logger.Warn(fmt.Sprintf("the plugin binary %q declares the strategy %q: replies, /stats and /metrics name %q; "+
+				"name the binary after its strategy unless it is a renamed copy", s.opt.Name, desc.Name, desc.Name),
+				"path", s.opt.Path)
+		})
 	}
 	cfg := s.opt.Config
 	if cfg.Settings, err = s.opt.Settings(desc.Keys); err != nil {

@@ -57,6 +57,9 @@ func checkDescribe(ctx context.Context, k *kit) error {
 	if k.desc.Name == "" {
 		return errors.New("Describe gives no name")
 	}
+	if file := k.name; k.desc.Name != file {
+		return fmt.Errorf("Describe names the strategy %q, but its binary is %q: the host finds a strategy by its file name (--plugin %s), so name the file %q", k.desc.Name, file, file, k.desc.Name)
+	}
 	return taskproto.CheckKeys(k.desc.Keys)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,7 +57,11 @@ type Process struct {
 	data    net.Conn
 	workers *WorkerChannel // nil unless LaunchOptions.DirectWorkers
 	killed  sync.Once
+	notRun  atomic.Bool // its binary could not be executed
 }
+
+// gone says whether the plugin's process has ended, or never began.
+func (p *Process) gone() bool { return p.notRun.Load() || p.client.Exited() }
 
 // Launch starts the plugin binary in a process group of its own, with its
 // data channel as file descriptor 3, and completes go-plugin's handshake
@@ -65,7 +70,7 @@ type Process struct {
 func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 	if opt.Verify != nil {
 		if err := opt.Verify(); err != nil {
-			return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, err)
+			return nil, fmt.Errorf("%s: %w", opt.Path, err)
 		}
 	}
 	ours, theirs, err := wire.NewChannel("plugin-" + opt.Name)
@@ -99,7 +104,9 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		secure = &goplugin.SecureConfig{Checksum: opt.Checksum, Hash: sha256.New()}
 	}
 	p := &Process{name: opt.Name, cmd: cmd, data: ours, workers: workers}
+	tail := &stderrTail{}
 	p.client = goplugin.NewClient(&goplugin.ClientConfig{
+		Stderr:           tail,
 		HandshakeConfig:  plugin.Handshake,
 		VersionedPlugins: versionedPlugins,
 		Cmd:              cmd,
@@ -109,7 +116,7 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		SkipHostEnv:      true, // cmd.Env holds it already
 		Managed:          true,
 		StartTimeout:     StartTimeout,
-		Logger:           log.Named(opt.Name),
+		Logger:           goneAware{Logger: log.Named(opt.Name), gone: p.gone},
 		GRPCDialOptions:  tracing.GRPCDialOptions(),
 	})
 	// A caller that gives up (the host stopping) ends the handshake too.
@@ -120,10 +127,50 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
+		err = p.startError(err, tail, opt)
 		p.Kill()
-		return nil, fmt.Errorf("start plugin %s (%s): %w", opt.Name, opt.Path, explain(err, opt))
+		return nil, err
 	}
 	return p, nil
+}
+
+// goneAware is go-plugin's logger, less its warning that a plugin "failed
+// to exit gracefully" when the plugin had exited already (before its
+// handshake, say): there was nothing to ask.
+type goneAware struct {
+	hclog.Logger
+	gone func() bool
+}
+
+func (l goneAware) Warn(msg string, args ...any) {
+	if msg == "plugin failed to exit gracefully" && l.gone() {
+		l.Logger.Debug("plugin had exited already", args...)
+		return
+	}
+	l.Logger.Warn(msg, args...)
+}
+
+// startError is err, the failed handshake's, as the caller reports it:
+// a plugin that ended before it (a panic, a missing module) is a
+// StartError with its last words; other failures are explained.
+// Launch's callers name the plugin; the error names its binary.
+func (p *Process) startError(err error, tail *stderrTail, opt LaunchOptions) error {
+	if se := execFailure(opt.Path, err); se != nil {
+		p.notRun.Store(true)
+		return se
+	}
+	for deadline := time.Now().Add(exitWait); !p.client.Exited() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.client.Exited() {
+		how := "its exit status is unknown"
+		if st := p.cmd.ProcessState; st != nil {
+			how = st.String()
+		}
+		lines := tail.Lines()
+		return &StartError{Path: opt.Path, How: how, Stderr: lines, Hint: hintFor(opt.Path, lines)}
+	}
+	return fmt.Errorf("%s: %w", opt.Path, explain(err, opt))
 }
 
 func (p *Process) connect() error {
