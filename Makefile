@@ -5,7 +5,7 @@ BIN     := bin
 # 1000000x) runs every target that long instead.
 FUZZTIME ?=
 
-.PHONY: build test lab bench soak proto vet fmt-check cross fuzz deps python-deps pytest clean
+.PHONY: build test lab bench soak proto vet fmt-check cross fuzz deps python-deps pytest clean examples
 
 # Chromium draws report.html in the lab's browser test; nats-server runs a
 # real NATS cluster in the distributed strategy's test. Installed when
@@ -60,10 +60,17 @@ deps:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
-test: build deps fmt-check vet cross
+test: build deps fmt-check vet cross examples
 	$(GO) test -race -timeout 9m ./...
 	$(MAKE) pytest
 	$(MAKE) fuzz
+
+# The strategies in modules of their own (examples/NAME/go.mod): vetted
+# and unit-tested in their module; internal/e2e builds them and runs
+# them through the conformance kit and a load.
+EXAMPLES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
+examples:
+	@for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./... && $(GO) test ./...) || exit 1; done
 
 # The Python plugins' own unit tests (the kit and the end-to-end tests run
 # them from Go as well).

@@ -22,11 +22,12 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/wslab/wslab/internal/config"
-	"github.com/wslab/wslab/internal/profile"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/strategy"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
 )
 
 // Exit statuses of the host command.
@@ -103,7 +104,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return ExitUsage
 	}
-	defer profile.Start("host")()
+	defer plugin.StartProfile("host")()
 	defer tracing.Begin("wslab-host", log)()
 	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
 		return failed(err, log, stderr)
@@ -118,6 +119,11 @@ func failed(err error, log hclog.Logger, stderr io.Writer) int {
 	if errors.As(err, &cerr) {
 		fmt.Fprintln(stderr, cerr)
 		return ExitUsage
+	}
+	var serr *launch.StartError
+	if errors.As(err, &serr) { // its lines read better as they are
+		fmt.Fprintln(stderr, "host:", err)
+		return ExitFailed
 	}
 	log.Error("host failed", "error", err)
 	return ExitFailed
@@ -211,11 +217,11 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		strat = readyAlways{strategy.NewInproc(scfg)}
 	} else {
 		defer goplugin.CleanupClients()
-		launch, err := pluginLaunch(cfg, name, log)
+		opt, err := pluginLaunch(cfg, name, log)
 		if err != nil {
 			return err
 		}
-		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: launch, Config: scfg, Settings: cfg.StrategySettings, batches: batches})
+		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: opt, Config: scfg, Settings: cfg.StrategySettings, batches: batches})
 		var ke *taskproto.KeyError
 		if errors.As(err, &ke) { // a value the plugin refuses here: a usage error
 			return &config.Error{File: cfg.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}

@@ -17,9 +17,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wslab/wslab/internal/telemetry"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/taskproto/tracing"
 	"github.com/wslab/wslab/tasks"
 )
 

@@ -12,8 +12,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/internal/config"
-	"github.com/wslab/wslab/taskproto/conformance"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/internal/conformance"
+	"github.com/wslab/wslab/internal/launch"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // The host's commands about plugins rather than tasks: --describe,
@@ -26,11 +27,11 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
 		return ExitOK
 	}
-	launch, err := pluginLaunch(cfg, name, log)
+	opt, err := pluginLaunch(cfg, name, log)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
-	proc, err := plugin.Launch(context.Background(), launch)
+	proc, err := launch.Launch(context.Background(), opt)
 	if err != nil {
 		return failed(err, log, stderr)
 	}
@@ -54,8 +55,8 @@ func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout,
 	if level == hclog.Info {
 		level = hclog.Warn
 	}
-	launch, err := pluginLaunch(cfg, name, hclog.New(&hclog.LoggerOptions{Name: name, Output: stderr, Level: level}))
-	if _, serr := os.Stat(launch.Path); serr != nil {
+	lo, err := pluginLaunch(cfg, name, hclog.New(&hclog.LoggerOptions{Name: name, Output: stderr, Level: level}))
+	if _, serr := os.Stat(lo.Path); serr != nil {
 		fmt.Fprintf(stderr, "host: plugin %q: %v\n", name, serr)
 		return ExitUsage
 	}
@@ -63,8 +64,8 @@ func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout,
 		return failed(err, log, stderr)
 	}
 	fails := 0
-	opt := conformance.Options{Resolve: cfg.StrategySettings, Checksum: launch.Checksum, Verify: launch.Verify, Logger: launch.Logger}
-	for _, r := range conformance.Check(context.Background(), launch.Path, opt) {
+	opt := conformance.Options{Resolve: cfg.StrategySettings, Checksum: lo.Checksum, Verify: lo.Verify, Logger: lo.Logger}
+	for _, r := range conformance.Check(context.Background(), lo.Path, opt) {
 		status := "ok"
 		switch {
 		case conformance.Skipped(r.Err):
@@ -84,7 +85,7 @@ func checkConformance(cfg *config.Config, name string, log hclog.Logger, stdout,
 
 // formatDescription writes d as commented config.ini lines, one section
 // after another in the order the keys are declared.
-func formatDescription(d plugin.Description) string {
+func formatDescription(d wire.Description) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s: %s\n", d.Name, d.Description)
 	if len(d.Keys) == 0 {
@@ -105,23 +106,23 @@ func formatDescription(d plugin.Description) string {
 // [server] verify_plugins on, its binary must have the SHA-256 the
 // directory's manifest gives, and the other files the manifest lists are
 // checked before each start.
-func pluginLaunch(cfg *config.Config, name string, log hclog.Logger) (plugin.LaunchOptions, error) {
-	opt := plugin.LaunchOptions{Name: name, Path: filepath.Join(cfg.Server.PluginDir, name), Logger: log}
+func pluginLaunch(cfg *config.Config, name string, log hclog.Logger) (launch.LaunchOptions, error) {
+	opt := launch.LaunchOptions{Name: name, Path: filepath.Join(cfg.Server.PluginDir, name), Logger: log}
 	if !cfg.Server.VerifyPlugins {
 		return opt, nil
 	}
-	sums, err := plugin.ReadChecksums(cfg.Server.PluginDir)
+	sums, err := launch.ReadChecksums(cfg.Server.PluginDir)
 	if err != nil {
 		return opt, fmt.Errorf("[server] verify_plugins is on: %w", err)
 	}
 	sum, ok := sums[name]
 	if !ok {
 		return opt, fmt.Errorf("[server] verify_plugins is on and %s lists no checksum of plugin %s: refusing to start it",
-			filepath.Join(cfg.Server.PluginDir, plugin.ChecksumsFile), name)
+			filepath.Join(cfg.Server.PluginDir, launch.ChecksumsFile), name)
 	}
 	opt.Checksum = sum
 	opt.Verify = func() error {
-		if err := plugin.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
+		if err := launch.CheckSupportFiles(cfg.Server.PluginDir, sums); err != nil {
 			return fmt.Errorf("[server] verify_plugins is on: %w", err)
 		}
 		return nil

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/multiproc"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // PluginOptions say which plugin a PluginSupervisor runs and how.
 type PluginOptions struct {
 	// LaunchOptions start each run of the plugin.
-	plugin.LaunchOptions
+	launch.LaunchOptions
 	// Config is what the plugin is told, but for Settings, which come
 	// from Settings once the plugin has declared its keys.
 	Config taskproto.Config
@@ -44,6 +44,8 @@ type PluginSupervisor struct {
 	opt PluginOptions
 	sup *supervise.Supervisor
 
+	misnamed sync.Once // warns of a binary named unlike its strategy
+
 	mu      sync.Mutex
 	cur     *pluginInstance // nil while the plugin is down
 	info    taskproto.StrategyInfo
@@ -63,8 +65,8 @@ type waitingTask struct {
 
 // pluginInstance is one run of the plugin process.
 type pluginInstance struct {
-	proc   *plugin.Process
-	remote *plugin.Remote // the data channel: tasks go here, unless to workers
+	proc   *launch.Process
+	remote *launch.Remote // the data channel: tasks go here, unless to workers
 	// workers, for a plugin that hands the host its workers
 	// (StrategyInfo.DirectWorkers), sends tasks straight to them.
 	workers *multiproc.Executor
@@ -100,7 +102,7 @@ func StartPlugin(ctx context.Context, opt PluginOptions) (*PluginSupervisor, err
 func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error) {
 	opt := s.opt.LaunchOptions
 	opt.DirectWorkers = true
-	proc, err := plugin.Launch(ctx, opt)
+	proc, err := launch.Launch(ctx, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +127,7 @@ func (s *PluginSupervisor) launch(ctx context.Context) (supervise.Process, error
 
 // attachWorkers takes the workers the plugin hands over until the workers
 // channel ends (the plugin is killed).
-func (inst *pluginInstance) attachWorkers(ch *plugin.WorkerChannel) {
+func (inst *pluginInstance) attachWorkers(ch *launch.WorkerChannel) {
 	for {
 		m, sock, err := ch.Read()
 		if err != nil {
@@ -139,13 +141,23 @@ func (inst *pluginInstance) attachWorkers(ch *plugin.WorkerChannel) {
 
 // configure checks the configuration's values of the keys the plugin
 // declares and sends it its configuration.
-func (s *PluginSupervisor) configure(ctx context.Context, proc *plugin.Process) (*plugin.Remote, error) {
+func (s *PluginSupervisor) configure(ctx context.Context, proc *launch.Process) (*launch.Remote, error) {
 	desc, err := proc.Describe(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := taskproto.CheckKeys(desc.Keys); err != nil {
 		return nil, fmt.Errorf("plugin %s declares its configuration wrongly: %w", s.opt.Name, err)
+	}
+	if desc.Name != s.opt.Name {
+		// A renamed copy (to measure one strategy under two configurations)
+		// is served; anything else is likely a mistake, and the replies
+		// name the strategy, not the file.
+		s.misnamed.Do(func() {
+			s.opt.Logger.Warn(fmt.Sprintf("the plugin binary %q declares the strategy %q: replies, /stats and /metrics name %q; "+
+				"name the binary after its strategy unless it is a renamed copy", s.opt.Name, desc.Name, desc.Name),
+				"path", s.opt.Path)
+		})
 	}
 	cfg := s.opt.Config
 	if cfg.Settings, err = s.opt.Settings(desc.Keys); err != nil {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // buildPool builds the pool plugin for the tests that need a real one.
@@ -33,7 +33,7 @@ func TestPluginSupervisorCloseConcurrent(t *testing.T) {
 	bin := buildPool(t)
 	cfg := taskproto.Config{Strategy: "pool", DataDir: t.TempDir(), LargeFileName: "large_file.txt", TaskTimeout: time.Minute}
 	s, err := StartPlugin(context.Background(), PluginOptions{
-		LaunchOptions: plugin.LaunchOptions{Name: "pool", Path: bin, Logger: hclog.NewNullLogger()}, Config: cfg,
+		LaunchOptions: launch.LaunchOptions{Name: "pool", Path: bin, Logger: hclog.NewNullLogger()}, Config: cfg,
 		Settings: func(keys []taskproto.Key) (map[string]string, error) {
 			return taskproto.ApplyKeys(map[string]string{"pool.queue_size": "16"}, keys)
 		},

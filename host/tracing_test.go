@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wslab/wslab/internal/tracing"
+	"github.com/wslab/wslab/taskproto/tracing"
 )
 
 // With tracing off, a request's trace context goes on to the strategy

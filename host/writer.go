@@ -9,10 +9,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/telemetry"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
 )
 
 // minWriteWait is the least time a write of replies is given.
@@ -192,7 +192,7 @@ func (q *replyQueue) holdInline(on bool) {
 	}
 }
 
-// replyBatches lets the readers of plugins' answers (plugin.BatchHooks)
+// replyBatches lets the readers of plugins' answers (launch.BatchHooks)
 // write the replies a batch of answers causes themselves, at the batch's
 // end: each connection's replies in one system call, and no writer
 // goroutine woken when the socket takes them. While any reader is inside
@@ -205,12 +205,12 @@ type replyBatches struct {
 	spare   []*replyQueue
 }
 
-// hooks are the plugin.BatchHooks that open and end a batch; none for nil.
-func (b *replyBatches) hooks() plugin.BatchHooks {
+// hooks are the launch.BatchHooks that open and end a batch; none for nil.
+func (b *replyBatches) hooks() launch.BatchHooks {
 	if b == nil {
-		return plugin.BatchHooks{}
+		return launch.BatchHooks{}
 	}
-	return plugin.BatchHooks{Begin: b.begin, End: b.end}
+	return launch.BatchHooks{Begin: b.begin, End: b.end}
 }
 
 func (b *replyBatches) begin() {

@@ -26,7 +26,7 @@ import (
 	"github.com/wslab/wslab/internal/hostproc"
 	"github.com/wslab/wslab/lab/stats"
 	"github.com/wslab/wslab/taskproto"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/wire"
 	"github.com/wslab/wslab/tasks"
 )
 
@@ -416,7 +416,7 @@ func noopRoundTrip(ctx context.Context, url string, d time.Duration) (p50, p99 f
 // unixPingPong is the median round trip, in µs, of one byte to another
 // process over a socketpair.
 func unixPingPong(n int) (float64, error) {
-	conn, theirs, err := plugin.NewChannel("echo")
+	conn, theirs, err := wire.NewChannel("echo")
 	if err != nil {
 		return 0, err
 	}

@@ -32,3 +32,18 @@ func TestTypesPullNoRPC(t *testing.T) {
 		}
 	}
 }
+
+// The SDK sits at the bottom: what a strategy author imports (taskproto
+// and its subpackages, the tasks) pulls in nothing of the host's, so that
+// the host and the strategies depend on it and never the other way.
+func TestSDKImportsNoInternal(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./...", "../tasks").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/wslab/wslab/") && strings.Contains(dep+"/", "/internal/") {
+			t.Errorf("%s is a dependency of the SDK", dep)
+		}
+	}
+}

@@ -21,10 +21,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // Dispatcher is the strategy's Executor: it publishes tasks to the stream
@@ -303,8 +304,8 @@ func (d *Dispatcher) onResult(m *nats.Msg) {
 	}
 	c.stop()
 	taskproto.Stamp(c.ctx, taskproto.StageNATSResult)
-	plugin.MergeTiming(c.ctx, &resp)
-	res, err := plugin.ResultOf(&resp)
+	wire.MergeTiming(c.ctx, &resp)
+	res, err := wire.ResultOf(&resp)
 	res.Queue = max(time.Since(c.start)-res.Run, 0)
 	c.done(res, err)
 }
@@ -415,7 +416,7 @@ func (d *Dispatcher) Submit(ctx context.Context, t taskproto.Task, done taskprot
 			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", TaskSubject)))
 		defer span.End()
 	}
-	data, _ := proto.Marshal(plugin.TaskMessage(ctx, seq, t))
+	data, _ := proto.Marshal(wire.TaskMessage(ctx, seq, t))
 	msg := &nats.Msg{Subject: TaskSubject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(replyHeader, resultSubject(d.id))
 	if span != nil {

@@ -20,12 +20,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/wslab/wslab/internal/profile"
 	"github.com/wslab/wslab/internal/tick"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
 	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 	"github.com/wslab/wslab/tasks"
 )
 
@@ -72,7 +72,7 @@ func WorkerMain(args []string) int {
 	if *withParent {
 		go plugin.ExitWithParent(ctx, log, 250*time.Millisecond)
 	}
-	defer profile.Start("worker")()
+	defer plugin.StartProfile("worker")()
 	defer tracing.Begin("wslab-worker-distributed", log)()
 	w := &natsWorker{
 		id: id, log: log, runner: tasks.Runner{DataDir: *dataDir, LargeFileName: *fileName},
@@ -335,7 +335,7 @@ func (w *natsWorker) accept(m jetstream.Msg) *delivery {
 	if meta, err := m.Metadata(); err == nil {
 		published = meta.Timestamp
 	}
-	d.deadline, d.hasDeadline = plugin.TaskDeadline(&d.t, published)
+	d.deadline, d.hasDeadline = wire.TaskDeadline(&d.t, published)
 	if !d.hasDeadline {
 		d.deadline = time.Now().Add(24 * time.Hour)
 	}
@@ -391,9 +391,9 @@ func (w *natsWorker) execute(d *delivery) {
 	start := time.Now()
 	res := taskproto.Result{Worker: w.id}
 	var err error
-	res.Value, err = w.runner.Run(ctx, plugin.TaskOf(t))
+	res.Value, err = w.runner.Run(ctx, wire.TaskOf(t))
 	res.Run = time.Since(start)
-	resp := plugin.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent)
+	resp := wire.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent)
 	if span != nil {
 		tracing.End(span, resp.GetErrorCode(), resp.GetErrorMessage())
 	}

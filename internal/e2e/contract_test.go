@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/host"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto/plugin"
 )
@@ -32,7 +33,7 @@ func pluginDirWith(t *testing.T, manifest func(poolSum string) string) (dir stri
 	}
 	sum := sha256.Sum256(data)
 	if manifest != nil {
-		if err := os.WriteFile(filepath.Join(dir, plugin.ChecksumsFile), []byte(manifest(hex.EncodeToString(sum[:]))), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, launch.ChecksumsFile), []byte(manifest(hex.EncodeToString(sum[:]))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,7 +67,7 @@ func TestVerifyPlugins(t *testing.T) {
 	}{
 		{"changed", tampered, []string{"refused: its SHA-256 is", "the manifest says", "checksums did not match"}},
 		{"unlisted", unlisted, []string{"lists no checksum of plugin pool"}},
-		{"no manifest", pluginDirWith(t, nil), []string{"verify_plugins is on", plugin.ChecksumsFile}},
+		{"no manifest", pluginDirWith(t, nil), []string{"verify_plugins is on", launch.ChecksumsFile}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conf := errWriteFile(t, "verify.ini", "[server]\nhost = 127.0.0.1\nport = 0\nverify_plugins = yes\n")

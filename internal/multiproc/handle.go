@@ -10,10 +10,10 @@ import (
 
 	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/supervise"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // workerHandle is the dispatcher's handle on one worker: the process
@@ -42,7 +42,7 @@ type workerProcess struct {
 	pid  int
 	cmd  *supervise.Command // nil in the host
 	conn net.Conn           // nil in a plugin that handed it over
-	out  *plugin.FrameWriter
+	out  *wire.FrameWriter
 	read chan struct{} // closed when the reader has stopped (or at once, with no socket)
 	kill func()        // the host's way to have the plugin kill it
 }
@@ -91,7 +91,7 @@ func (w *workerHandle) start() error {
 // launch starts a worker process on a fresh socketpair, and hands the
 // socket to the host when the host talks to the workers itself.
 func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
-	ours, theirs, err := plugin.NewChannel("worker-" + w.name)
+	ours, theirs, err := wire.NewChannel("worker-" + w.name)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 		cmd.Args = append(cmd.Args, "--sandbox", opt.Sandbox, "--cgroup", cgroupName(w.name),
 			"--cpu-seconds", strconv.FormatInt(opt.CPUSeconds, 10), "--file-bytes", strconv.FormatInt(opt.MaxFileBytes, 10))
 	}
-	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS), plugin.DataFDEnv+"=3")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(opt.GOMAXPROCS), wire.DataFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
 	cmd.Stderr = supervise.LogLines(w.e.log, "worker "+w.name)
 	// In the plugin's process group: the host's kill of that group ends
@@ -127,7 +127,7 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 			return nil, err
 		}
 	} else {
-		p.conn, p.out = ours, plugin.NewFrameWriter(ours)
+		p.conn, p.out = ours, wire.NewFrameWriter(ours)
 		go w.readFrom(p)
 	}
 	w.e.log.Debug("worker started", "worker", w.name, "pid", c.PID(), "handed_to_host", opt.Handoff != nil)
@@ -182,7 +182,7 @@ func (w *workerHandle) sendLocked(req *pb.ExecuteRequest) {
 // (Options.Batch).
 func (w *workerHandle) readFrom(p *workerProcess) {
 	defer close(p.read)
-	in := plugin.NewFrameReader(p.conn)
+	in := wire.NewFrameReader(p.conn)
 	batch := w.e.opt.Batch
 	inBatch := false
 	for {

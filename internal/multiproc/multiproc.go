@@ -29,10 +29,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
-	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // Options configure an Executor.
@@ -64,10 +65,10 @@ type Options struct {
 	// Handoff, in a plugin the host offered a workers channel, sends each
 	// worker's socket to the host, which then dispatches tasks to the
 	// workers itself (NewDispatcher); the plugin only runs the processes.
-	Handoff *plugin.WorkerChannel
+	Handoff *launch.WorkerChannel
 	// Batch is called around each batch of results a worker's reader
-	// delivers (see plugin.BatchHooks).
-	Batch plugin.BatchHooks
+	// delivers (see launch.BatchHooks).
+	Batch launch.BatchHooks
 	// Host says the dispatcher is the host's: it stamps the host's stages
 	// of a task's timeline (host_sent, host_recv).
 	Host bool
@@ -208,7 +209,7 @@ const DispatcherQueueSize = 4096
 
 // NewDispatcher is the host's Executor for the workers a plugin hands it
 // (Attach); opt.Kill asks the plugin to kill one.
-func NewDispatcher(log hclog.Logger, batch plugin.BatchHooks, kill func(name string, pid int)) *Executor {
+func NewDispatcher(log hclog.Logger, batch launch.BatchHooks, kill func(name string, pid int)) *Executor {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -245,7 +246,7 @@ func (e *Executor) Attach(m *pb.WorkerSocket, conn net.Conn) {
 		e.lost(w, old, errors.New("replaced by a new process"))
 		old.conn.Close()
 	}
-	p := &workerProcess{pid: pid, conn: conn, out: plugin.NewFrameWriter(conn), read: make(chan struct{}),
+	p := &workerProcess{pid: pid, conn: conn, out: wire.NewFrameWriter(conn), read: make(chan struct{}),
 		kill: func() { e.opt.Kill(name, pid) }}
 	w.up(p)
 	go func() {
@@ -332,7 +333,7 @@ func (e *Executor) assignLocked(c *call) bool {
 	if e.opt.Host {
 		taskproto.Stamp(c.ctx, taskproto.StageHostSent)
 	}
-	best.sendLocked(plugin.TaskRequest(plugin.TaskMessage(c.ctx, c.seq, c.task)))
+	best.sendLocked(wire.TaskRequest(wire.TaskMessage(c.ctx, c.seq, c.task)))
 	return true
 }
 
@@ -403,7 +404,7 @@ func (e *Executor) abandon(c *call) {
 		}
 		e.answerLocked(&out, c, taskproto.Result{Worker: workerName(w), Queue: queued(c)}, c.ctx.Err())
 		if w != nil {
-			w.sendLocked(plugin.CancelRequest(c.seq))
+			w.sendLocked(wire.CancelRequest(c.seq))
 			seq := c.seq
 			time.AfterFunc(OverrunGrace, func() { w.overran(seq, c) })
 		}
@@ -438,8 +439,8 @@ func (e *Executor) result(w *workerHandle, p *workerProcess, resp *pb.ExecuteRes
 		if e.opt.Host {
 			taskproto.Stamp(c.ctx, taskproto.StageHostRecv)
 		}
-		plugin.MergeTiming(c.ctx, resp)
-		res, err := plugin.ResultOf(resp)
+		wire.MergeTiming(c.ctx, resp)
+		res, err := wire.ResultOf(resp)
 		if err == nil {
 			e.costs.observe(c.task, res.Run)
 		}

@@ -10,12 +10,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/wslab/wslab/internal/profile"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/strategy"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // WorkerArg is the first argument that turns the multiproc plugin binary
@@ -42,7 +43,7 @@ func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 			// A host that offers a workers channel talks to the workers
 			// itself; the conformance kit, which offers none, talks to
 			// the plugin.
-			if opt.Handoff, err = plugin.OpenWorkerChannel(); err != nil {
+			if opt.Handoff, err = launch.OpenWorkerChannel(); err != nil {
 				return nil, err
 			}
 			return New(opt)
@@ -99,7 +100,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 			return 1
 		}
 	}
-	conn, err := plugin.FileConn(os.Getenv(plugin.DataFDEnv))
+	conn, err := wire.FileConn(os.Getenv(wire.DataFDEnv))
 	if err != nil {
 		log.Error("open socket to plugin", "error", err)
 		return 1
@@ -115,7 +116,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		return 1
 	}
 	defer pool.Close()
-	defer profile.Start("worker-" + *id)()
+	defer plugin.StartProfile("worker-" + *id)()
 	if *mode == sandbox.None {
 		// A confined worker opens no socket: it could not export spans.
 		defer tracing.Begin("wslab-worker-multiproc", log)()
@@ -130,7 +131,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 	if *mode != sandbox.None {
 		exe, _ := os.Executable()
 		var writable []string
-		if dir := os.Getenv(profile.Env); dir != "" {
+		if dir := os.Getenv(plugin.ProfileEnv); dir != "" {
 			writable = append(writable, dir)
 		}
 		st, err := sandbox.Apply(sandbox.Policy{
@@ -148,7 +149,7 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		}
 	}
 	log.Debug("worker serving", "pid", os.Getpid(), "concurrency", *concurrency, "memory_mb", *memoryMB)
-	if err := plugin.ServeTasks(ctx, conn, exec, log, plugin.WorkerHop); err != nil {
+	if err := wire.ServeTasks(ctx, conn, exec, log, wire.WorkerHop); err != nil {
 		log.Error("worker stopped", "error", err)
 		return 1
 	}

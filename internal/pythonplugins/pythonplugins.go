@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/wslab/wslab/taskproto/conformance"
+	"github.com/wslab/wslab/internal/conformance"
 )
 
 // Interpreter is the Python the plugins' first line names: Debian's, for

@@ -44,11 +44,11 @@ type Adaptive struct {
 	tolerance float64
 	maxWait   time.Duration
 	queueSize int
-	meter
+	tasks.Meter
 	wg sync.WaitGroup
 
 	// waiting's lock guards the fields below too.
-	waiting  jobQueue
+	waiting  tasks.Queue
 	slots    int // CPU tasks holding a slot
 	closed   bool
 	quickest map[taskproto.Task]time.Duration
@@ -71,53 +71,53 @@ func NewAdaptive(cfg taskproto.Config) (*Adaptive, error) {
 		queueSize: int(cfg.Int("adaptive.queue_size")),
 		quickest:  map[taskproto.Task]time.Duration{},
 	}
-	a.waiting.dropped = func(j *job) {
-		a.queued.Add(-1)
-		a.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())
+	a.waiting.OnDrop = func(j *tasks.Job) {
+		a.Queued.Add(-1)
+		a.Refuse(j.Done, taskproto.Result{Queue: time.Since(j.Enqueued)}, j.Ctx.Err())
 	}
 	return a, nil
 }
 
 // Submit runs t at once if a slot is free, queues it, or sheds it.
 func (a *Adaptive) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+	j := tasks.NewJob(ctx, t, done)
 	q := &a.waiting
-	q.mu.Lock()
+	q.Lock()
 	switch {
 	case a.closed:
-		q.mu.Unlock()
+		q.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
 	case !tasks.UsesCPU(t.Kind):
 		a.start(j, false)
-		q.mu.Unlock()
-	case q.jobs.Len() == 0 && a.slots < a.limit.Limit():
+		q.Unlock()
+	case q.LenLocked() == 0 && a.slots < a.limit.Limit():
 		a.slots++
 		a.start(j, true)
-		q.mu.Unlock()
-	case q.jobs.Len() >= a.queueSize:
-		q.mu.Unlock()
+		q.Unlock()
+	case q.LenLocked() >= a.queueSize:
+		q.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded, "%d tasks wait already; retry later", a.queueSize))
-	case q.jobs.Len() > 0 && time.Since(q.jobs.Front().Value.(*job).enqueued) > a.maxWait:
-		q.mu.Unlock()
+	case q.LenLocked() > 0 && time.Since(q.OldestLocked().Enqueued) > a.maxWait:
+		q.Unlock()
 		done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeOverloaded,
 			"tasks wait more than max_queue_ms (%v) for a slot; retry later", a.maxWait))
 	default:
-		a.queued.Add(1)
-		q.pushLocked(j)
-		q.mu.Unlock()
+		a.Queued.Add(1)
+		q.PushLocked(j)
+		q.Unlock()
 	}
 }
 
 // start runs j on a goroutine of its own, in a slot when slot is set;
 // a.waiting.mu is held.
-func (a *Adaptive) start(j *job, slot bool) {
+func (a *Adaptive) start(j *tasks.Job, slot bool) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.run(j.ctx, a.runner, j.task, "adaptive", time.Since(j.enqueued), func(res taskproto.Result, err error) {
-			j.done(res, err)
+		a.Run(j.Ctx, a.runner, j.Task, "adaptive", time.Since(j.Enqueued), func(res taskproto.Result, err error) {
+			j.Done(res, err)
 			if slot {
-				a.finished(j.task, res.Run, err)
+				a.finished(j.Task, res.Run, err)
 			}
 		})
 	}()
@@ -127,19 +127,19 @@ func (a *Adaptive) start(j *job, slot bool) {
 // and starts what now fits.
 func (a *Adaptive) finished(t taskproto.Task, ran time.Duration, err error) {
 	q := &a.waiting
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.Lock()
+	defer q.Unlock()
 	saturated := a.slots >= a.limit.Limit()
 	a.slots--
 	if err == nil {
 		a.limit.Observe(a.slowdown(t, ran), saturated)
 	}
 	for a.slots < a.limit.Limit() {
-		j := q.popLocked()
+		j := q.PopLocked()
 		if j == nil {
 			break
 		}
-		a.queued.Add(-1)
+		a.Queued.Add(-1)
 		a.slots++
 		a.start(j, true)
 	}
@@ -176,17 +176,17 @@ func (a *Adaptive) Info() taskproto.StrategyInfo {
 
 // Stats are the strategy's counts; Capacity is the limit now.
 func (a *Adaptive) Stats(context.Context) (taskproto.Stats, error) {
-	return a.stats(int64(a.limit.Limit())), nil
+	return a.Snapshot(int64(a.limit.Limit())), nil
 }
 
 // Close refuses what waits and waits for what runs.
 func (a *Adaptive) Close() error {
-	a.waiting.mu.Lock()
+	a.waiting.Lock()
 	a.closed = true
-	a.waiting.mu.Unlock()
-	for _, j := range a.waiting.drain() {
-		a.queued.Add(-1)
-		j.done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
+	a.waiting.Unlock()
+	for _, j := range a.waiting.Drain() {
+		a.Queued.Add(-1)
+		j.Done(taskproto.Result{}, taskproto.Errorf(taskproto.CodeShuttingDown, "adaptive strategy is closing"))
 	}
 	a.wg.Wait()
 	return nil

@@ -18,9 +18,9 @@ import (
 type Pool struct {
 	workers int
 	runner  tasks.Runner
-	meter
+	tasks.Meter
 
-	queue  jobQueue
+	queue  tasks.Queue
 	limit  int        // jobs waiting for a goroutine at most
 	ready  *sync.Cond // on queue.mu: a job was queued, or the pool closed
 	free   int        // goroutines not running a job; guarded by queue.mu
@@ -52,11 +52,11 @@ func NewPoolOf(workers, queueSize int, cfg taskproto.Config) (*Pool, error) {
 		return nil, fmt.Errorf("pool strategy: need workers ≥ 0 and queue_size ≥ 1, got %d and %d", workers, queueSize)
 	}
 	p := &Pool{workers: workers, runner: runnerFor(cfg), limit: queueSize, free: workers}
-	p.queue.dropped = func(j *job) {
-		p.queued.Add(-1)
-		p.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)}, j.ctx.Err())
+	p.queue.OnDrop = func(j *tasks.Job) {
+		p.Queued.Add(-1)
+		p.Refuse(j.Done, taskproto.Result{Queue: time.Since(j.Enqueued)}, j.Ctx.Err())
 	}
-	p.ready = sync.NewCond(&p.queue.mu)
+	p.ready = sync.NewCond(&p.queue)
 	for i := range workers {
 		p.wg.Add(1)
 		go p.work(fmt.Sprintf("g%d", i))
@@ -68,46 +68,46 @@ func (p *Pool) work(name string) {
 	defer p.wg.Done()
 	q := &p.queue
 	for {
-		q.mu.Lock()
-		for q.jobs.Len() == 0 && !p.closed {
+		q.Lock()
+		for q.LenLocked() == 0 && !p.closed {
 			p.ready.Wait()
 		}
 		if p.closed { // what is left is Close's to fail
-			q.mu.Unlock()
+			q.Unlock()
 			return
 		}
-		j := q.popLocked()
+		j := q.PopLocked()
 		p.free--
-		q.mu.Unlock()
-		p.queued.Add(-1)
-		p.run(j.ctx, p.runner, j.task, name, time.Since(j.enqueued), j.done)
-		q.mu.Lock()
+		q.Unlock()
+		p.Queued.Add(-1)
+		p.Run(j.Ctx, p.runner, j.Task, name, time.Since(j.Enqueued), j.Done)
+		q.Lock()
 		p.free++
-		q.mu.Unlock()
+		q.Unlock()
 	}
 }
 
 // Submit queues t, in call order, or refuses it when the queue is full or
 // the pool closed.
 func (p *Pool) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
+	j := tasks.NewJob(ctx, t, done)
 	q := &p.queue
-	q.mu.Lock()
+	q.Lock()
 	var err error
 	switch {
 	case p.closed:
 		err = taskproto.Errorf(taskproto.CodeShuttingDown, "pool is closed")
-	case q.jobs.Len() >= p.limit+p.free: // a free goroutine takes its job at once
+	case q.LenLocked() >= p.limit+p.free: // a free goroutine takes its job at once
 		err = taskproto.Errorf(taskproto.CodeOverloaded,
 			"pool queue is full (%d tasks waiting for %d goroutines); retry later", p.limit, p.workers)
 	default:
-		q.pushLocked(j)
-		p.queued.Add(1)
+		q.PushLocked(j)
+		p.Queued.Add(1)
 		p.ready.Signal()
 	}
-	q.mu.Unlock()
+	q.Unlock()
 	if err != nil {
-		p.refuse(done, taskproto.Result{}, err)
+		p.Refuse(done, taskproto.Result{}, err)
 	}
 }
 
@@ -121,25 +121,25 @@ func (p *Pool) Info() taskproto.StrategyInfo {
 }
 
 func (p *Pool) Stats(context.Context) (taskproto.Stats, error) {
-	return p.stats(int64(p.workers)), nil
+	return p.Snapshot(int64(p.workers)), nil
 }
 
 // Close stops the goroutines once they finish their current task, and
 // fails the tasks still queued with shutting_down.
 func (p *Pool) Close() error {
 	q := &p.queue
-	q.mu.Lock()
+	q.Lock()
 	if p.closed {
-		q.mu.Unlock()
+		q.Unlock()
 		return nil
 	}
 	p.closed = true
 	p.ready.Broadcast()
-	q.mu.Unlock()
+	q.Unlock()
 	p.wg.Wait()
-	for _, j := range q.drain() {
-		p.queued.Add(-1)
-		p.refuse(j.done, taskproto.Result{Queue: time.Since(j.enqueued)},
+	for _, j := range q.Drain() {
+		p.Queued.Add(-1)
+		p.Refuse(j.Done, taskproto.Result{Queue: time.Since(j.Enqueued)},
 			taskproto.Errorf(taskproto.CodeShuttingDown, "pool closed before the task ran"))
 	}
 	return nil

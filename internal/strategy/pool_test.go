@@ -118,7 +118,7 @@ func TestPoolOverloaded(t *testing.T) {
 	for range 3 {
 		queued = append(queued, execAsync(p, context.Background(), taskproto.Task{Kind: taskproto.KindSleep, N: 1}))
 	}
-	waitFor(t, "the queue to fill", func() bool { return p.queue.len() == 3 })
+	waitFor(t, "the queue to fill", func() bool { return p.queue.Len() == 3 })
 	if st := statsOf(t, p); st.Running != 2 || st.Queued != 3 || st.Capacity != 2 {
 		t.Errorf("stats with a full queue %+v: want 2 running, 3 queued, capacity 2", st)
 	}
@@ -175,14 +175,14 @@ func TestPoolCancelledQueuedTaskIsDropped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waiting := execAsync(p, ctx, noop)
-	waitFor(t, "the task to queue", func() bool { return p.queue.len() == 1 })
+	waitFor(t, "the task to queue", func() bool { return p.queue.Len() == 1 })
 	cancel()
 	// The only worker is held by the blocker, so this returns on the cancel.
 	o := await(t, waiting, "cancelled queued task")
 	if !errors.Is(o.err, context.Canceled) {
 		t.Fatalf("cancelled queued task: err %v, want context.Canceled", o.err)
 	}
-	if n := p.queue.len(); n != 0 {
+	if n := p.queue.Len(); n != 0 {
 		t.Errorf("queue holds %d tasks after the cancel, want 0: a cancelled task must leave the queue", n)
 	}
 	if st := statsOf(t, p); st.Queued != 0 || st.Failed != 1 {

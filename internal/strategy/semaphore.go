@@ -14,44 +14,44 @@ import (
 // they arrived, and a job whose context ends while it waits is dropped.
 type slots struct {
 	limit int64
-	run   func(*job) // runs a job in a slot it holds, in a goroutine of its own
+	run   func(*tasks.Job) // runs a job in a slot it holds, in a goroutine of its own
 
-	waiting jobQueue // its lock also guards free
+	waiting tasks.Queue // its lock also guards free
 	free    int64
 }
 
-func newSlots(limit int64, run func(*job), dropped func(*job)) *slots {
+func newSlots(limit int64, run func(*tasks.Job), dropped func(*tasks.Job)) *slots {
 	s := &slots{limit: limit, free: limit, run: run}
-	s.waiting.dropped = dropped
+	s.waiting.OnDrop = dropped
 	return s
 }
 
 // submit starts j in a free slot, or puts it in line.
-func (s *slots) submit(j *job) {
+func (s *slots) submit(j *tasks.Job) {
 	q := &s.waiting
-	q.mu.Lock()
-	if s.free > 0 && q.jobs.Len() == 0 {
+	q.Lock()
+	if s.free > 0 && q.LenLocked() == 0 {
 		s.free--
-		q.mu.Unlock()
+		q.Unlock()
 		go s.runHolding(j)
 		return
 	}
-	q.pushLocked(j) // no limit of its own: the host bounds what it hands over
-	q.mu.Unlock()
+	q.PushLocked(j) // no limit of its own: the host bounds what it hands over
+	q.Unlock()
 }
 
 // runHolding runs j in a slot it holds, then the jobs waiting, one after
 // another in the same goroutine, and frees the slot when none is left: a
 // busy slot costs no goroutine per job.
-func (s *slots) runHolding(j *job) {
+func (s *slots) runHolding(j *tasks.Job) {
 	q := &s.waiting
 	for j != nil {
 		s.run(j)
-		q.mu.Lock()
-		if j = q.popLocked(); j == nil {
+		q.Lock()
+		if j = q.PopLocked(); j == nil {
 			s.free++
 		}
-		q.mu.Unlock()
+		q.Unlock()
 	}
 }
 
@@ -60,7 +60,7 @@ func (s *slots) runHolding(j *job) {
 type Semaphore struct {
 	runner tasks.Runner
 	worker string
-	meter
+	tasks.Meter
 	slots *slots
 }
 
@@ -79,16 +79,16 @@ func NewSemaphore(cfg taskproto.Config) (*Semaphore, error) {
 	}
 	s := &Semaphore{runner: runnerFor(cfg), worker: fmt.Sprintf("p%d", os.Getpid())}
 	s.slots = newSlots(n,
-		func(j *job) { s.run(j.ctx, s.runner, j.task, s.worker, time.Since(j.enqueued), j.done) },
-		func(j *job) {
-			s.refuse(j.done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.enqueued)}, j.ctx.Err())
+		func(j *tasks.Job) { s.Run(j.Ctx, s.runner, j.Task, s.worker, time.Since(j.Enqueued), j.Done) },
+		func(j *tasks.Job) {
+			s.Refuse(j.Done, taskproto.Result{Worker: s.worker, Queue: time.Since(j.Enqueued)}, j.Ctx.Err())
 		})
 	return s, nil
 }
 
 // Submit takes a slot and starts t, or puts it in line.
 func (s *Semaphore) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	s.slots.submit(&job{ctx: ctx, task: t, done: done, enqueued: time.Now()})
+	s.slots.submit(tasks.NewJob(ctx, t, done))
 }
 
 func (s *Semaphore) Info() taskproto.StrategyInfo {
@@ -101,7 +101,7 @@ func (s *Semaphore) Info() taskproto.StrategyInfo {
 }
 
 func (s *Semaphore) Stats(context.Context) (taskproto.Stats, error) {
-	st := s.stats(s.slots.limit)
-	st.Queued = int64(s.slots.waiting.len())
+	st := s.Snapshot(s.slots.limit)
+	st.Queued = int64(s.slots.waiting.Len())
 	return st, nil
 }

@@ -8,60 +8,11 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
 )
-
-// meter counts a strategy's work for its Stats.
-type meter struct {
-	running, queued, completed, failed atomic.Int64
-}
-
-func (m *meter) stats(capacity int64) taskproto.Stats {
-	return taskproto.Stats{
-		Running:   m.running.Load(),
-		Queued:    m.queued.Load(),
-		Completed: m.completed.Load(),
-		Failed:    m.failed.Load(),
-		Capacity:  capacity,
-	}
-}
-
-// run runs t, timing it and counting it, and reports the outcome to done;
-// a task whose caller has gone by the time its turn comes is not run.
-// queued is how long it waited for its turn.
-func (m *meter) run(ctx context.Context, r tasks.Runner, t taskproto.Task, worker string, queued time.Duration, done taskproto.Done) {
-	res := taskproto.Result{Worker: worker, Queue: queued}
-	m.running.Add(1)
-	start := time.Now()
-	v, err := "", ctx.Err()
-	if err == nil {
-		v, err = r.Run(ctx, t)
-	}
-	res.Run = time.Since(start)
-	m.running.Add(-1)
-	if tl := taskproto.TimelineFrom(ctx); tl != nil {
-		tl.StampAt(taskproto.StageTaskStart, taskproto.MonotonicAt(start))
-		tl.StampAt(taskproto.StageTaskEnd, taskproto.MonotonicAt(start.Add(res.Run)))
-	}
-	if err != nil {
-		m.failed.Add(1)
-		done(res, err)
-		return
-	}
-	m.completed.Add(1)
-	res.Value = v
-	done(res, nil)
-}
-
-// refuse answers a task that is not taken at all.
-func (m *meter) refuse(done taskproto.Done, res taskproto.Result, err error) {
-	m.failed.Add(1)
-	done(res, err)
-}
 
 func runnerFor(cfg taskproto.Config) tasks.Runner {
 	return tasks.Runner{DataDir: cfg.DataDir, LargeFileName: cfg.LargeFileName}
@@ -79,7 +30,7 @@ func runnerFor(cfg taskproto.Config) tasks.Runner {
 // milliseconds.
 type Inproc struct {
 	runner tasks.Runner
-	meter
+	tasks.Meter
 	cpu *slots // gates tasks.UsesCPU work
 }
 
@@ -87,9 +38,9 @@ type Inproc struct {
 func NewInproc(cfg taskproto.Config) *Inproc {
 	s := &Inproc{runner: runnerFor(cfg)}
 	s.cpu = newSlots(int64(runtime.NumCPU()),
-		func(j *job) { s.run(j.ctx, s.runner, j.task, "inproc", time.Since(j.enqueued), j.done) },
-		func(j *job) {
-			s.refuse(j.done, taskproto.Result{Worker: "inproc", Queue: time.Since(j.enqueued)}, j.ctx.Err())
+		func(j *tasks.Job) { s.Run(j.Ctx, s.runner, j.Task, "inproc", time.Since(j.Enqueued), j.Done) },
+		func(j *tasks.Job) {
+			s.Refuse(j.Done, taskproto.Result{Worker: "inproc", Queue: time.Since(j.Enqueued)}, j.Ctx.Err())
 		})
 	return s
 }
@@ -100,29 +51,29 @@ func NewInproc(cfg taskproto.Config) *Inproc {
 func (s *Inproc) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
 	switch {
 	case tasks.UsesCPU(t.Kind):
-		s.cpu.submit(&job{ctx: ctx, task: t, done: done, enqueued: time.Now()})
+		s.cpu.submit(tasks.NewJob(ctx, t, done))
 	case t.Kind == taskproto.KindSleep:
 		s.sleep(ctx, time.Duration(t.N)*time.Millisecond, done)
 	default:
-		s.run(ctx, s.runner, t, "inproc", 0, done)
+		s.Run(ctx, s.runner, t, "inproc", 0, done)
 	}
 }
 
 // sleep answers after d, or when ctx ends, whichever comes first.
 func (s *Inproc) sleep(ctx context.Context, d time.Duration, done taskproto.Done) {
 	start := time.Now()
-	s.running.Add(1)
+	s.Running.Add(1)
 	var once sync.Once
 	answer := func(err error) {
 		once.Do(func() {
-			s.running.Add(-1)
+			s.Running.Add(-1)
 			res := taskproto.Result{Worker: "inproc", Run: time.Since(start)}
 			if err != nil {
-				s.failed.Add(1)
+				s.Failed.Add(1)
 				done(res, err)
 				return
 			}
-			s.completed.Add(1)
+			s.Completed.Add(1)
 			res.Value = tasks.SleepDone
 			done(res, nil)
 		})
@@ -157,7 +108,7 @@ func (s *Inproc) Info() taskproto.StrategyInfo {
 }
 
 func (s *Inproc) Stats(context.Context) (taskproto.Stats, error) {
-	st := s.stats(s.cpu.limit) // what bounds its CPU kinds
-	st.Queued = int64(s.cpu.waiting.len())
+	st := s.Snapshot(s.cpu.limit) // what bounds its CPU kinds
+	st.Queued = int64(s.cpu.waiting.Len())
 	return st, nil
 }

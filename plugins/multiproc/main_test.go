@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/wslab/wslab/taskproto/conformance"
+	"github.com/wslab/wslab/internal/conformance"
 )
 
 // The plugin, built as the host runs it, passes the conformance kit.

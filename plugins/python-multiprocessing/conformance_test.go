@@ -5,8 +5,8 @@ package pythonmultiprocessing_test
 import (
 	"testing"
 
+	"github.com/wslab/wslab/internal/conformance"
 	"github.com/wslab/wslab/internal/pythonplugins"
-	"github.com/wslab/wslab/taskproto/conformance"
 )
 
 func TestConformance(t *testing.T) {

@@ -1,4 +1,4 @@
-package plugin
+package plugin_test
 
 import (
 	"context"
@@ -16,21 +16,25 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/wslab/wslab/internal/executortest"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/plugin"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
-// controlPair serves a controlServer with factory over an in-process gRPC
+// controlPair serves the plugin's control service with factory over an in-process gRPC
 // connection and returns the host's Client and the plugin's data channel
 // end (the host's end is returned as a Remote once configured).
-func controlPair(t *testing.T, factory Factory) (*Client, net.Conn) {
-	return strategyPair(t, Strategy{Name: "test", New: factory})
+func controlPair(t *testing.T, factory plugin.Factory) (*launch.Client, net.Conn) {
+	return strategyPair(t, plugin.Strategy{Name: "test", New: factory})
 }
 
 // strategyPair is controlPair for a whole Strategy.
-func strategyPair(t *testing.T, strategy Strategy) (*Client, net.Conn) {
+func strategyPair(t *testing.T, strategy plugin.Strategy) (*launch.Client, net.Conn) {
 	t.Helper()
-	ours, theirs, err := NewChannel("test")
+	ours, theirs, err := wire.NewChannel("test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,7 @@ func strategyPair(t *testing.T, strategy Strategy) (*Client, net.Conn) {
 	}
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
-	pb.RegisterExecutorServer(srv, &controlServer{strategy: strategy, log: hclog.NewNullLogger(), data: data})
+	pb.RegisterExecutorServer(srv, plugin.NewControlServer(strategy, data))
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
@@ -55,11 +59,11 @@ func strategyPair(t *testing.T, strategy Strategy) (*Client, net.Conn) {
 		ours.Close()
 		data.Close()
 	})
-	return &Client{client: pb.NewExecutorClient(conn)}, ours
+	return launch.NewClient(conn), ours
 }
 
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	ctx, cancel := context.WithTimeout(context.Background(), executortest.HangGuard)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -86,7 +90,7 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 		if log == nil {
 			t.Error("factory got a nil logger")
 		}
-		return &fakeExecutor{info: info}, nil
+		return &executortest.Executor{Information: info}, nil
 	})
 	ctx := testCtx(t)
 	gotInfo, err := c.Configure(ctx, want)
@@ -113,10 +117,10 @@ func TestConfigurePassesConfigAndInfo(t *testing.T) {
 	mu.Unlock()
 
 	// Configure started the data channel.
-	r := NewRemote(data, gotInfo, "plugin pool", BatchHooks{})
+	r := launch.NewRemote(data, gotInfo, "plugin pool", launch.BatchHooks{})
 	defer r.Close()
-	if o := await(t, submit(t, r, ctx, taskproto.Task{Kind: taskproto.KindNoop, N: 9}), "noop"); o.err != nil || o.res.Value != "9" {
-		t.Errorf("task after Configure: %+v, %v", o.res, o.err)
+	if o := executortest.Await(t, executortest.Submit(t, r, ctx, taskproto.Task{Kind: taskproto.KindNoop, N: 9}), "noop"); o.Err != nil || o.Res.Value != "9" {
+		t.Errorf("task after Configure: %+v, %v", o.Res, o.Err)
 	}
 }
 
@@ -128,7 +132,7 @@ func TestConfigureFactoryError(t *testing.T) {
 		if calls == 1 {
 			return nil, errors.New("bad workers value")
 		}
-		return &fakeExecutor{info: taskproto.StrategyInfo{Name: "second"}}, nil
+		return &executortest.Executor{Information: taskproto.StrategyInfo{Name: "second"}}, nil
 	})
 	ctx := testCtx(t)
 	_, err := c.Configure(ctx, taskproto.Config{})
@@ -152,7 +156,7 @@ func TestStatsRoundTrip(t *testing.T) {
 	want := taskproto.Stats{Running: 2, Queued: 3, Completed: 40, Failed: 5, Capacity: 8, Restarts: 1,
 		Workers: []taskproto.WorkerStats{{ID: "w0", PID: 11, State: "busy", Tasks: 20, Restarts: 1}, {ID: "w1", PID: 12, State: "idle", Tasks: 20}}}
 	c, _ := controlPair(t, func(taskproto.Config, hclog.Logger) (taskproto.Executor, error) {
-		return &fakeExecutor{stats: func(context.Context) (taskproto.Stats, error) { return want, nil }}, nil
+		return &executortest.Executor{OnStats: func(context.Context) (taskproto.Stats, error) { return want, nil }}, nil
 	})
 	ctx := testCtx(t)
 	if _, err := c.Stats(ctx); status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
@@ -177,14 +181,14 @@ func TestDescribeAndDeclaredKeys(t *testing.T) {
 		{Section: "pool", Name: "pin", Type: taskproto.KeyBool, Default: "false", Help: "pin threads"},
 	}
 	var got taskproto.Config
-	c, _ := strategyPair(t, Strategy{Name: "pool", Description: "a pool", Keys: keys,
+	c, _ := strategyPair(t, plugin.Strategy{Name: "pool", Description: "a pool", Keys: keys,
 		New: func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
 			got = cfg
-			return &fakeExecutor{}, nil
+			return &executortest.Executor{}, nil
 		}})
 	ctx := testCtx(t)
 	d, err := c.Describe(ctx)
-	if want := (Description{Name: "pool", Description: "a pool", Keys: keys}); err != nil || !reflect.DeepEqual(d, want) {
+	if want := (wire.Description{Name: "pool", Description: "a pool", Keys: keys}); err != nil || !reflect.DeepEqual(d, want) {
 		t.Fatalf("Describe = %+v, %v; want %+v", d, err, want)
 	}
 	_, err = c.Configure(ctx, taskproto.Config{Settings: map[string]string{"pool.workers": "65"}})

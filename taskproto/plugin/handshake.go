@@ -1,8 +1,19 @@
-// Package plugin is how a wslab strategy runs in a process of its own: the
-// go-plugin handshake and plugin set, Serve (a strategy plugin's whole
-// main), the gRPC control service, and the data channel that carries tasks
-// and replies between host and plugin (and between the multiproc plugin and
-// its workers), with the task codec they all share.
+// Package plugin is what a wslab strategy needs to run in a process of its
+// own: describe the strategy (Strategy: its name, its configuration keys,
+// the Factory that builds its taskproto.Executor) and call Serve from main.
+// Serve does the rest: the go-plugin handshake with the host, the gRPC
+// control service (Describe, Configure, Stats), and the data channel that
+// carries tasks and replies (package wire). Metrics is where a strategy
+// registers metrics of its own; a strategy that runs processes of its own
+// gives them ExitWithParent and StartProfile, as Serve does its plugin.
+//
+// # Compatibility
+//
+// ProtocolVersion is the version of the host-plugin contract. A plugin and
+// a host of different versions refuse each other at the handshake, with an
+// error naming both. Within a version, the names of this package, of
+// package taskproto and of package wire keep their meaning; new fields and
+// functions may be added. CHANGELOG.md records every change.
 //
 // Which transport carries what, and why: go-plugin's gRPC connection does
 // what it is good at (the handshake, AutoMTLS, health, logs, lifecycle,
@@ -14,6 +25,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -44,28 +56,23 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "executor-v1-7f3c2a",
 }
 
-// VersionedPlugins is the host's side of the plugin set, by protocol version.
-var VersionedPlugins = map[int]plugin.PluginSet{
-	ProtocolVersion: {PluginName: &ExecutorPlugin{}},
-}
-
 // Factory builds a strategy once the host has sent its configuration.
 type Factory func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error)
 
-// ExecutorPlugin is the go-plugin glue for the control service. The host
-// uses it without a server; Serve gives a plugin binary's its own.
-type ExecutorPlugin struct {
+// executorPlugin is the go-plugin glue for a plugin's side of the control
+// service.
+type executorPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	server *controlServer // plugin side
+	server *controlServer
 }
 
 // GRPCServer registers the control service in the plugin process.
-func (p *ExecutorPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *executorPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterExecutorServer(s, p.server)
 	return nil
 }
 
-// GRPCClient returns a *Client in the host process.
-func (p *ExecutorPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{client: pb.NewExecutorClient(c)}, nil
+// GRPCClient is never called: a plugin is no host.
+func (p *executorPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, fmt.Errorf("a strategy plugin has no client side of the %s plugin", PluginName)
 }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,23 +12,16 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/wslab/wslab/internal/profile"
-	"github.com/wslab/wslab/internal/tick"
-	"github.com/wslab/wslab/internal/tracing"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/pb"
+	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 	"github.com/wslab/wslab/tasks"
 )
-
-// DataFDEnv names the environment variable that tells a plugin which file
-// descriptor is its data channel. The host sets it; a plugin started any
-// other way has no data channel and says so.
-const DataFDEnv = "WSLAB_DATA_FD"
 
 // Strategy is what a strategy plugin serves.
 type Strategy struct {
@@ -68,12 +60,12 @@ func Serve(s Strategy) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ExitWithParent(ctx, log, 250*time.Millisecond)
-	stopProfile := profile.Start(name)
+	stopProfile := StartProfile(name)
 	stopTracing := tracing.Begin("wslab-plugin-"+name, log)
 	srv := &controlServer{strategy: s, log: log, data: data, exit: func(code int) { stopTracing(); stopProfile(); os.Exit(code) }}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &ExecutorPlugin{server: srv}}},
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &executorPlugin{server: srv}}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return plugin.DefaultGRPCServer(append(opts, tracing.GRPCServerOptions()...))
 		},
@@ -85,16 +77,24 @@ func Serve(s Strategy) {
 }
 
 // ExitWithParent exits the process once its parent is gone (the process is
-// re-parented). go-plugin does not notice a dead host (go-plugin #10), and
+// re-parented), until ctx ends. Serve watches its plugin so; a process a
+// strategy starts should watch the plugin too. go-plugin does not notice a dead host (go-plugin #10), and
 // Pdeathsig alone depends on which host thread started the child.
 func ExitWithParent(ctx context.Context, log hclog.Logger, every time.Duration) {
 	parent := os.Getppid()
-	tick.Every(ctx, every, func() {
-		if os.Getppid() != parent {
-			log.Error("parent process exited, exiting", "parent", parent)
-			os.Exit(3)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != parent {
+				log.Error("parent process exited, exiting", "parent", parent)
+				os.Exit(3)
+			}
 		}
-	})
+	}
 }
 
 // controlServer is the plugin's side of the control service.
@@ -118,7 +118,7 @@ func (s *controlServer) executor() taskproto.Executor {
 }
 
 func (s *controlServer) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
-	return describeToPB(Description{Name: s.strategy.Name, Description: s.strategy.Description, Keys: s.strategy.Keys}), nil
+	return wire.DescribeToPB(wire.Description{Name: s.strategy.Name, Description: s.strategy.Description, Keys: s.strategy.Keys}), nil
 }
 
 func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
@@ -130,15 +130,15 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 	if s.strategy.New == nil {
 		return nil, status.Error(codes.Unimplemented, "plugin has no executor factory")
 	}
-	cfg := configFromPB(req.GetConfig())
+	cfg := wire.ConfigFromPB(req.GetConfig())
 	settings, err := taskproto.ApplyKeys(cfg.Settings, s.strategy.Keys)
 	if err != nil {
-		return nil, configureError(err)
+		return nil, wire.ConfigureError(err)
 	}
 	cfg.Settings = settings
 	exec, err := s.strategy.New(cfg, s.log)
 	if err != nil {
-		return nil, configureError(fmt.Errorf("build executor: %w", err))
+		return nil, wire.ConfigureError(fmt.Errorf("build executor: %w", err))
 	}
 	s.exec = exec
 	info := exec.Info()
@@ -148,13 +148,13 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 		served = &bounded{Executor: exec, limits: cfg.Limits, refused: &s.refused}
 	}
 	go s.serveTasks(served)
-	return &pb.ConfigureResponse{Info: infoToPB(info)}, nil
+	return &pb.ConfigureResponse{Info: wire.InfoToPB(info)}, nil
 }
 
 // serveTasks serves the data channel; when the host closes it, or dies,
 // the plugin has nothing left to do and exits.
 func (s *controlServer) serveTasks(exec taskproto.Executor) {
-	err := ServeTasks(context.Background(), s.data, exec, s.log, PluginHop)
+	err := wire.ServeTasks(context.Background(), s.data, exec, s.log, wire.PluginHop)
 	if err != nil {
 		s.log.Error("data channel failed", "error", err)
 	} else {
@@ -188,7 +188,7 @@ func (s *controlServer) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.Stat
 	if st.Metrics, err = encodeMetrics(metricsRegistry()); err != nil {
 		return nil, status.Errorf(codes.Internal, "stats: %v", err)
 	}
-	return statsToPB(st), nil
+	return wire.StatsToPB(st), nil
 }
 
 // bounded refuses a task of an unknown kind or outside the host's limits
@@ -211,26 +211,9 @@ func (b *bounded) Submit(ctx context.Context, t taskproto.Task, done taskproto.D
 }
 
 func inheritedDataChannel() (net.Conn, error) {
-	fd := os.Getenv(DataFDEnv)
+	fd := os.Getenv(wire.DataFDEnv)
 	if fd == "" {
-		return nil, fmt.Errorf("%s is not set", DataFDEnv)
+		return nil, fmt.Errorf("%s is not set", wire.DataFDEnv)
 	}
-	return FileConn(fd)
-}
-
-// configureError is err as Configure answers it: a *taskproto.KeyError (a
-// value the strategy refuses, on this machine or any) travels as a
-// BadRequest field violation, so that the host reports it as a
-// configuration error naming the key.
-func configureError(err error) error {
-	st := status.New(codes.InvalidArgument, err.Error())
-	var ke *taskproto.KeyError
-	if errors.As(err, &ke) {
-		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
-			Field: ke.Key.Section + "." + ke.Key.Name, Description: ke.Problem,
-		}}}); derr == nil {
-			st = d
-		}
-	}
-	return st.Err()
+	return wire.FileConn(fd)
 }
