@@ -513,8 +513,8 @@ func TestHealthzAndStats(t *testing.T) {
 			if err := json.Unmarshal(body, &st); err != nil {
 				t.Fatalf("/stats is not JSON: %v: %s", err, body)
 			}
-			if st.Strategy != s {
-				t.Errorf("/stats strategy %q, want %q", st.Strategy, s)
+			if st.Strategy != pluginOf(s) {
+				t.Errorf("/stats strategy %q, want %q", st.Strategy, pluginOf(s))
 			}
 		})
 	}

@@ -138,12 +138,17 @@ func writeConfig(t testing.TB, ini string) string {
 
 // startHostEnv is startHost with extra environment variables for the host,
 // which its plugin and workers inherit.
+// strategy may be a variant (variants_test.go).
 func startHostEnv(t testing.TB, strategy, ini string, env []string) *hostProc {
 	t.Helper()
-	return startHostWith(t, hostproc.Options{
+	name := strategy
+	strategy, ini = resolveStrategy(t, name, ini)
+	h := startHostWith(t, hostproc.Options{
 		Command: []string{filepath.Join(binDir, "host"), "--config", writeConfig(t, ini), "--plugin=" + strategy, "--log-level", "debug"},
 		Env:     env,
 	})
+	checkVariant(t, h, name)
+	return h
 }
 
 // startHostWith starts a host as opt says, logging into a buffer that is

@@ -99,7 +99,7 @@ func TestJSONPipelining(t *testing.T) {
 					t.Fatal(err)
 				}
 				r := decode(t, msg)
-				if !r.OK || r.Result == nil || r.Strategy != s || r.Worker == "" || r.QueueUS == nil || r.RunUS == nil || r.Task == "" {
+				if !r.OK || r.Result == nil || r.Strategy != pluginOf(s) || r.Worker == "" || r.QueueUS == nil || r.RunUS == nil || r.Task == "" {
 					t.Fatalf("incomplete success reply: %s", msg)
 				}
 				id := string(r.ID)

@@ -20,7 +20,7 @@ import (
 // (a result or executor_failed), the plugin comes back, and new requests
 // succeed.
 func TestPluginKilledUnderLoad(t *testing.T) {
-	for _, s := range []string{"semaphore", "pool", "multiproc", "distributed"} {
+	for _, s := range pluginStrategies() {
 		t.Run(s, func(t *testing.T) {
 			h := startHost(t, s, "[other]\nasyn_semaphore = 8\nmultiprocessing_processes = 2\n[pool]\nworkers = 8\n[multiproc]\nworker_inflight = 8\n")
 			before := h.stats(t)
@@ -132,7 +132,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 // TestHostSIGKILLLeavesNoPlugin: a host killed by SIGKILL cannot clean up,
 // so its plugin must notice and exit by itself.
 func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
-	for _, s := range []string{"semaphore", "pool", "multiproc", "distributed"} {
+	for _, s := range pluginStrategies() {
 		t.Run(s, func(t *testing.T) {
 			h := startHost(t, s, "")
 			pid := h.stats(t).PluginPID

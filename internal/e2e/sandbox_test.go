@@ -4,16 +4,15 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wslab/wslab/internal/attacks"
 	"github.com/wslab/wslab/internal/sandbox"
+	"github.com/wslab/wslab/internal/testnet"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/tasks"
 )
@@ -72,7 +71,7 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 	if err := os.WriteFile(outside, []byte("original"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln := acceptCounter(t)
+	ln := testnet.Listen(t)
 	h := startHostEnv(t, "multiproc", "plugin_dir = "+faultyPlugins()+"\ntimeout_sec = 2\n[other]\nmultiprocessing_processes = 2\n"+
 		"[multiproc]\nworker_memory_mb = 128\nsandbox = "+mode+"\n",
 		[]string{attacks.Env + "=" + outside + "," + ln.Addr().String()})
@@ -95,7 +94,7 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 		if b, _ := os.ReadFile(outside); string(b) != "original" {
 			t.Errorf("under %s the file outside was changed: %q", mode, b)
 		}
-		if n := ln.count(); n != 0 {
+		if n := ln.Accepted(); n != 0 {
 			t.Errorf("under %s the listener accepted %d connections", mode, n)
 		}
 	}
@@ -128,42 +127,4 @@ func TestAttacksOnMultiproc(t *testing.T) {
 			t.Errorf("under %s: allocation %q (want executor_failed), spin %q (want timeout)", rung, got[attacks.Allocate], got[attacks.Spin])
 		}
 	}
-}
-
-// countingListener is a loopback listener that counts what it accepts.
-type countingListener struct {
-	net.Listener
-	mu sync.Mutex
-	n  int
-}
-
-func acceptCounter(t *testing.T) *countingListener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			cl.mu.Lock()
-			cl.n++
-			cl.mu.Unlock()
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return cl
-}
-
-func (l *countingListener) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n
 }

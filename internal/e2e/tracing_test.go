@@ -166,7 +166,9 @@ func mustUnmarshal(t *testing.T, s string, v any) {
 // trace: the host's span, a child of the client's context, and the
 // worker's, a child of the host's. Since the host hands tasks to
 // multiproc's workers directly, the plugin process is not on the task's
-// path and records no span of it.
+// path and records no span of it. It runs plain multiproc only: a worker
+// under [multiproc] sandbox = strict may open no socket, so it exports no
+// span (the trace context still passes through it).
 func TestTraceAcrossMultiproc(t *testing.T) {
 	r := startOTLPReceiver(t)
 	h := startHostEnv(t, "multiproc", "[other]\nmultiprocessing_processes = 2\n", tracedEnv(r))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 
 	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/supervise"
@@ -253,4 +254,26 @@ func (w *workerHandle) stop() {
 // cgroupPrefix is what every one of them starts with.
 func cgroupName(worker string) string { return cgroupPrefix() + worker }
 
-func cgroupPrefix() string { return "multiproc-" + strconv.Itoa(os.Getpid()) + "-" }
+func cgroupPrefix() string { return cgroupPrefixOf(os.Getpid()) }
+
+func cgroupPrefixOf(pid int) string { return cgroupStem + strconv.Itoa(pid) + "-" }
+
+// cgroupStem begins the name of every multiproc plugin's workers' cgroups.
+const cgroupStem = "multiproc-"
+
+// removeStaleCgroups removes the workers' cgroups of multiproc plugins
+// that are gone. A plugin that is killed (SIGKILL, the host's chaos, its
+// host killed) cannot remove its own, which would pile up under
+// sandbox.CgroupRoot, one per worker for each plugin that ever ran. A
+// plugin still running keeps its own, and a cgroup that still holds a
+// process (a worker of the dead plugin still exiting) stays: the next
+// sweep takes it.
+func removeStaleCgroups() {
+	for _, name := range sandbox.CgroupNames(cgroupStem) {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, cgroupStem), "-", 2)[0])
+		if err != nil || pid == os.Getpid() || supervise.Alive(pid) {
+			continue
+		}
+		sandbox.RemoveCgroups(cgroupPrefixOf(pid))
+	}
+}

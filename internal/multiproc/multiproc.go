@@ -186,6 +186,7 @@ func New(opt Options) (*Executor, error) {
 	if opt.Sandbox != "" && opt.Sandbox != sandbox.None {
 		e.sandbox = sandbox.Probe(sandbox.Policy{Mode: opt.Sandbox, Cgroup: cgroupPrefix(), CPUSeconds: uint64(opt.CPUSeconds),
 			OpenFiles: sandboxOpenFiles, FileBytes: uint64(opt.MaxFileBytes)}).String()
+		removeStaleCgroups()
 	}
 	for i := range opt.Processes {
 		w := &workerHandle{e: e, name: fmt.Sprintf("w%d", i), runs: opt.Inflight, slots: opt.Inflight + opt.Prefetch, inflight: map[uint64]*call{}}
@@ -559,6 +560,7 @@ func (e *Executor) Close() error {
 	}
 	if e.opt.Sandbox != "" && e.opt.Sandbox != sandbox.None {
 		sandbox.RemoveCgroups(cgroupPrefix())
+		removeStaleCgroups()
 	}
 	return nil
 }

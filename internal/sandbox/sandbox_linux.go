@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -361,11 +362,32 @@ func joinCgroup(p Policy) (string, error) {
 	return fmt.Sprint(joined), nil
 }
 
+// CgroupBases are the CgroupRoot directories in which workers' cgroups
+// are made: the unified hierarchy's, or the v1 memory and cpu ones'.
+func CgroupBases() []string {
+	return []string{filepath.Join(cgroupFS, CgroupRoot), filepath.Join(cgroupFS, "memory", CgroupRoot), filepath.Join(cgroupFS, "cpu", CgroupRoot)}
+}
+
+// CgroupNames lists the cgroups under CgroupRoot, in any hierarchy, whose
+// names start with prefix, each name once.
+func CgroupNames(prefix string) []string {
+	var names []string
+	for _, base := range CgroupBases() {
+		matches, _ := filepath.Glob(filepath.Join(base, prefix+"*"))
+		for _, m := range matches {
+			if fi, err := os.Stat(m); err == nil && fi.IsDir() && !slices.Contains(names, filepath.Base(m)) {
+				names = append(names, filepath.Base(m))
+			}
+		}
+	}
+	return names
+}
+
 // RemoveCgroups removes the cgroups named under CgroupRoot that start
 // with prefix, once their processes are gone: what a plugin calls as it
 // stops its workers.
 func RemoveCgroups(prefix string) {
-	for _, base := range []string{filepath.Join(cgroupFS, CgroupRoot), filepath.Join(cgroupFS, "memory", CgroupRoot), filepath.Join(cgroupFS, "cpu", CgroupRoot)} {
+	for _, base := range CgroupBases() {
 		matches, _ := filepath.Glob(filepath.Join(base, prefix+"*"))
 		for _, m := range matches {
 			os.Remove(m) // rmdir: fails, harmlessly, while a process is in it

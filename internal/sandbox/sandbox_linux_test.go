@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wslab/wslab/internal/testnet"
 )
 
 // childEnv makes the test binary, re-executed, apply a sandbox and try
@@ -101,7 +103,7 @@ func child(mode string) int {
 
 // run re-executes the test binary under mode against a file outside its
 // data directory and a listener, and says what it could do.
-func run(t *testing.T, mode string) (attempts, string, *countingListener) {
+func run(t *testing.T, mode string) (attempts, string, *testnet.CountingListener) {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -112,7 +114,7 @@ func run(t *testing.T, mode string) (attempts, string, *countingListener) {
 	if err := os.WriteFile(outside, []byte("original"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t)
+	ln := testnet.Listen(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cgroup := fmt.Sprintf("test-%d-%s", os.Getpid(), mode)
 	t.Cleanup(func() { RemoveCgroups(cgroup) })
@@ -152,7 +154,7 @@ func TestStrictStopsTheAttacks(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "original" {
 		t.Errorf("the file outside was changed: %q", b)
 	}
-	if n := ln.accepted(); n != 0 {
+	if n := ln.Accepted(); n != 0 {
 		t.Errorf("the listener accepted %d connections", n)
 	}
 	if s := a.Status; s["NoNewPrivs"] != "1" || s["Seccomp"] != "2" || strings.Trim(s["CapEff"], "0") != "" || strings.Trim(s["CapBnd"], "0") != "" {
@@ -181,45 +183,7 @@ func TestNoneStopsNothing(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "overwritten" {
 		t.Errorf("the file outside: %q", b)
 	}
-	if n := ln.accepted(); n != 1 {
+	if n := ln.Accepted(); n != 1 {
 		t.Errorf("the listener accepted %d connections, want 1", n)
 	}
-}
-
-// countingListener accepts on loopback and counts the connections.
-type countingListener struct {
-	net.Listener
-	mu sync.Mutex
-	n  int
-}
-
-func listen(t *testing.T) *countingListener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &countingListener{Listener: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			cl.mu.Lock()
-			cl.n++
-			cl.mu.Unlock()
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return cl
-}
-
-func (l *countingListener) accepted() int {
-	time.Sleep(50 * time.Millisecond) // an accept in flight is counted
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n
 }

@@ -27,5 +27,11 @@ func Apply(p Policy) (State, error) {
 	return st, nil
 }
 
+// CgroupBases are none off Linux.
+func CgroupBases() []string { return nil }
+
+// CgroupNames are none off Linux.
+func CgroupNames(string) []string { return nil }
+
 // RemoveCgroups does nothing off Linux.
 func RemoveCgroups(string) {}
