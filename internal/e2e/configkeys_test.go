@@ -3,14 +3,18 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wslab/wslab/internal/hostproc"
 	"github.com/wslab/wslab/internal/pythonplugins"
@@ -259,5 +263,35 @@ func copyExecutable(t *testing.T, from, to string) {
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// bin/host --conformance kills the plugin on purpose in one check: at
+// every log level that is an info line saying so, never an error line.
+func TestConformanceDeliberateKillIsNoError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "host"), "--conformance", "pool", "--log-level", "debug",
+		"--plugin-dir", filepath.Join(binDir, "plugins"), "--config", errWriteFile(t, "empty.ini", ""))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("host --conformance pool: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+	}
+	if !strings.Contains(stdout.String(), "pool: conforms") {
+		t.Errorf("stdout:\n%s", &stdout)
+	}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "[ERROR]") {
+			t.Errorf("error line: %s", l)
+		}
+	}
+	for _, want := range []string{
+		"[INFO]  pool: killing the plugin on purpose (SIGKILL), as a crash would: pid=",
+		"[INFO]  pool.pool: plugin process exited: killed on purpose by the conformance kit (check: one reply per task when killed): ",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+		}
 	}
 }
