@@ -125,12 +125,13 @@ func KnownSections(declared []taskproto.Key) []string {
 
 // Suggest returns the candidate nearest to word, the one a typo most
 // likely meant: by edit distance (insertions, deletions, substitutions and
-// swaps of two neighbours, case aside), and only when it is close, at most
-// one edit per three characters of word (and at least one). Of candidates
+// swaps of two neighbours, case aside), and only when it is close: at most
+// one edit per three characters of word, and at least one, but for a word
+// of one or two characters, which may differ only in case. Of candidates
 // equally near, the first in sorted order; "" when none is close.
 func Suggest(word string, candidates []string) string {
 	w := []rune(strings.ToLower(word))
-	// A word of one or two characters is replaced, not misspelt, by one edit.
+	// One edit replaces a word of one or two characters rather than fixes it.
 	limit := max(1, len(w)/3)
 	if len(w) <= 2 {
 		limit = 0
