@@ -33,6 +33,10 @@ build:
 	@# plugins' package) against.
 	cd $(BIN)/plugins && { find . -maxdepth 1 -type f -perm -u+x; find python -type f -name '*.py'; } | \
 		sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
+	@# Once, at the end: the plugins that cannot run on this machine, and why
+	@# (the third field of --list-plugins).
+	@$(BIN)/host --list-plugins --config /dev/null --plugin-dir $(BIN)/plugins | \
+		awk -F'\t' 'NF > 2 { print "note: plugin " $$1 " " $$3 }'
 
 # Shell for the deps targets: each adds what is missing to $missing, then
 # APT_INSTALL installs it all with one apt-get update, when we may (root,
@@ -60,7 +64,7 @@ deps:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
-test: build deps fmt-check vet cross examples
+test: deps build fmt-check vet cross examples
 	$(GO) test -race -timeout 9m ./...
 	$(MAKE) pytest
 	$(MAKE) fuzz
@@ -105,8 +109,10 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The table of issue 9: the machine's floors and every strategy beside
-# them, medians of interleaved trials; figures also in bench.json.
-bench: build
+# them, medians of interleaved trials; figures also in bench.json. The
+# Python packages are installed (or found missing, which build then says)
+# before the Python plugins are measured.
+bench: python-deps build
 	$(BIN)/lab bench --out bench.json
 
 # A bounded soak, not part of make test: every strategy under a steady load
@@ -116,7 +122,7 @@ SOAK ?= 5m
 soak: build
 	WSLAB_SOAK=$(SOAK) $(GO) test -run '^TestSoak$$' -v -count=1 -timeout 60m ./internal/e2e
 
-lab: build python-deps
+lab: python-deps build
 	$(BIN)/lab --config config.ini
 
 # Regenerates taskproto/pb from executor.proto (protoc from Debian's

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -54,7 +55,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fset.SetOutput(stderr)
 	flags := config.NewFlags(fset)
 	pluginName := fset.String("plugin", Inproc, "strategy to serve: inproc or a plugin in the plugin directory")
-	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded and exit")
+	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded, and why any cannot run here, and exit")
 	conform := fset.String("conformance", "", "check the plugin `NAME` against the host-plugin contract (the conformance kit) and exit")
 	describe := fset.Bool("describe", false, "print the configuration keys the strategy reads, as config.ini lines, and exit")
 	flags.String("host", "server", "host", "address to listen on", func(c *config.Config) *string { return &c.Server.Host })
@@ -75,9 +76,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "list plugins in %s: %v\n", cfg.Server.PluginDir, err)
 	}
 	if *list {
+		// One line a strategy: its name, where it is, and, for one that
+		// cannot run here, a third field that says why.
 		fmt.Fprintf(stdout, "%s\t(built in)\n", Inproc)
-		for _, n := range names {
-			fmt.Fprintf(stdout, "%s\t%s\n", n, filepath.Join(cfg.Server.PluginDir, n))
+		for i, why := range cannotRunAll(cfg.Server.PluginDir, names) {
+			fmt.Fprintf(stdout, "%s\t%s", names[i], filepath.Join(cfg.Server.PluginDir, names[i]))
+			if why != "" {
+				fmt.Fprintf(stdout, "\tcannot run here: %s", why)
+			}
+			fmt.Fprintln(stdout)
 		}
 		return ExitOK
 	}
@@ -214,14 +221,30 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		if os.Getenv("GOMAXPROCS") == "" {
 			runtime.GOMAXPROCS(runtime.NumCPU() + spareProcs)
 		}
+		if err := cfg.CheckKeys(nil); err != nil { // inproc reads no keys of its own
+			return err
+		}
 		strat = readyAlways{strategy.NewInproc(scfg)}
+		warnUnownedSections(ctx, cfg, name, nil, log)
 	} else {
 		defer goplugin.CleanupClients()
 		opt, err := pluginLaunch(cfg, name, log)
 		if err != nil {
 			return err
 		}
-		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: opt, Config: scfg, Settings: cfg.StrategySettings, batches: batches})
+		// The keys the plugin declares, which StrategySettings checks the
+		// file's keys against, say which sections it reads.
+		var (
+			mu       sync.Mutex
+			declared []taskproto.Key
+		)
+		settings := func(keys []taskproto.Key) (map[string]string, error) {
+			mu.Lock()
+			declared = keys
+			mu.Unlock()
+			return cfg.StrategySettings(keys)
+		}
+		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: opt, Config: scfg, Settings: settings, batches: batches})
 		var ke *taskproto.KeyError
 		if errors.As(err, &ke) { // a value the plugin refuses here: a usage error
 			return &config.Error{File: cfg.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
@@ -231,6 +254,10 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 		}
 		defer sup.Close()
 		strat = sup
+		mu.Lock()
+		keys := declared
+		mu.Unlock()
+		warnUnownedSections(ctx, cfg, name, keys, log)
 	}
 
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))

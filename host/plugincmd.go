@@ -27,16 +27,7 @@ func describeStrategy(cfg *config.Config, name string, log hclog.Logger, stdout,
 		fmt.Fprintf(stdout, "# %s: built in, tasks run in the host process; it reads no keys of its own\n", Inproc)
 		return ExitOK
 	}
-	opt, err := pluginLaunch(cfg, name, log)
-	if err != nil {
-		return failed(err, log, stderr)
-	}
-	proc, err := launch.Launch(context.Background(), opt)
-	if err != nil {
-		return failed(err, log, stderr)
-	}
-	defer proc.Kill()
-	desc, err := proc.Describe(context.Background())
+	desc, err := describePlugin(context.Background(), cfg, name, log)
 	if err != nil {
 		return failed(err, log, stderr)
 	}

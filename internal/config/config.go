@@ -24,6 +24,9 @@ type Config struct {
 	// the keys a strategy declares are checked against it when the
 	// strategy is known (StrategySettings).
 	Raw map[string]string
+
+	sections []string  // the file's sections, in its order ([DEFAULT] when it has keys)
+	keys     []fileKey // the file's keys, in its order (CheckKeys)
 }
 
 // Server is the [server] section.

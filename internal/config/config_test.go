@@ -54,7 +54,7 @@ func TestDefaultsWhenKeysAbsent(t *testing.T) {
 	for _, content := range []string{"", "[server]\n", "[unrelated]\nx = 1\n"} {
 		c := mustLoad(t, content)
 		want := Default()
-		want.Path, want.Raw = c.Path, c.Raw
+		want.Path, want.Raw, want.sections, want.keys = c.Path, c.Raw, c.sections, c.keys
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("Load(%q) = %+v, want defaults %+v", content, c, want)
 		}
@@ -78,7 +78,7 @@ func TestDefaultsWhenKeysAbsent(t *testing.T) {
 func TestSpecSample(t *testing.T) {
 	c := mustLoad(t, specSample)
 	want := Default()
-	want.Path = c.Path
+	want.Path, want.sections, want.keys = c.Path, c.sections, c.keys
 	want.Raw = map[string]string{
 		"server.host": "localhost", "server.port": "8765", "server.timeout_sec": "100",
 		"client.num_client": "200", "client.tasks": "fib, cpu, io",
@@ -96,7 +96,7 @@ func TestRepoConfigIni(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
-	want.Path, want.Raw = c.Path, c.Raw
+	want.Path, want.Raw, want.sections, want.keys = c.Path, c.Raw, c.sections, c.keys
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("config.ini differs from the defaults: %+v", c)
 	}

@@ -222,7 +222,9 @@ func Load(path string) (*Config, error) {
 		if s.Name() == ini.DefaultSection && len(s.Keys()) == 0 {
 			continue
 		}
+		c.sections = append(c.sections, s.Name())
 		for _, k := range s.Keys() {
+			c.keys = append(c.keys, fileKey{s.Name(), k.Name()})
 			values := k.ValueWithShadows()
 			if len(values) == 0 { // an empty value has no shadows
 				values = []string{k.Value()}
@@ -250,31 +252,7 @@ func Load(path string) (*Config, error) {
 			}
 		}
 	}
-	str := func(p *string) func(string) { return func(v string) { *p = v } }
-	list := func(p *[]string) func(string) { return func(v string) { *p = SplitList(v) } }
-	for _, k := range []struct {
-		section, key string
-		set          func(string)
-	}{
-		{"server", "host", str(&c.Server.Host)},
-		{"server", "plugin_dir", str(&c.Server.PluginDir)},
-		{"server", "data_dir", str(&c.Server.DataDir)},
-		{"server", "auth_token", str(&c.Server.AuthToken)},
-		{"server", "log_level", func(v string) { c.Server.LogLevel = strings.ToLower(strings.TrimSpace(v)) }},
-		{"server", "log_format", func(v string) { c.Server.LogFormat = strings.ToLower(strings.TrimSpace(v)) }},
-		{"server", "metrics_listen", str(&c.Server.MetricsListen)},
-		{"server", "tls_cert", str(&c.Server.TLSCert)},
-		{"server", "tls_key", str(&c.Server.TLSKey)},
-		{"server", "allowed_origins", list(&c.Server.AllowedOrigins)},
-		{"server", "allowed_hosts", list(&c.Server.AllowedHosts)},
-		{"client", "tls_ca", str(&c.Client.TLSCA)},
-		{"client", "tasks", list(&c.Client.Tasks)},
-		{"task_setting", "large_file_name", str(&c.TaskSetting.LargeFileName)},
-		{"lab", "out", str(&c.Lab.Out)},
-		{"lab", "strategies", list(&c.Lab.Strategies)},
-		{"lab", "scenarios", list(&c.Lab.Scenarios)},
-		{"lab", "capacity_tasks", list(&c.Lab.CapacityTasks)},
-	} {
+	for _, k := range c.textKeys() {
 		if v, ok := c.lookup(k.section, k.key); ok {
 			k.set(v)
 		}
@@ -309,6 +287,39 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// textKey binds a key whose value is text (or a list) to its field.
+type textKey struct {
+	section, key string
+	set          func(string)
+}
+
+// textKeys are the keys Load sets as text, beside intKeys and the few it
+// parses on its own (otherKeys).
+func (c *Config) textKeys() []textKey {
+	str := func(p *string) func(string) { return func(v string) { *p = v } }
+	list := func(p *[]string) func(string) { return func(v string) { *p = SplitList(v) } }
+	return []textKey{
+		{"server", "host", str(&c.Server.Host)},
+		{"server", "plugin_dir", str(&c.Server.PluginDir)},
+		{"server", "data_dir", str(&c.Server.DataDir)},
+		{"server", "auth_token", str(&c.Server.AuthToken)},
+		{"server", "log_level", func(v string) { c.Server.LogLevel = strings.ToLower(strings.TrimSpace(v)) }},
+		{"server", "log_format", func(v string) { c.Server.LogFormat = strings.ToLower(strings.TrimSpace(v)) }},
+		{"server", "metrics_listen", str(&c.Server.MetricsListen)},
+		{"server", "tls_cert", str(&c.Server.TLSCert)},
+		{"server", "tls_key", str(&c.Server.TLSKey)},
+		{"server", "allowed_origins", list(&c.Server.AllowedOrigins)},
+		{"server", "allowed_hosts", list(&c.Server.AllowedHosts)},
+		{"client", "tls_ca", str(&c.Client.TLSCA)},
+		{"client", "tasks", list(&c.Client.Tasks)},
+		{"task_setting", "large_file_name", str(&c.TaskSetting.LargeFileName)},
+		{"lab", "out", str(&c.Lab.Out)},
+		{"lab", "strategies", list(&c.Lab.Strategies)},
+		{"lab", "scenarios", list(&c.Lab.Scenarios)},
+		{"lab", "capacity_tasks", list(&c.Lab.CapacityTasks)},
+	}
+}
+
 // Settings returns every key as "section.key" → value: the file's keys,
 // with each key this package knows set to its effective value (defaults
 // included), so that a strategy plugin reading its section needs no
@@ -328,8 +339,13 @@ var verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", 
 
 // StrategySettings is Settings with the keys a strategy declares checked
 // and set to their effective values: the file's (or [DEFAULT]'s), else the
-// key's default. Its error is an *Error naming the file, section and key.
+// key's default. A key of the file that neither the host nor the strategy
+// reads is refused first (CheckKeys). Its error is an *Error naming the
+// file, section and key.
 func (c *Config) StrategySettings(keys []taskproto.Key) (map[string]string, error) {
+	if err := c.CheckKeys(keys); err != nil {
+		return nil, err
+	}
 	settings := c.Settings()
 	for _, k := range keys {
 		if v, ok := c.lookup(k.Section, k.Name); ok {

@@ -368,7 +368,8 @@ func checkKilled(ctx context.Context, k *kit) error {
 	if k.cfg.Settings == nil {
 		return errSkipped
 	}
-	proc, err := k.launch(ctx)
+	log := newKillLogger(k.opt.Logger)
+	proc, err := k.launchLogged(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -386,6 +387,8 @@ func checkKilled(ctx context.Context, k *kit) error {
 	}
 	time.Sleep(300 * time.Millisecond)
 	pid := proc.PID()
+	log.Info("killing the plugin on purpose (SIGKILL), as a crash would", "pid", pid)
+	log.killed.Store(true)
 	if err := killProcess(pid); err != nil {
 		return fmt.Errorf("kill plugin %d: %w", pid, err)
 	}

@@ -160,8 +160,13 @@ type kit struct {
 
 // launch starts a fresh plugin process, stopping the one before, if any.
 func (k *kit) launch(ctx context.Context) (*launch.Process, error) {
+	return k.launchLogged(ctx, k.opt.Logger)
+}
+
+// launchLogged is launch with the plugin's logs going to log.
+func (k *kit) launchLogged(ctx context.Context, log hclog.Logger) (*launch.Process, error) {
 	k.stop()
-	proc, err := launch.Launch(ctx, launch.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
+	proc, err := launch.Launch(ctx, launch.LaunchOptions{Name: k.name, Path: k.path, Logger: log, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
 	k.proc = proc
 	return proc, err
 }

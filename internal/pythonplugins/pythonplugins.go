@@ -4,10 +4,15 @@
 package pythonplugins
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/wslab/wslab/internal/conformance"
 )
@@ -30,6 +35,63 @@ func Missing() string {
 			Interpreter, err, out)
 	}
 	return ""
+}
+
+// Packages are what the Python plugins import beyond Python's standard
+// library: the module, and the package that provides it (Debian's
+// python3-NAME, pip's NAME).
+var Packages = []struct{ Module, Package string }{
+	{"grpc", "grpcio"},
+	{"google.protobuf", "protobuf"},
+	{"cryptography", "cryptography"}, // the host's AutoMTLS certificate
+}
+
+// importCheck prints each module of its arguments that cannot be imported.
+const importCheck = `import importlib, sys
+for m in sys.argv[1:]:
+    try:
+        importlib.import_module(m)
+    except Exception:
+        print(m)
+`
+
+// MissingPackages runs python, an interpreter's command line (its path, and
+// its options as a plugin's first line gives them), and returns the
+// Packages it cannot import, in their order. Its error says the
+// interpreter did not run.
+func MissingPackages(ctx context.Context, python ...string) ([]string, error) {
+	if len(python) == 0 {
+		return nil, errors.New("no interpreter")
+	}
+	args := append(slices.Clone(python[1:]), "-c", importCheck)
+	for _, p := range Packages {
+		args = append(args, p.Module)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, python[0], args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w %s", strings.Join(python, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	failed := strings.Fields(string(out))
+	var missing []string
+	for _, p := range Packages {
+		if slices.Contains(failed, p.Module) {
+			missing = append(missing, p.Package)
+		}
+	}
+	return missing, nil
+}
+
+// Hint says what a Python plugin lacking the packages missing needs, and
+// how to get it: "needs grpcio and protobuf: run make python-deps".
+func Hint(missing []string) string {
+	list := strings.Join(missing, ", ")
+	if n := len(missing); n > 1 {
+		list = strings.Join(missing[:n-1], ", ") + " and " + missing[n-1]
+	}
+	return "needs " + list + ": run make python-deps"
 }
 
 // Install copies the Python plugins of the source tree at root, and their

@@ -1,6 +1,7 @@
 package pythonplugins
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,5 +48,43 @@ func TestInstall(t *testing.T) {
 	got, _ := filepath.Glob(filepath.Join(dir, "python", "wslab", "*.py"))
 	if len(want) == 0 || len(got) != len(want) {
 		t.Errorf("installed %d of the package's %d modules", len(got), len(want))
+	}
+}
+
+func TestHint(t *testing.T) {
+	for _, c := range []struct {
+		missing []string
+		want    string
+	}{
+		{[]string{"grpcio", "protobuf"}, "needs grpcio and protobuf: run make python-deps"},
+		{[]string{"grpcio", "protobuf", "cryptography"}, "needs grpcio, protobuf and cryptography: run make python-deps"},
+		{[]string{"cryptography"}, "needs cryptography: run make python-deps"},
+	} {
+		if got := Hint(c.missing); got != c.want {
+			t.Errorf("Hint(%v) = %q, want %q", c.missing, got, c.want)
+		}
+	}
+}
+
+// MissingPackages runs the interpreter as a plugin's first line does:
+// without its site-packages (-S) it has none of the packages; as the
+// plugins run it, all of them where the plugins can run.
+func TestMissingPackages(t *testing.T) {
+	if _, err := os.Stat(Interpreter); err != nil {
+		t.Skipf("%s: %v", Interpreter, err)
+	}
+	ctx := context.Background()
+	got, err := MissingPackages(ctx, Interpreter, "-IBS")
+	if want := []string{"grpcio", "protobuf", "cryptography"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("MissingPackages(%s -IBS) = %v, %v; want %v", Interpreter, got, err, want)
+	}
+	if _, err := MissingPackages(ctx, "/nonexistent/python3"); err == nil {
+		t.Error("MissingPackages of no interpreter: no error")
+	}
+	if why := Missing(); why != "" {
+		t.Skip(why)
+	}
+	if got, err := MissingPackages(ctx, Interpreter, "-IB"); err != nil || len(got) != 0 {
+		t.Errorf("MissingPackages(%s -IB) = %v, %v; want none", Interpreter, got, err)
 	}
 }
