@@ -29,6 +29,7 @@ import (
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
 	"github.com/wslab/wslab/taskproto/tracing"
+	"github.com/wslab/wslab/taskproto/wire"
 )
 
 // Exit statuses of the host command.
@@ -57,6 +58,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pluginName := fset.String("plugin", Inproc, "strategy to serve: inproc or a plugin in the plugin directory")
 	list := fset.Bool("list-plugins", false, "list the strategies that can be loaded, and why any cannot run here, and exit")
 	conform := fset.String("conformance", "", "check the plugin `NAME` against the host-plugin contract (the conformance kit) and exit")
+	reattachTo := fset.String("reattach", "", "serve the plugin started by hand in debug mode (plugin.DebugEnv) that printed `JSON`; "+
+		wire.ReattachEnv+" gives it too")
 	describe := fset.Bool("describe", false, "print the configuration keys the strategy reads, as config.ini lines, and exit")
 	flags.String("host", "server", "host", "address to listen on", func(c *config.Config) *string { return &c.Server.Host })
 	flags.Int("port", "server", "port", "port to listen on, 0 for any free port", func(c *config.Config) *int { return &c.Server.Port })
@@ -88,7 +91,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitOK
 	}
-	if *pluginName != Inproc && !slices.Contains(names, *pluginName) {
+	reattach, err := reattachOf(*reattachTo, pluginName)
+	if err != nil {
+		fmt.Fprintln(stderr, "host:", err)
+		return ExitUsage
+	}
+	if reattach == nil && *pluginName != Inproc && !slices.Contains(names, *pluginName) {
 		fmt.Fprintf(stderr, "host: unknown plugin %q: not found in %s; available: %v\n",
 			*pluginName, cfg.Server.PluginDir, append([]string{Inproc}, names...))
 		return ExitUsage
@@ -113,7 +121,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	defer plugin.StartProfile("host")()
 	defer tracing.Begin("wslab-host", log)()
-	if err := serve(cfg, *pluginName, tlsConfig, log, stdout); err != nil {
+	if err := serve(cfg, *pluginName, reattach, tlsConfig, log, stdout); err != nil {
 		return failed(err, log, stderr)
 	}
 	return ExitOK
@@ -199,7 +207,28 @@ func limits(cfg *config.Config) taskproto.Limits {
 // serve runs the host until a signal stops it. Once it listens it prints
 // "listening URL" on stdout (and "metrics URL" for metrics_listen): with
 // port 0 that is how a script (or internal/hostproc) learns the port it got.
-func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
+// reattachOf is the plugin started by hand that flag (or else the
+// environment) names, nil for none; it names the strategy served, which
+// --plugin may repeat but not contradict.
+func reattachOf(flag string, pluginName *string) (*wire.Reattach, error) {
+	if flag == "" {
+		flag = os.Getenv(wire.ReattachEnv)
+	}
+	if flag == "" {
+		return nil, nil
+	}
+	r, err := wire.ParseReattach(flag)
+	if err != nil {
+		return nil, err
+	}
+	if *pluginName != Inproc && *pluginName != r.Strategy {
+		return nil, fmt.Errorf("--plugin %s and --reattach to a %s plugin: give one", *pluginName, r.Strategy)
+	}
+	*pluginName = r.Strategy
+	return &r, nil
+}
+
+func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
 	if cfg.Server.DataDir == "" {
 		dir, err := os.MkdirTemp("", "wslab-data-")
 		if err != nil {
@@ -229,6 +258,14 @@ func serve(cfg *config.Config, name string, tlsConfig *tls.Config, log hclog.Log
 	} else {
 		defer goplugin.CleanupClients()
 		opt, err := pluginLaunch(cfg, name, log)
+		if reattach != nil {
+			// Started by hand: not found in the plugin directory, nor checked
+			// against its manifest.
+			opt, err = launch.LaunchOptions{Name: name, Path: fmt.Sprintf("(started by hand, pid %d)", reattach.PID), Logger: log, Reattach: reattach}, nil
+			if cfg.Server.VerifyPlugins {
+				log.Warn("[server] verify_plugins does not apply to a plugin started by hand", "pid", reattach.PID)
+			}
+		}
 		if err != nil {
 			return err
 		}

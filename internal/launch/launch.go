@@ -43,6 +43,11 @@ type LaunchOptions struct {
 	// 4): a plugin that runs worker processes may hand their sockets to
 	// the caller, which then sends them tasks itself (Process.Workers).
 	DirectWorkers bool
+	// Reattach, when set, is a plugin started by hand in debug mode
+	// (plugin.DebugEnv), which Launch joins instead of starting one: no
+	// checksum applies, and Kill leaves the process to end by itself when
+	// its data channel closes.
+	Reattach *wire.Reattach
 }
 
 // Process is a plugin started by Launch: handshaken, not yet configured.
@@ -58,6 +63,7 @@ type Process struct {
 	workers *WorkerChannel // nil unless LaunchOptions.DirectWorkers
 	killed  sync.Once
 	notRun  atomic.Bool // its binary could not be executed
+	pid     int         // of a reattached plugin, which has no cmd
 }
 
 // gone says whether the plugin's process has ended, or never began.
@@ -68,6 +74,9 @@ func (p *Process) gone() bool { return p.notRun.Load() || p.client.Exited() }
 // (protocol version, AutoMTLS). A plugin of another contract version is
 // refused with an error naming both versions.
 func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
+	if opt.Reattach != nil {
+		return reattach(ctx, opt)
+	}
 	if opt.Verify != nil {
 		if err := opt.Verify(); err != nil {
 			return nil, fmt.Errorf("%s: %w", opt.Path, err)
@@ -265,7 +274,12 @@ func (p *Process) Alive(limit time.Duration) error {
 }
 
 // PID is the plugin process's ID, which is also its process group's.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
+func (p *Process) PID() int {
+	if p.cmd == nil {
+		return p.pid
+	}
+	return p.cmd.Process.Pid
+}
 
 // killGrace is how long Kill lets go-plugin stop the plugin (it allows a
 // graceful exit 2 s) before it kills the plugin's process group.
@@ -288,13 +302,70 @@ func (p *Process) Kill() {
 		select {
 		case <-done:
 		case <-time.After(killGrace):
-			supervise.KillGroup(p.cmd)
+			p.killGroup()
 			<-done
 		}
 		p.data.Close()
 		if p.workers != nil {
 			p.workers.Close()
 		}
-		supervise.KillGroup(p.cmd)
+		p.killGroup()
 	})
+}
+
+// killGroup kills the plugin's process group, unless the plugin was
+// started by hand: that one ends when its data channel closes.
+func (p *Process) killGroup() {
+	if p.cmd != nil {
+		supervise.KillGroup(p.cmd)
+	}
+}
+
+// reattach joins the plugin opt.Reattach describes: its data channel
+// first, which it accepts once, then its control service.
+func reattach(ctx context.Context, opt LaunchOptions) (*Process, error) {
+	r := opt.Reattach
+	if r.Version != plugin.ProtocolVersion {
+		return nil, fmt.Errorf("reattach to %s (pid %d): it speaks version %d of the wslab plugin contract, this host version %d",
+			r.Strategy, r.PID, r.Version, plugin.ProtocolVersion)
+	}
+	var d net.Dialer
+	data, err := d.DialContext(ctx, "unix", r.Data)
+	if err != nil {
+		return nil, fmt.Errorf("reattach to %s (pid %d): its data channel: %w (is it still running, in debug mode?)", r.Strategy, r.PID, err)
+	}
+	var addr net.Addr
+	switch r.Network {
+	case "unix":
+		addr = &net.UnixAddr{Name: r.Addr, Net: "unix"}
+	case "tcp":
+		if addr, err = net.ResolveTCPAddr("tcp", r.Addr); err != nil {
+			data.Close()
+			return nil, fmt.Errorf("reattach to %s: %w", r.Strategy, err)
+		}
+	default:
+		data.Close()
+		return nil, fmt.Errorf("reattach to %s: control address network %q is neither unix nor tcp", r.Strategy, r.Network)
+	}
+	log := opt.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	p := &Process{name: opt.Name, data: data, pid: r.PID}
+	p.client = goplugin.NewClient(&goplugin.ClientConfig{
+		HandshakeConfig: plugin.Handshake,
+		// go-plugin negotiates no version with a plugin it reattaches to.
+		Plugins: versionedPlugins[plugin.ProtocolVersion],
+		Reattach: &goplugin.ReattachConfig{
+			Protocol: goplugin.ProtocolGRPC, ProtocolVersion: r.Version, Addr: addr, Pid: r.PID, Test: true,
+		},
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		Logger:           log.Named(opt.Name),
+		GRPCDialOptions:  tracing.GRPCDialOptions(),
+	})
+	if err := p.connect(); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("reattach to %s (pid %d): %w", r.Strategy, r.PID, err)
+	}
+	return p, nil
 }

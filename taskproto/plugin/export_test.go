@@ -12,5 +12,5 @@ import (
 // as its data channel: the tests in package plugin_test drive it with the
 // host's client (internal/launch), as a host does.
 func NewControlServer(s Strategy, data net.Conn) pb.ExecutorServer {
-	return &controlServer{strategy: s, log: hclog.NewNullLogger(), data: data}
+	return &controlServer{strategy: s, log: hclog.NewNullLogger(), data: inherited(data)}
 }

@@ -45,16 +45,21 @@ func Serve(s Strategy) {
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       name,
 		Output:     os.Stderr,
-		JSONFormat: true, // the host re-levels JSON lines on its own logger
+		JSONFormat: os.Getenv(DebugEnv) == "", // the host re-levels JSON lines on its own logger
 		Level:      hclog.LevelFromString(os.Getenv("WSLAB_LOG_LEVEL")),
 	})
 	if err := taskproto.CheckKeys(s.Keys); err != nil {
 		log.Error("the strategy declares its configuration wrongly", "error", err)
 		os.Exit(1)
 	}
+	if os.Getenv(DebugEnv) != "" {
+		serveDebug(s, log)
+		return
+	}
 	data, err := inheritedDataChannel()
 	if err != nil {
-		log.Error("no data channel: this binary is a wslab strategy plugin, started by the host", "error", err)
+		log.Error("no data channel: this binary is a wslab strategy plugin, started by the host; "+
+			"to start it by hand (under a debugger, say), set "+DebugEnv+"=1 and give the host what it prints", "error", err)
 		os.Exit(1)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,7 +67,7 @@ func Serve(s Strategy) {
 	go ExitWithParent(ctx, log, 250*time.Millisecond)
 	stopProfile := StartProfile(name)
 	stopTracing := tracing.Begin("wslab-plugin-"+name, log)
-	srv := &controlServer{strategy: s, log: log, data: data, exit: func(code int) { stopTracing(); stopProfile(); os.Exit(code) }}
+	srv := &controlServer{strategy: s, log: log, data: inherited(data), exit: func(code int) { stopTracing(); stopProfile(); os.Exit(code) }}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &executorPlugin{server: srv}}},
@@ -102,7 +107,7 @@ type controlServer struct {
 	pb.UnimplementedExecutorServer
 	strategy Strategy
 	log      hclog.Logger
-	data     net.Conn
+	data     *dataChannel
 	// exit ends the process once the data channel has ended; nil in tests.
 	exit func(code int)
 
@@ -121,11 +126,15 @@ func (s *controlServer) Describe(context.Context, *pb.DescribeRequest) (*pb.Desc
 	return wire.DescribeToPB(wire.Description{Name: s.strategy.Name, Description: s.strategy.Description, Keys: s.strategy.Keys}), nil
 }
 
-func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
+func (s *controlServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.exec != nil {
 		return nil, status.Error(codes.FailedPrecondition, "plugin is already configured")
+	}
+	data, err := s.data.wait(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if s.strategy.New == nil {
 		return nil, status.Error(codes.Unimplemented, "plugin has no executor factory")
@@ -147,14 +156,14 @@ func (s *controlServer) Configure(_ context.Context, req *pb.ConfigureRequest) (
 	if cfg.Limits != (taskproto.Limits{}) {
 		served = &bounded{Executor: exec, limits: cfg.Limits, refused: &s.refused}
 	}
-	go s.serveTasks(served)
+	go s.serveTasks(data, served)
 	return &pb.ConfigureResponse{Info: wire.InfoToPB(info)}, nil
 }
 
 // serveTasks serves the data channel; when the host closes it, or dies,
 // the plugin has nothing left to do and exits.
-func (s *controlServer) serveTasks(exec taskproto.Executor) {
-	err := wire.ServeTasks(context.Background(), s.data, exec, s.log, wire.PluginHop)
+func (s *controlServer) serveTasks(data net.Conn, exec taskproto.Executor) {
+	err := wire.ServeTasks(context.Background(), data, exec, s.log, wire.PluginHop)
 	if err != nil {
 		s.log.Error("data channel failed", "error", err)
 	} else {
