@@ -1,6 +1,7 @@
 // Command adaptive is the strategy plugin whose concurrency adapts to the
-// latency it observes and which sheds load with overloaded before its
-// latency explodes (internal/strategy/adaptive.go): the worked example of
+// latency it observes and which, as CoDel does, sheds with overloaded a
+// queue that stands, not one a burst leaves behind
+// (internal/strategy/adaptive.go): the worked example of
 // docs/writing-a-strategy.md. This file is all the glue a Go strategy needs.
 package main
 
@@ -15,10 +16,10 @@ import (
 func main() {
 	plugin.Serve(plugin.Strategy{
 		Name:        "adaptive",
-		Description: "CPU tasks at a concurrency that adapts to their slowdown (AIMD); sheds what would wait too long",
+		Description: "CPU tasks at a concurrency that adapts to their slowdown (AIMD); sheds a queue that stands (CoDel)",
 		Keys:        strategy.AdaptiveKeys,
-		New: func(cfg taskproto.Config, _ hclog.Logger) (taskproto.Executor, error) {
-			return strategy.NewAdaptive(cfg)
+		New: func(cfg taskproto.Config, log hclog.Logger) (taskproto.Executor, error) {
+			return strategy.NewAdaptive(cfg, log)
 		},
 	})
 }
