@@ -107,6 +107,9 @@ type LadderSkip struct {
 	Why  string `json:"why"`
 }
 
+// notGiven is why a rung the machine could run is left out.
+const notGiven = "not among the strategies this run was given ([lab] strategies, --strategies)"
+
 // ladderSkips says why each rung missing from strategies is missing.
 func ladderSkips(strategies []string, binDir string) []LadderSkip {
 	var out []LadderSkip
@@ -115,7 +118,7 @@ func ladderSkips(strategies []string, binDir string) []LadderSkip {
 			continue
 		}
 		plugin := pluginOf(rung)
-		why := "not among the strategies this run was given ([lab] strategies, --strategies)"
+		why := notGiven
 		if plugin != "inproc" {
 			if _, err := os.Stat(filepath.Join(binDir, "plugins", plugin)); err != nil {
 				why = fmt.Sprintf("its plugin is not installed (no %s; make build installs every plugin)", filepath.Join(binDir, "plugins", plugin))
