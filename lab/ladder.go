@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -287,7 +286,7 @@ func ladderStartup(ctx context.Context, h *hostproc.Host, token string, tlsConf 
 	}
 	start := time.Now()
 	for _, pr := range procs {
-		if err := syscall.Kill(pr.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := kill(pr.pid); err != nil {
 			return 0, replaced, fmt.Errorf("kill %d: %w", pr.pid, err)
 		}
 	}
@@ -296,6 +295,19 @@ func ladderStartup(ctx context.Context, h *hostproc.Host, token string, tlsConf 
 		return 0, replaced, fmt.Errorf("after the kill of %s: %w", replaced, err)
 	}
 	return float64(at.Sub(start).Microseconds()) / 1000, replaced, nil
+}
+
+// kill ends the process pid at once (SIGKILL where there are signals);
+// one already gone is no error.
+func kill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err == nil {
+		err = p.Kill()
+	}
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return err
 }
 
 // probeEvery is how often the start-up probe sends a noop while no
