@@ -115,6 +115,10 @@ func Write(dir string, r Record) error {
 		os.Remove(tmp.Name())
 		return err
 	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
 	return os.Rename(tmp.Name(), file(dir, r.Rung))
 }
 
