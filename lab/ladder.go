@@ -159,6 +159,9 @@ type LadderRow struct {
 	// NoopOverBaseUS is, for a variant, its noop round trip minus its
 	// plugin's plain one in the same round (strict's over multiproc's).
 	NoopOverBaseUS *stats.Estimate `json:"noop_over_base_us,omitempty"`
+	// StartupOverBaseMS is, for a variant, its start-up minus its plugin's
+	// plain one in the same round.
+	StartupOverBaseMS *stats.Estimate `json:"startup_over_base_ms,omitempty"`
 	// CPUVsInproc is the cpu scenario's throughput over inproc's in the
 	// same round; nil without that scenario (and for inproc).
 	CPUVsInproc *stats.Estimate `json:"cpu_vs_inproc,omitempty"`
@@ -473,6 +476,7 @@ func (r *Report) buildLadder() {
 		if v, ok := variants[rung]; ok {
 			if plain := r.result(v.Plugin, scenarioLadder); plain != nil {
 				row.NoopOverBaseUS = pairedByRound(noop, kindP50s(plain.Trials, taskproto.KindNoop), func(a, b float64) float64 { return (a - b) * 1000 })
+				row.StartupOverBaseMS = pairedByRound(startups(res.Trials), startups(plain.Trials), func(a, b float64) float64 { return a - b })
 			}
 		}
 		if cpu, cpuBase := r.result(rung, scenarioCPU), r.result("inproc", scenarioCPU); rung != "inproc" && cpu != nil && cpuBase != nil {
@@ -518,6 +522,17 @@ func kindP50s(trials []Trial, kind string) map[int]float64 {
 		}
 		if p, ok := t.Summary.Latency[kind]; ok && p.Count > 0 {
 			out[t.Round] = p.P50
+		}
+	}
+	return out
+}
+
+// startups is, by round, each start-up the ladder measured.
+func startups(trials []Trial) map[int]float64 {
+	out := map[int]float64{}
+	for _, t := range trials {
+		if lt := t.Ladder; lt != nil && lt.Replaced != "" && lt.StartupFailed == "" {
+			out[t.Round] = lt.StartupMS
 		}
 	}
 	return out

@@ -186,6 +186,9 @@ func (r *Report) ladderNotes() []string {
 	for _, s := range lad.Skipped {
 		notes = append(notes, fmt.Sprintf("%s is left out: %s.", rungName(s.Rung), s.Why))
 	}
+	if !slices.ContainsFunc(r.Scenarios, func(sc Scenario) bool { return sc.Name == scenarioCPU }) {
+		notes = append(notes, "cpu throughput vs inproc comes from the cpu scenario, which this run did not have.")
+	}
 	notes = append(notes, r.attacksNote())
 	return notes
 }
@@ -284,8 +287,11 @@ func (r *Report) ladderVerdict() string {
 	}
 	for _, row := range lad.Rows {
 		if row.NoopOverBaseUS != nil {
-			s += fmt.Sprintf("; %s's sandbox adds %s µs to %s's (%d rounds)", rungName(row.Rung), signed(row.NoopOverBaseUS.Median),
-				pluginOf(row.Rung), row.NoopOverBaseUS.N())
+			s += fmt.Sprintf("; %s adds %s µs to %s's noop round trip", rungName(row.Rung), signed(row.NoopOverBaseUS.Median), pluginOf(row.Rung))
+			if e := row.StartupOverBaseMS; e != nil {
+				s += fmt.Sprintf(" and %s ms to its start-up", signed(e.Median))
+			}
+			s += fmt.Sprintf(" (medians of %d rounds' differences)", row.NoopOverBaseUS.N())
 		}
 	}
 	if len(lad.Skipped) > 0 {

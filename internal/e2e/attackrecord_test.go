@@ -45,6 +45,9 @@ func withEffects(outcomes []attackrecord.Outcome, outside, want string, accepted
 			outcomes[i].Effect = file
 		case attacks.Connect:
 			outcomes[i].Effect = fmt.Sprintf("the listener accepted %d connections", accepted)
+			if accepted == 1 {
+				outcomes[i].Effect = "the listener accepted 1 connection"
+			}
 		}
 	}
 	return outcomes
