@@ -34,6 +34,7 @@ func (r *Report) aggregate() {
 	for i := range r.Capacity {
 		r.Capacity[i].summarise(r.Rounds)
 	}
+	r.buildLadder()
 }
 
 // result is the strategy's result under the scenario, nil if none.

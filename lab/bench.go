@@ -52,6 +52,8 @@ type Bench struct {
 	Memory     BenchMemory          `json:"memory"`
 	Targets    []BenchTarget        `json:"targets"`
 	Samples    map[string][]float64 `json:"samples"` // every trial's value of every figure
+	// Skipped are the rungs of the isolation ladder the run left out, and why.
+	Skipped []LadderSkip `json:"skipped,omitempty"`
 
 	spans map[string][]Span // each strategy's spans, in path order, as first seen
 }
@@ -327,9 +329,21 @@ func measureFloors(ctx context.Context, opt BenchOptions, add func(string, float
 	return nil
 }
 
-// measureStrategy adds one trial of every figure of strategy s.
+// measureStrategy adds one trial of every figure of strategy s; a
+// variant (multiproc-strict) runs its plugin on conf with its settings
+// after it.
 func measureStrategy(ctx context.Context, opt BenchOptions, conf, s string, add func(string, float64), addSpans func([]Span)) error {
-	h, err := hostproc.Start(ctx, hostproc.Options{Command: []string{filepath.Join(opt.BinDir, "host"), "--config", conf, "--plugin", s}})
+	if _, ok := variants[s]; ok {
+		base, err := os.ReadFile(conf)
+		if err != nil {
+			return err
+		}
+		conf = filepath.Join(filepath.Dir(conf), "config-"+s+".ini")
+		if err := os.WriteFile(conf, []byte(variantConfig(s, base)), 0o600); err != nil {
+			return err
+		}
+	}
+	h, err := hostproc.Start(ctx, hostproc.Options{Command: []string{filepath.Join(opt.BinDir, "host"), "--config", conf, "--plugin", pluginOf(s)}})
 	if err != nil {
 		return err
 	}
@@ -600,6 +614,9 @@ func (b *Bench) WriteTable(w io.Writer) {
 			s.CPU, s.CPUVsLimit, s.CPUVsIn, s.CPUMicrosPerNoop, s.CPUPerNoopVsIn, s.PythonLabSeconds, s.PythonLabLimit)
 	}
 	tw.Flush()
+	for _, sk := range b.Skipped {
+		fmt.Fprintf(w, "%s: left out: %s\n", sk.Rung, sk.Why)
+	}
 	fmt.Fprintln(w)
 	writeSpans(w, b.Strategies)
 	if b.Memory.Failed != "" {
@@ -633,7 +650,7 @@ func BenchMain(args []string, stdout, stderr io.Writer) int {
 	trials := fset.Int("trials", 5, "interleaved trials (medians are taken over them)")
 	window := fset.Duration("window", 2*time.Second, "how long each throughput figure is measured per trial")
 	conns := fset.Int("idle-conns", 10000, "idle connections for the memory figure")
-	strats := fset.String("strategies", "", "comma-separated strategies (default: inproc and every plugin)")
+	strats := fset.String("strategies", "", "comma-separated strategies (default: inproc, every plugin and the variants this machine runs, multiproc-strict)")
 	if err := fset.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -653,16 +670,26 @@ func BenchMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "lab bench: %v\n", err)
 	}
+	names = withVariants(names)
 	if *strats != "" {
 		names = config.SplitList(*strats)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The rungs of the ladder this machine or build cannot run.
+	var skipped []LadderSkip
+	for _, sk := range ladderSkips(names, dir) {
+		if sk.Why != notGiven {
+			skipped = append(skipped, sk)
+			fmt.Fprintf(stderr, "lab bench: %s left out: %s\n", sk.Rung, sk.Why)
+		}
+	}
 	b, err := RunBench(ctx, BenchOptions{BinDir: dir, Strategies: names, Trials: *trials, Window: *window, IdleConns: *conns, Progress: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "lab bench: %v\n", err)
 		return ExitFailed
 	}
+	b.Skipped = skipped
 	b.WriteTable(stdout)
 	data, err := json.MarshalIndent(jsonSafe(reflect.ValueOf(b)), "", "  ")
 	if err != nil {

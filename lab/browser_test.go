@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ func TestReportInBrowser(t *testing.T) {
 		t.Errorf("%d charts in the browser, %d in the file", len(p.Charts), want)
 	}
 	checkWaterfall(t, r, p.Charts)
+	checkLadder(t, r, p)
 	if want := fontFamily() + ": loaded"; len(p.Fonts) != 1 || p.Fonts[0] != want {
 		t.Errorf("fonts %q, want [%q]", p.Fonts, want)
 	}
@@ -39,6 +41,51 @@ func TestReportInBrowser(t *testing.T) {
 	if keep := os.Getenv("WSLAB_SCREENSHOT"); keep != "" {
 		if err := os.WriteFile(keep, p.Screenshot, 0o644); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// checkLadder says whether the browser drew the isolation ladder: its
+// table laid out with a row per rung that ran, in the ladder's order, the
+// header's columns in every row, the figures the report holds; the
+// attacks table; and its three charts, each a bar per rung.
+func checkLadder(t *testing.T, r *Report, p *browsercheck.Page) {
+	t.Helper()
+	lt := p.Table("ladder")
+	if lt == nil {
+		t.Fatalf("no ladder table among %d tables", len(p.Tables))
+	}
+	if lt.Width <= 0 || lt.Height <= 0 {
+		t.Errorf("the ladder table takes %v×%v px", lt.Width, lt.Height)
+	}
+	if !slices.Equal(lt.Header, ladderHeader) {
+		t.Errorf("ladder header %q, want %q", lt.Header, ladderHeader)
+	}
+	if len(lt.Rows) != len(r.Ladder.Rows) {
+		t.Fatalf("%d ladder rows in the browser, %d rungs ran", len(lt.Rows), len(r.Ladder.Rows))
+	}
+	for i, row := range r.Ladder.Rows {
+		got := lt.Rows[i]
+		if len(got) != len(ladderHeader) || got[0] != rungName(row.Rung) || got[1] != estimate(row.NoopUS) {
+			t.Errorf("ladder row %d: %q, want %s with noop %s in %d cells", i, got, row.Rung, estimate(row.NoopUS), len(ladderHeader))
+		}
+	}
+	if at := p.Table("attacks"); at == nil || len(at.Rows) != len(r.Ladder.Attacks) || at.Height <= 0 {
+		t.Errorf("attacks table %+v, want a row per recorded rung (%d)", at, len(r.Ladder.Attacks))
+	}
+	for _, id := range []string{"ladder-noop", "ladder-memory", "ladder-startup"} {
+		i := slices.IndexFunc(p.Charts, func(c browsercheck.Chart) bool { return c.ID == id })
+		if i < 0 {
+			t.Errorf("no chart %s", id)
+			continue
+		}
+		for _, row := range r.Ladder.Rows {
+			if id == "ladder-startup" && row.StartupMS.N() == 0 {
+				continue
+			}
+			if !strings.Contains(p.Charts[i].Text, rungName(row.Rung)) {
+				t.Errorf("chart %s lacks the rung %s: %q", id, row.Rung, p.Charts[i].Text)
+			}
 		}
 	}
 }

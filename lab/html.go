@@ -80,6 +80,10 @@ type scenarioPage struct {
 	// explain the host's own counts.
 	Extra, Timeline, Main, Kinds, Host *table
 	TimelineNote, HostTitle, HostNote  string
+	// Attacks and Notes are the ladder's: what each attack got, and what
+	// its columns measured.
+	Attacks *table
+	Notes   []string
 }
 
 // figure is one chart: data-chart="ID" on its <figure class="chart">.
@@ -103,6 +107,17 @@ func (r *Report) HTML() ([]byte, error) {
 		Contenders: r.Contenders,
 	}
 	for _, sc := range r.Scenarios {
+		if sc.Name == scenarioLadder {
+			charts, err := r.ladderCharts()
+			if err != nil {
+				return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+			}
+			p.Scenarios = append(p.Scenarios, scenarioPage{
+				Scenario: sc, ID: slug(sc.Name), Charts: charts,
+				Extra: r.ladderTable(), Attacks: r.attacksTable(), Notes: r.ladderNotes(),
+			})
+			continue
+		}
 		charts, err := r.charts(sc.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)

@@ -26,6 +26,10 @@ func (r *Report) Markdown() string {
 		if sc.Load != "" {
 			fmt.Fprintf(&b, "Load: %s\n\n", sc.Load)
 		}
+		if sc.Name == scenarioLadder {
+			r.ladderMarkdown(&b)
+			continue
+		}
 		extra, mt := r.extraTable(sc.Name), r.mainTable(sc.Name)
 		if extra != nil {
 			if sc.Name == scenarioCapacity {
@@ -69,6 +73,23 @@ func (r *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// ladderMarkdown is the ladder's section after its load: its table, the
+// attacks each rung got, and the notes.
+func (r *Report) ladderMarkdown(b *strings.Builder) {
+	if t := r.ladderTable(); t != nil {
+		mdTable(b, t)
+		b.WriteString("\n")
+	}
+	if t := r.attacksTable(); t != nil {
+		b.WriteString("What each attack got, as the attack tests recorded it:\n\n")
+		mdTable(b, t)
+		b.WriteString("\n")
+	}
+	for _, n := range r.ladderNotes() {
+		fmt.Fprintf(b, "- %s\n", n)
+	}
 }
 
 func mdTable(b *strings.Builder, t *table) {

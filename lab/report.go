@@ -36,6 +36,8 @@ type Report struct {
 	Results []Result `json:"results"`
 	// Capacity holds one curve per strategy when the capacity scenario ran.
 	Capacity []Capacity `json:"capacity,omitempty"`
+	// Ladder is the isolation ladder, when the ladder scenario ran.
+	Ladder *Ladder `json:"ladder,omitempty"`
 }
 
 // Machine says where the lab ran.
@@ -156,6 +158,9 @@ type Trial struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	Processes  int     `json:"processes"`
+	// Ladder is, in the ladder scenario, what the round measured besides
+	// its client run: a worker's memory and start-up.
+	Ladder *LadderTrial `json:"ladder,omitempty"`
 }
 
 // Capacity is a strategy's latency against the offered rate.

@@ -130,6 +130,7 @@ func sampleReport() *Report {
 		}
 		r.Capacity = append(r.Capacity, c)
 	}
+	sampleLadder(r, trial)
 	r.aggregate()
 	return r
 }
@@ -353,10 +354,11 @@ func TestWriteReportsHTML(t *testing.T) {
 		}
 	}
 	// Plain text (mixed) carries no queue time; rtt adds the isolation
-	// costs; capacity has its curves alone.
+	// costs; capacity has its curves alone, the ladder its own three.
 	want := "throughput-mixed latency-mixed cpu-mixed memory-mixed " +
 		"throughput-cpu latency-cpu time-cpu cpu-cpu memory-cpu " +
-		"isolation waterfall throughput-rtt latency-rtt time-rtt cpu-rtt memory-rtt capacity"
+		"isolation waterfall throughput-rtt latency-rtt time-rtt cpu-rtt memory-rtt capacity " +
+		"ladder-noop ladder-memory ladder-startup"
 	if got := strings.Join(ids, " "); got != want {
 		t.Errorf("charts:\n got %s\nwant %s", got, want)
 	}

@@ -78,6 +78,9 @@ func Scenarios(cfg *config.Config) []Scenario {
 			opt.Protocol, opt.Clients, opt.Timing = "json", 1, true
 			opt.Tasks = slices.Repeat([]string{taskproto.KindNoop}, int(l.RTTCount))
 			sc = Scenario{Name: name, Description: "the cost of isolation: one noop at a time on one connection, each asking for its timeline; the round trip minus inproc's is what the strategy's isolation costs per task, and the timeline says where it goes"}
+		case scenarioLadder:
+			sc = ladderScenario(opt, l.LadderCount)
+			opt = sc.Client
 		case scenarioCapacity:
 			opt.Protocol, opt.Clients, opt.Pipeline = "json", int(l.CapacityClients), capacityPipeline
 			opt.Tasks = slices.Clone(l.CapacityTasks)
@@ -108,8 +111,11 @@ const capacityPipeline = 256
 func describeLoad(sc Scenario) string {
 	o := sc.Client
 	tasks := strings.Join(o.Tasks, ", ")
-	if sc.Name == scenarioRTT {
+	switch sc.Name {
+	case scenarioRTT:
 		tasks = fmt.Sprintf("%d noop", len(o.Tasks))
+	case scenarioLadder:
+		tasks = fmt.Sprintf("%d × (noop, fib, io)", len(o.Tasks)/3)
 	}
 	s := fmt.Sprintf("%d clients × %s, %s", o.Clients, tasks, o.Protocol)
 	if o.Pipeline > 1 && sc.Name != scenarioCapacity {
@@ -134,12 +140,15 @@ func joinRates(rates []float64) string {
 }
 
 // Strategies lists what the lab compares: inproc first, then every plugin in
-// binDir/plugins (or those cfg names), then cfg's outside contenders.
+// binDir/plugins, each followed by its variants this machine can run
+// (multiproc-strict), or the strategies cfg names; then cfg's outside
+// contenders.
 func Strategies(cfg *config.Config, binDir string) ([]string, error) {
 	names := slices.Clone(cfg.Lab.Strategies)
 	var err error
 	if len(names) == 0 {
 		names, err = pluginNames(binDir)
+		names = withVariants(names)
 	}
 	for _, e := range cfg.Lab.External {
 		if !slices.Contains(names, e.Name) {
@@ -180,6 +189,13 @@ func Run(ctx context.Context, opt Options, strategies []string, scenarios []Scen
 		CapacityTasks: l.CapacityTasks,
 		Scenarios:     scenarios,
 	}
+	if slices.ContainsFunc(scenarios, func(sc Scenario) bool { return sc.Name == scenarioLadder }) {
+		r.Ladder = &Ladder{Skipped: ladderSkips(strategies, opt.BinDir)}
+		r.Ladder.readAttacks(opt.BinDir)
+		for _, s := range r.Ladder.Skipped {
+			progress(opt.Progress, "ladder: %s left out: %s", s.Rung, s.Why)
+		}
+	}
 	run := &labRun{opt: opt, report: r}
 	for _, e := range l.External {
 		if slices.Contains(strategies, e.Name) {
@@ -196,6 +212,9 @@ func Run(ctx context.Context, opt Options, strategies []string, scenarios []Scen
 					c.Points = append(c.Points, CapacityPoint{Rate: rate})
 				}
 				r.Capacity = append(r.Capacity, c)
+				continue
+			}
+			if sc.Name == scenarioLadder && (!isRung(st) || r.isContender(st)) {
 				continue
 			}
 			r.Results = append(r.Results, Result{Strategy: st, Scenario: sc.Name})
@@ -241,8 +260,9 @@ func (l *labRun) failSession(strategy string, round int, why string) {
 			}
 			continue
 		}
-		res := l.report.result(strategy, sc.Name)
-		res.Trials = append(res.Trials, Trial{Round: round, Failed: why})
+		if res := l.report.result(strategy, sc.Name); res != nil {
+			res.Trials = append(res.Trials, Trial{Round: round, Failed: why})
+		}
 	}
 }
 
@@ -261,6 +281,13 @@ func (l *labRun) session(ctx context.Context, strategy string, round int) {
 	if !l.isContender(strategy) {
 		metricsURL = h.MetricsURL()
 	}
+	// A worker's memory at rest, after the warm-up and before the loads,
+	// whatever the scenarios' order.
+	ladder := l.report.result(strategy, scenarioLadder)
+	var rest *LadderTrial
+	if ladder != nil {
+		rest = ladderMemory(h)
+	}
 
 	var said []string
 	var trials []*Trial
@@ -271,12 +298,31 @@ func (l *labRun) session(ctx context.Context, strategy string, round int) {
 			continue
 		}
 		res := l.report.result(strategy, sc.Name)
+		if res == nil { // the ladder's, on a strategy that is no rung
+			continue
+		}
 		copt := sc.Client
 		copt.MetricsURL = metricsURL
 		res.Trials = append(res.Trials, measure(ctx, h, copt, round))
 		t := &res.Trials[len(res.Trials)-1]
 		trials = append(trials, t)
 		said = append(said, sc.Name+" "+trialFigure(sc.Name, t))
+	}
+	// Last, as it disrupts the host: the kill of its workers, timed until
+	// a replacement answers.
+	if ladder != nil && len(ladder.Trials) > 0 && ladder.Trials[len(ladder.Trials)-1].Round == round && ctx.Err() == nil {
+		lt := rest
+		if lt == nil {
+			lt = &LadderTrial{}
+		}
+		l.ladderStartupFor(ctx, h, lt)
+		ladder.Trials[len(ladder.Trials)-1].Ladder = lt
+		switch {
+		case lt.StartupFailed != "":
+			said = append(said, "start-up failed: "+firstLine(lt.StartupFailed, 120))
+		case lt.Replaced != "":
+			said = append(said, fmt.Sprintf("start-up %s ms (%s)", num(lt.StartupMS), lt.Replaced))
+		}
 	}
 	progress(l.opt.Progress, "        %s", strings.Join(said, " · "))
 	code := h.Stop(hostStopGrace)
@@ -436,9 +482,25 @@ func (l *labRun) startHost(ctx context.Context, strategy string, round int) (*ho
 	if i := slices.IndexFunc(l.report.Contenders, func(c Contender) bool { return c.Name == strategy }); i >= 0 {
 		hopt.Shell = l.report.Contenders[i].Command
 	} else {
-		hopt.Command = []string{filepath.Join(l.opt.BinDir, "host"), "--plugin", strategy, "--host", "127.0.0.1"}
-		if cfg.Path != "" {
-			hopt.Command = append(hopt.Command, "--config", cfg.Path)
+		hopt.Command = []string{filepath.Join(l.opt.BinDir, "host"), "--plugin", pluginOf(strategy), "--host", "127.0.0.1"}
+		conf := cfg.Path
+		if _, ok := variants[strategy]; ok {
+			// A variant: the configuration with its settings after it.
+			var base []byte
+			if cfg.Path != "" {
+				if base, err = os.ReadFile(cfg.Path); err != nil {
+					log.Close()
+					return nil, logPath, fmt.Errorf("read the configuration for %s: %w", strategy, err)
+				}
+			}
+			conf = filepath.Join(l.opt.LogDir, "config-"+strategy+".ini")
+			if err := os.WriteFile(conf, []byte(variantConfig(strategy, base)), 0o600); err != nil {
+				log.Close()
+				return nil, logPath, err
+			}
+		}
+		if conf != "" {
+			hopt.Command = append(hopt.Command, "--config", conf)
 		}
 		if ca := cfg.Client.TLSCA; ca != "" {
 			if hopt.TLS, err = client.TLSConfig(ca); err != nil {

@@ -28,8 +28,10 @@ type tableRow struct {
 	Note     string
 }
 
-// table is a header and its rows.
+// table is a header and its rows; ID, when set, names it in report.html
+// (data-table="ID").
 type table struct {
+	ID     string
 	Header []string
 	Rows   []tableRow
 }

@@ -32,6 +32,8 @@ func (r *Report) verdict() []verdictLine {
 			if text := r.capacityVerdict(); text != "" {
 				out = append(out, verdictLine{sc.Name, text})
 			}
+		case scenarioLadder:
+			out = append(out, verdictLine{sc.Name, r.ladderVerdict()})
 		default:
 			out = append(out, verdictLine{sc.Name, r.scenarioVerdict(sc.Name)})
 		}

@@ -36,10 +36,21 @@ type Chart struct {
 	Text   string  `json:"text"`   // the SVG's text
 }
 
+// Table is one <table data-table="ID"> as the browser laid it out.
+type Table struct {
+	ID     string     `json:"id"`
+	Width  float64    `json:"w"`
+	Height float64    `json:"h"`
+	Header []string   `json:"header"` // the text of each <th>
+	Rows   [][]string `json:"rows"`   // the text of each body row's cells
+}
+
 // Page is what the browser saw of one page.
 type Page struct {
 	Title  string
 	Charts []Chart
+	// Tables are the page's tables that have a data-table name.
+	Tables []Table
 	Fonts  []string // "family: status" of every font face
 	// Problems are exceptions, console and log errors, and requests to
 	// anything but the file itself and data: URLs.
@@ -178,6 +189,14 @@ func Open(ctx context.Context, path string, opts ...Option) (*Page, error) {
 	})`)); err != nil {
 		return nil, err
 	}
+	if p.Tables, err = chromedp.Run(ctx, chromedp.Evaluate[[]Table](`Array.from(document.querySelectorAll('table[data-table]')).map(t => {
+		const r = t.getBoundingClientRect(); const text = c => c.innerText.trim();
+		return {id: t.dataset.table, w: r.width, h: r.height,
+			header: Array.from(t.querySelectorAll('thead th')).map(text),
+			rows: Array.from(t.querySelectorAll('tbody tr')).map(tr => Array.from(tr.cells).map(text))};
+	})`)); err != nil {
+		return nil, err
+	}
 	if slices.Contains(opts, FullScreenshot) {
 		if p.Screenshot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 			return nil, err
@@ -230,4 +249,14 @@ func Check(ctx context.Context, t TB, path string, opts ...Option) *Page {
 		t.Errorf("%s: %s", filepath.Base(path), f)
 	}
 	return p
+}
+
+// Table is the page's table named id, nil when there is none.
+func (p *Page) Table(id string) *Table {
+	for i := range p.Tables {
+		if p.Tables[i].ID == id {
+			return &p.Tables[i]
+		}
+	}
+	return nil
 }

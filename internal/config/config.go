@@ -106,7 +106,7 @@ type Lab struct {
 	// External are outside servers run as contenders beside the
 	// strategies: one `external = NAME: COMMAND` line each.
 	External []External
-	// Scenarios = mixed, cpu, sleep, noop, rtt, capacity.
+	// Scenarios = mixed, cpu, sleep, noop, rtt, capacity, ladder.
 	Scenarios []string
 	// Rounds = 6: every strategy runs every scenario once per round, the
 	// strategies in an order rotated from round to round.
@@ -121,6 +121,9 @@ type Lab struct {
 	NoopClients  int64         // noop_clients = 8
 	NoopPipeline int64         // noop_pipeline = 16: in-flight requests per noop connection
 	RTTCount     int64         // rtt_count = 300: noop round trips of the rtt scenario, one at a time
+	// LadderCount = 40: the ladder's rounds of noop, fib and io, one task
+	// at a time on one connection, on each rung of the isolation ladder.
+	LadderCount int64
 	// CapacityTasks = fib, cpu, io: the mix the capacity scenario offers
 	// (cpu tasks sum cpu_n integers).
 	CapacityTasks []string

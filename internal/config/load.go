@@ -44,7 +44,7 @@ func (e *Error) Error() string {
 }
 
 // LabScenarios are the scenarios [lab] scenarios accepts, in their default order.
-var LabScenarios = []string{"mixed", "cpu", "sleep", "noop", "rtt", "capacity"}
+var LabScenarios = []string{"mixed", "cpu", "sleep", "noop", "rtt", "capacity", "ladder"}
 
 // LogLevels are the values [server] log_level accepts.
 var LogLevels = []string{"trace", "debug", "info", "warn", "error"}
@@ -92,6 +92,7 @@ func Default() *Config {
 			CPUPipeline:     4,
 			NoopPipeline:    16,
 			RTTCount:        300,
+			LadderCount:     40,
 			CapacityTasks:   []string{taskproto.KindFib, taskproto.KindCPU, taskproto.KindIO},
 			CapacityRates:   []float64{250, 500, 1000, 2000, 3000, 4000, 5000},
 			CapacityStepMS:  250,
@@ -149,6 +150,7 @@ func (c *Config) intKeys() []intKey {
 		intField(&c.Lab.CPUPipeline, "lab", "cpu_pipeline", 1, 65536),
 		intField(&c.Lab.NoopPipeline, "lab", "noop_pipeline", 1, 65536),
 		intField(&c.Lab.RTTCount, "lab", "rtt_count", 1, 10_000_000),
+		intField(&c.Lab.LadderCount, "lab", "ladder_count", 1, 1_000_000),
 		intField(&c.Lab.CapacityStepMS, "lab", "capacity_step_ms", 100, 3_600_000),
 		intField(&c.Lab.CapacityClients, "lab", "capacity_clients", 1, 100_000),
 		intField(&c.Lab.SLOP99MS, "lab", "slo_p99_ms", 1, 3_600_000),

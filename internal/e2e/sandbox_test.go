@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wslab/wslab/internal/attackrecord"
 	"github.com/wslab/wslab/internal/attacks"
 	"github.com/wslab/wslab/internal/sandbox"
 	"github.com/wslab/wslab/internal/testnet"
@@ -64,6 +65,8 @@ func TestMultiprocStrict(t *testing.T) {
 // attackRung runs every attack of internal/attacks, one at a time,
 // through multiproc workers under mode, and checks what the attacks could
 // not touch; it returns each attack's error code ("" when it succeeded).
+// What it saw is recorded for the lab's ladder (recordAttacks) under the
+// rung's lab name: multiproc, or multiproc-MODE.
 func attackRung(t *testing.T, mode string) map[int64]string {
 	t.Helper()
 	dir := t.TempDir()
@@ -77,6 +80,7 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 		[]string{attacks.Env + "=" + outside + "," + ln.Addr().String()})
 	workerStats(t, h, 2)
 	got := map[int64]string{}
+	var seen []attackrecord.Outcome
 	for _, n := range []int64{attacks.ReadPasswd, attacks.ReadOutside, attacks.WriteOutside, attacks.Connect, attacks.Fork, attacks.Allocate, attacks.Spin} {
 		r, err := call(h.dial(t), fmt.Sprintf(`{"id":%d,"task":"fib","n":%d}`, n, n), 20*time.Second)
 		if err != nil {
@@ -84,12 +88,19 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 		}
 		rep := decode(t, r)
 		got[n] = rep.code()
+		seen = append(seen, outcomeOf(n, rep))
 		t.Logf("%-34s under %-6s: %s", attacks.Names[n], mode, r)
 		workerStats(t, h, 2) // a worker the attack killed is replaced
 		if r, err := call(h.dial(t), `{"id":"after","task":"fib","n":20}`, 10*time.Second); err != nil || !decode(t, r).OK {
 			t.Fatalf("after %s: %s %v", attacks.Names[n], r, err)
 		}
 	}
+	seen = withEffects(seen, outside, "original", ln.count())
+	rung := "multiproc"
+	if mode != sandbox.None {
+		rung += "-" + mode
+	}
+	recordAttacks(t, rung, seen)
 	if mode != sandbox.None {
 		if b, _ := os.ReadFile(outside); string(b) != "original" {
 			t.Errorf("under %s the file outside was changed: %q", mode, b)
