@@ -12,6 +12,7 @@ import (
 
 	"github.com/wslab/wslab/internal/attackrecord"
 	"github.com/wslab/wslab/internal/attacks"
+	"github.com/wslab/wslab/internal/testnet"
 )
 
 // TestAttacksOnPool runs the attacks on the pool rung: tasks run on
@@ -33,7 +34,7 @@ func TestAttacksOnPool(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("original"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln := acceptCounter(t)
+	ln := testnet.Listen(t)
 	h := startHostEnv(t, "pool", "plugin_dir = "+plugins+"\ntimeout_sec = 2\n[pool]\nworkers = 2\n",
 		[]string{attacks.Env + "=" + outside + "," + ln.Addr().String()})
 	var seen []attackrecord.Outcome
@@ -49,7 +50,7 @@ func TestAttacksOnPool(t *testing.T) {
 			t.Fatalf("after %s: %s %v", attacks.Names[n], r, err)
 		}
 	}
-	seen = withEffects(seen, outside, "original", ln.count())
+	seen = withEffects(seen, outside, "original", ln.Accepted())
 	recordAttacks(t, "pool", seen)
 	for _, o := range seen {
 		want := ""
@@ -63,7 +64,7 @@ func TestAttacksOnPool(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "attacked" {
 		t.Errorf("on pool the file outside holds %q: the write did not happen", b)
 	}
-	if n := ln.count(); n != 1 {
+	if n := ln.Accepted(); n != 1 {
 		t.Errorf("on pool the listener accepted %d connections, want 1", n)
 	}
 }

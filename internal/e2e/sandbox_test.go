@@ -95,7 +95,7 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 			t.Fatalf("after %s: %s %v", attacks.Names[n], r, err)
 		}
 	}
-	seen = withEffects(seen, outside, "original", ln.count())
+	seen = withEffects(seen, outside, "original", ln.Accepted())
 	rung := "multiproc"
 	if mode != sandbox.None {
 		rung += "-" + mode
