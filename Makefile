@@ -74,7 +74,8 @@ test: build deps fmt-check vet cross
 	$(MAKE) fuzz
 
 # The Python plugins' own unit tests (the kit and the end-to-end tests run
-# them from Go as well).
+# them from Go as well). examples/python-bounded's run on the SDK as
+# installed, in the virtual environment of TestPyOutOfTree (go test).
 pytest:
 	@if $(PYTHON_READY); then \
 		$(PYTHON) -B -m unittest discover -s plugins/python; \
