@@ -66,8 +66,9 @@ func TestPyOutOfTree(t *testing.T) {
 		copyInto(t, f, filepath.Join(sdk, "wslab", filepath.Base(f)))
 	}
 	// Offline: no index, no build isolation (which would fetch setuptools);
-	// --isolated ignores this machine's PIP_* settings.
-	pip := exec.Command(python, "-m", "pip", "install", "--isolated", "--disable-pip-version-check",
+	// --isolated ignores this machine's PIP_* settings, and no cache is
+	// kept in a home directory CI may not have.
+	pip := exec.Command(python, "-m", "pip", "install", "--isolated", "--disable-pip-version-check", "--no-cache-dir",
 		"--no-index", "--no-build-isolation", sdk)
 	if out, err := pip.CombinedOutput(); err != nil {
 		t.Fatalf("pip install %s: %v\n%s", sdk, err, out)
