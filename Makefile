@@ -18,6 +18,12 @@ override PYTHON := /usr/bin/python3
 PYTHON_PACKAGES := python3 python3-grpcio python3-protobuf python3-cryptography
 # Succeeds when $(PYTHON) has what the Python plugins import.
 PYTHON_READY := $(PYTHON) -c 'import grpc, google.protobuf, cryptography' 2>/dev/null
+# What an out-of-tree Python strategy is installed with (the SDK as a
+# package, plugins/python/pyproject.toml, pip-installed offline into a
+# virtual environment), for the end-to-end test of examples/python-bounded.
+PYTHON_SDK_PACKAGES := python3-pip python3-venv python3-setuptools
+# (Found, not imported: pip imported before setuptools upsets its distutils.)
+PYTHON_SDK_READY := $(PYTHON) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("ensurepip", "pip", "setuptools")))' 2>/dev/null
 # The Python plugins' executables: each plugins/NAME/NAME, NAME python-*.
 PYTHON_PLUGINS := $(foreach d,$(patsubst %/,%,$(wildcard plugins/python-*/)),$(d)/$(notdir $(d)))
 
@@ -43,6 +49,7 @@ build:
 # apt); otherwise the tests that need it skip and say so, and the lab leaves
 # the Python plugins out.
 PYTHON_MISSING = $(PYTHON_READY) || missing="$$missing $(PYTHON_PACKAGES)"
+PYTHON_SDK_MISSING = $(PYTHON_SDK_READY) || missing="$$missing $(PYTHON_SDK_PACKAGES)"
 APT_INSTALL = if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing$$missing"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || \
@@ -53,11 +60,12 @@ APT_INSTALL = if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get
 python-deps:
 	@missing=; $(PYTHON_MISSING); $(APT_INSTALL)
 
-# The Python plugins' packages, and chromium, nats-server, iproute2 and
-# prometheus for the browser, NATS cluster, network and Prometheus tests
-# (prometheus's promtool checks /metrics too).
+# The Python plugins' packages, pip, venv and setuptools for the
+# out-of-tree Python strategy's test, and chromium, nats-server, iproute2
+# and prometheus for the browser, NATS cluster, network and Prometheus
+# tests (prometheus's promtool checks /metrics too).
 deps:
-	@missing=; $(PYTHON_MISSING); \
+	@missing=; $(PYTHON_MISSING); $(PYTHON_SDK_MISSING); \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
@@ -77,7 +85,8 @@ examples:
 	@for d in $(EXAMPLES); do (cd $$d && $(GO) vet ./... && $(GO) test ./...) || exit 1; done
 
 # The Python plugins' own unit tests (the kit and the end-to-end tests run
-# them from Go as well).
+# them from Go as well). examples/python-bounded's run on the SDK as
+# installed, in the virtual environment of TestPyOutOfTree (go test).
 pytest:
 	@if $(PYTHON_READY); then \
 		$(PYTHON) -B -m unittest discover -s plugins/python; \
