@@ -341,7 +341,7 @@ func TestListsDropEmptyItems(t *testing.T) {
 
 func TestLabSection(t *testing.T) {
 	c := mustLoad(t, "[client]\nnum_client = 3\n")
-	if c.Lab.Duration != 400*time.Millisecond || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 6 ||
+	if c.Lab.Duration != 400*time.Millisecond || c.Lab.SleepClients != 15 || c.Lab.Out != "lab-report" || len(c.Lab.Scenarios) != 7 ||
 		c.Lab.Rounds != 6 || c.Lab.SLOP99MS != 50 || len(c.Lab.CapacityRates) != 7 || len(c.Lab.External) != 0 {
 		t.Errorf("lab defaults %+v", c.Lab)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/client"
+	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/pythonplugins"
 	"github.com/wslab/wslab/taskproto/plugin"
 )
@@ -128,7 +129,7 @@ func TestPyOutOfTree(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sha256sum: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(plugins, plugin.ChecksumsFile), manifest, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(plugins, launch.ChecksumsFile), manifest, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
