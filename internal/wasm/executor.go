@@ -23,11 +23,11 @@ var Keys = []taskproto.Key{
 	{Section: "wasm", Name: "queue_size", Type: taskproto.KeyInt, Default: "1024", Min: 1, Max: 10_000_000,
 		Help: "tasks waiting for a free instance (beyond: overloaded)"},
 	{Section: "wasm", Name: "max_memory_mb", Type: taskproto.KeyInt, Default: "128", Min: MinMemoryMB, Max: maxWasmPages / pagesPerMB,
-		Help: "memory cap of each instance in MiB; a task past it fails with executor_failed and its instance is replaced"},
+		Help: "memory cap of each instance in MiB; a task past it fails with resource_exhausted and its instance is replaced"},
 	{Section: "wasm", Name: "module", Type: taskproto.KeyString, Default: "",
 		Help: "the guest module; empty: " + ModuleDir + "/" + ModuleFile + " beside the plugin, as make build installs it"},
-	{Section: "wasm", Name: "close_on_context_done", Type: taskproto.KeyBool, Default: "false",
-		Help: "compile wazero's termination checks into the guest: stops any guest code at once, CPU work ~10x slower"},
+	{Section: "wasm", Name: "close_on_context_done", Type: taskproto.KeyBool, Default: "true",
+		Help: "wazero's termination checks in every loop of the guest: a deadline or cancel stops any task, even one deaf to its context (its instance is replaced), at the price of CPU work ~20x slower; false: trusted guests only, tasks stop only where they look at their context"},
 	{Section: "wasm", Name: "compilation_cache", Type: taskproto.KeyBool, Default: "true",
 		Help: "keep the compiled module in a per-user directory under the temp dir: a restart skips compiling"},
 }
@@ -133,6 +133,9 @@ func New(ctx context.Context, cfg taskproto.Config, log hclog.Logger) (*Executor
 func NewWith(ctx context.Context, opt Options, instances, queueSize int) (*Executor, error) {
 	if instances < 1 || queueSize < 1 {
 		return nil, fmt.Errorf("wasm strategy: need instances ≥ 1 and queue_size ≥ 1, got %d and %d", instances, queueSize)
+	}
+	if opt.Log == nil {
+		opt.Log = hclog.NewNullLogger()
 	}
 	start := time.Now()
 	m, err := Load(ctx, opt)

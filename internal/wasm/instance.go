@@ -44,9 +44,8 @@ func (in *Instance) Run(ctx context.Context, t taskproto.Task) (string, error) {
 	if len(t.Kind) > MaxKindLen {
 		return "", taskproto.Errorf(taskproto.CodeUnknownTask, "unknown task %q", t.Kind[:MaxKindLen]+"…")
 	}
-	in.stderr.Reset()
-	in.sleepDone = ctx.Done()
-	defer func() { in.sleepDone = nil }()
+	in.begin(ctx)
+	defer in.end(ctx)
 	ptr, err := in.call(ctx, in.input, uint64(len(t.Kind)))
 	if err != nil {
 		return "", in.failed(ctx, t, err)
@@ -75,13 +74,30 @@ func (in *Instance) Run(ctx context.Context, t taskproto.Task) (string, error) {
 		return string(b), nil // a copy: b is the guest's memory
 	}
 	if ctx.Err() != nil { // the guest saw its context end (hostContext)
-		return "", ctx.Err()
+		return "", in.stopped(ctx, t, false)
 	}
 	code, msg, _ := strings.Cut(string(b), "\n")
 	if code == "" {
 		return "", errors.New(msg)
 	}
 	return "", &taskproto.Error{Code: taskproto.Code(code), Message: msg}
+}
+
+// begin readies the instance for the calls of one task under ctx.
+func (in *Instance) begin(ctx context.Context) {
+	in.stderr.Reset()
+	in.sleepDone = ctx.Done()
+}
+
+// end follows the calls of one task. With close_on_context_done wazero
+// ends an instance whose call's context ended during the call, from a
+// goroutine of its own that may do so just after the call returned: an
+// instance whose task outlived its context is not used again.
+func (in *Instance) end(ctx context.Context) {
+	in.sleepDone = nil
+	if in.module.opt.CloseOnContextDone && ctx.Err() != nil {
+		in.broken = true
+	}
 }
 
 // failed marks the instance broken after a call that did not return, and
@@ -91,7 +107,7 @@ func (in *Instance) failed(ctx context.Context, t taskproto.Task, err error) err
 	if ctx.Err() != nil {
 		var exit *sys.ExitError
 		if errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeContextCanceled || exit.ExitCode() == sys.ExitCodeDeadlineExceeded) {
-			return ctx.Err()
+			return in.stopped(ctx, t, true)
 		}
 	}
 	what := in.stderr.fatal()
@@ -100,11 +116,30 @@ func (in *Instance) failed(ctx context.Context, t taskproto.Task, err error) err
 	}
 	used := in.mem.Size()
 	if strings.Contains(what, "out of memory") || uint64(used)+pageSize > in.module.maxBytes {
-		return taskproto.Errorf(taskproto.CodeExecutorFailed,
+		return taskproto.Errorf(taskproto.CodeResourceExhausted,
 			"wasm %s task (n=%d) ran out of memory: %s; its instance reached its cap of %d MiB ([wasm] max_memory_mb) and is replaced",
 			t.Kind, t.N, what, in.module.maxBytes/BytesPerMB)
 	}
 	return taskproto.Errorf(taskproto.CodeExecutorFailed, "wasm %s task (n=%d) trapped: %s; its instance is replaced", t.Kind, t.N, what)
+}
+
+// stopped is the error of a task its context's end stopped: past its
+// deadline, timeout saying so, which also is (errors.Is) the context's
+// error; else the context's error, whose cause says why (the host's
+// cancel). ended: the instance was ended under the task.
+func (in *Instance) stopped(ctx context.Context, t taskproto.Task, ended bool) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	how := "it stopped at its next look at its context"
+	if ended {
+		how = "its instance was ended where it ran, and is replaced"
+		if in.module.opt.CloseOnContextDone {
+			how = "wazero ended its instance where it ran (close_on_context_done), and the instance is replaced"
+		}
+	}
+	te := taskproto.Errorf(taskproto.CodeTimeout, "wasm %s task (n=%d) ran past its deadline, which stopped it: %s", t.Kind, t.N, how)
+	return fmt.Errorf("%w (%w)", te, ctx.Err())
 }
 
 // Broken reports whether the instance must be replaced.

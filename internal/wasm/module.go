@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
@@ -20,10 +21,14 @@ type Options struct {
 	// more traps, and its instance is replaced.
 	MaxMemoryMB int
 	// CloseOnContextDone compiles wazero's termination checks into every
-	// loop and call of the guest (RuntimeConfig.WithCloseOnContextDone):
-	// a guest that never looks at its context still stops, but CPU work
-	// runs about ten times slower (docs/performance.md). Off, the guest's
-	// tasks stop through their context (abi.go), as the native ones do.
+	// loop of the guest (RuntimeConfig.WithCloseOnContextDone): when the
+	// context of a call ends, wazero ends the instance wherever the guest
+	// is, so a task deaf to its context (a hostile loop) still stops, and
+	// its instance is replaced. The price: each loop header of the guest
+	// calls back into Go, and Go's wasm code is loops everywhere, so CPU
+	// work runs about 20 times slower (BenchmarkTask). Off, the guest's
+	// tasks stop only through their context (abi.go), as the native ones
+	// do: for trusted guests alone.
 	CloseOnContextDone bool
 	// CacheDir, when not empty, keeps the compiled module there across
 	// processes (see OpenCache): a restarted plugin need not compile again.
@@ -32,7 +37,10 @@ type Options struct {
 	// the file system is visible to the guest.
 	DataDir       string
 	LargeFileName string
-	Log           hclog.Logger // nil: discard
+	// GuestEnv is more of the guest's environment, "KEY=VALUE" each (the
+	// attack tests' targets); the plugin `make build` ships passes none.
+	GuestEnv []string
+	Log      hclog.Logger // nil: discard
 }
 
 // Module is the guest compiled once, from which instances are made.
@@ -142,6 +150,11 @@ func (m *Module) Instantiate(ctx context.Context) (*Instance, error) {
 		// wazero's default is the same for every instance.
 		WithRandSource(rand.Reader).
 		WithEnv(LargeFileNameEnv, m.opt.LargeFileName)
+	for _, kv := range m.opt.GuestEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			cfg = cfg.WithEnv(k, v)
+		}
+	}
 	if m.opt.DataDir != "" {
 		fsc = fsc.WithDirMount(m.opt.DataDir, GuestDataDir)
 		cfg = cfg.WithEnv(DataDirEnv, GuestDataDir)

@@ -52,10 +52,22 @@ func output() int32 {
 	return int32(uintptr(unsafe.Pointer(&out[0])))
 }
 
+// override, when set, runs a task in the place of package tasks when it
+// answers true: the tests' attacks (testexports.go, -tags wasmtest) and
+// nothing in the module `make build` ships.
+var override func(t taskproto.Task) (string, error, bool)
+
 //go:wasmexport wslab_run
 func run(n int64) int32 {
-	r := tasks.Runner{DataDir: os.Getenv("WSLAB_DATA_DIR"), LargeFileName: os.Getenv("WSLAB_LARGE_FILE_NAME")}
-	v, err := r.Run(hostContext{}, taskproto.Task{Kind: string(kind), N: n})
+	t := taskproto.Task{Kind: string(kind), N: n}
+	v, err, done := "", error(nil), false
+	if override != nil {
+		v, err, done = override(t)
+	}
+	if !done {
+		r := tasks.Runner{DataDir: os.Getenv("WSLAB_DATA_DIR"), LargeFileName: os.Getenv("WSLAB_LARGE_FILE_NAME")}
+		v, err = r.Run(hostContext{}, t)
+	}
 	if err != nil {
 		code := ""
 		if te := (*taskproto.Error)(nil); errors.As(err, &te) {
