@@ -27,7 +27,7 @@ var Keys = []taskproto.Key{
 	{Section: "wasm", Name: "module", Type: taskproto.KeyString, Default: "",
 		Help: "the guest module; empty: " + ModuleDir + "/" + ModuleFile + " beside the plugin, as make build installs it"},
 	{Section: "wasm", Name: "close_on_context_done", Type: taskproto.KeyBool, Default: "true",
-		Help: "wazero's termination checks in every loop of the guest: a deadline or cancel stops any task, even one deaf to its context (its instance is replaced), at the price of CPU work ~20x slower; false: trusted guests only, tasks stop only where they look at their context"},
+		Help: "wazero's termination checks in every loop of the guest: a deadline or cancel stops any task, even one deaf to its context, and its instance is replaced; CPU work ~20x slower. false: for trusted guests only"},
 	{Section: "wasm", Name: "compilation_cache", Type: taskproto.KeyBool, Default: "true",
 		Help: "keep the compiled module in a per-user directory under the temp dir: a restart skips compiling"},
 }
@@ -101,8 +101,9 @@ type job struct {
 }
 
 // New compiles the module cfg names ([wasm] module, or the one beside the
-// plugin) and makes its instances. Close frees them.
-func New(ctx context.Context, cfg taskproto.Config, log hclog.Logger) (*Executor, error) {
+// plugin) and makes its instances, whose environment guestEnv extends
+// (Options.GuestEnv). Close frees them.
+func New(ctx context.Context, cfg taskproto.Config, log hclog.Logger, guestEnv ...string) (*Executor, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -116,6 +117,7 @@ func New(ctx context.Context, cfg taskproto.Config, log hclog.Logger) (*Executor
 		CloseOnContextDone: cfg.Bool("wasm.close_on_context_done"),
 		DataDir:            cfg.DataDir,
 		LargeFileName:      cfg.LargeFileName,
+		GuestEnv:           guestEnv,
 		Log:                log,
 	}
 	if cfg.Bool("wasm.compilation_cache") {
