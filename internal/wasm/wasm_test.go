@@ -302,6 +302,30 @@ func TestMemoryCap(t *testing.T) {
 	}
 }
 
+// A guest that panics is executor_failed saying what the guest's runtime
+// said, its instance broken; a new one works.
+func TestTrap(t *testing.T) {
+	m := load(t, options(t))
+	in := instance(t, m)
+	_, err := callTest(context.Background(), in, "wslab_test_panic", "")
+	var te *taskproto.Error
+	if !errors.As(err, &te) || te.Code != taskproto.CodeExecutorFailed || !strings.Contains(te.Message, "assignment to entry in nil map") ||
+		!strings.Contains(te.Message, "replaced") {
+		t.Errorf("a panicking guest: %v; want executor_failed with the panic's message", err)
+	}
+	if !in.Broken() {
+		t.Errorf("the instance that panicked is not Broken")
+	}
+	if v, err := in.Run(context.Background(), taskproto.Task{Kind: "noop"}); err == nil {
+		t.Errorf("a broken instance ran noop: %q", v)
+	}
+	in.Close(context.Background())
+	if v, err := instance(t, m).Run(context.Background(), taskproto.Task{Kind: "fib", N: 10}); err != nil || v != "55" {
+		t.Errorf("a new instance after the panic: fib 10 = %q, %v", v, err)
+	}
+	t.Logf("panic: %v", err)
+}
+
 // The guest sees the data directory alone: files outside it cannot be
 // made.
 func TestOnlyTheDataDir(t *testing.T) {

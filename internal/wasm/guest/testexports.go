@@ -128,3 +128,13 @@ func denied(err error, why string) error {
 	}
 	return taskproto.Errorf(taskproto.CodeSandboxDenied, "%v (refused by the wasm sandbox: %s)", err, why)
 }
+
+// wslab_test_panic panics, as a guest task with a bug would: Go's runtime
+// prints the panic and ends the instance (proc_exit).
+//
+//go:wasmexport wslab_test_panic
+func testPanic() int32 {
+	var m map[string]int
+	m["boom"]++ // assignment to entry in nil map
+	return 0
+}
