@@ -157,7 +157,7 @@ func NewWith(ctx context.Context, opt Options, instances, queueSize int) (*Execu
 	}
 	e.free = append(e.free, e.slots...)
 	e.log.Info("wasm module ready", "module", m.Path(), "instances", instances, "max_memory_mb", m.MaxMemoryBytes()/BytesPerMB,
-		"close_on_context_done", opt.CloseOnContextDone, "took", time.Since(start))
+		"close_on_context_done", opt.CloseOnContextDone, "took", time.Since(start).Round(time.Millisecond).String())
 	return e, nil
 }
 
