@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/wslab/wslab/internal/attacks"
 	"github.com/wslab/wslab/internal/wasm"
 	"github.com/wslab/wslab/taskproto/conformance"
 )
@@ -17,8 +20,19 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wasm.BuildGuest(context.Background(), "../..", filepath.Join(dir, wasm.ModuleDir, wasm.ModuleFile)); err != nil {
+	module := filepath.Join(dir, wasm.ModuleDir, wasm.ModuleFile)
+	if err := wasm.BuildGuest(context.Background(), "../..", module); err != nil {
 		t.Fatal(err)
+	}
+	// What ships holds none of the tests' exports or attacks.
+	b, err := os.ReadFile(module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, banned := range []string{"wslab_test_", attacks.Env} {
+		if bytes.Contains(b, []byte(banned)) {
+			t.Errorf("the module make build ships holds %q", banned)
+		}
 	}
 	conformance.Run(t, bin, conformance.Options{})
 }
