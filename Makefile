@@ -26,6 +26,8 @@ PYTHON_SDK_PACKAGES := python3-pip python3-venv python3-setuptools
 PYTHON_SDK_READY := $(PYTHON) -c 'import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ("ensurepip", "pip", "setuptools")))' 2>/dev/null
 # The Python plugins' executables: each plugins/NAME/NAME, NAME python-*.
 PYTHON_PLUGINS := $(foreach d,$(patsubst %/,%,$(wildcard plugins/python-*/)),$(d)/$(notdir $(d)))
+# Where the wasm plugin finds its module, beside it (internal/wasm ModuleDir).
+WASM_MODULE_DIR := wasm-modules
 
 build:
 	$(GO) build -o $(BIN)/host ./cmd/host
@@ -35,9 +37,15 @@ build:
 	install -m 0755 $(PYTHON_PLUGINS) $(BIN)/plugins/
 	rm -rf $(BIN)/plugins/python && install -d $(BIN)/plugins/python/wslab
 	install -m 0644 plugins/python/wslab/*.py $(BIN)/plugins/python/wslab/
-	@# The manifest [server] verify_plugins checks plugins (and the Python
-	@# plugins' package) against.
-	cd $(BIN)/plugins && { find . -maxdepth 1 -type f -perm -u+x; find python -type f -name '*.py'; } | \
+	@# The wasm plugin's task set: package tasks as a WebAssembly reactor,
+	@# built by the go command itself (no other toolchain), beside it.
+	rm -rf $(BIN)/plugins/$(WASM_MODULE_DIR) && install -d $(BIN)/plugins/$(WASM_MODULE_DIR)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(BIN)/plugins/$(WASM_MODULE_DIR)/tasks.wasm ./internal/wasm/guest
+	chmod 0644 $(BIN)/plugins/$(WASM_MODULE_DIR)/tasks.wasm
+	@# The manifest [server] verify_plugins checks plugins (and the files
+	@# they read: the Python plugins' package, the wasm module) against.
+	cd $(BIN)/plugins && { find . -maxdepth 1 -type f -perm -u+x; find python -type f -name '*.py'; \
+		find $(WASM_MODULE_DIR) -type f -name '*.wasm'; } | \
 		sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 	@# Once, at the end: the plugins that cannot run on this machine, and why
 	@# (the third field of --list-plugins).

@@ -148,7 +148,7 @@ func NewServer(opt Options) *Server {
 	s.metrics = telemetry.NewHostMetrics(s.registry, s.strategy)
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.liveCtx, s.stopLive = context.WithCancel(context.Background())
-	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s)", opt.TaskTimeout)
+	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s), and its deadline stopped it", opt.TaskTimeout)
 	s.upgrader = websocket.Upgrader{
 		// 0: gorilla reads through the hijacked reader, which is the
 		// host's own (hijacker).

@@ -66,6 +66,10 @@ const (
 	// CodeSandboxDenied: the task did what its sandbox forbids (read or
 	// write outside the data directory, open a socket, start a process).
 	CodeSandboxDenied Code = "sandbox_denied"
+	// CodeResourceExhausted: the task needed more of a resource than its
+	// sandbox grants (memory past [wasm] max_memory_mb, or past a
+	// multiproc worker's worker_memory_mb); what ran it was replaced.
+	CodeResourceExhausted Code = "resource_exhausted"
 )
 
 // Error is a task failure that carries a protocol error code.

@@ -294,6 +294,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{"multiproc processes 0", "multiproc", loop + "[other]\nmultiprocessing_processes = 0\n", "other", "multiprocessing_processes"},
 		{"distributed storage", "distributed", loop + "[distributed]\nstorage = tape\n", "distributed", "storage"},
 		{"adaptive queue", "adaptive", loop + "[adaptive]\nmax_queue_ms = soon\n", "adaptive", "max_queue_ms"},
+		{"wasm memory cap", "wasm", loop + "[wasm]\nmax_memory_mb = 4\n", "wasm", "max_memory_mb"},
 		{"python processes", "python-multiprocessing", loop + "[other]\nmultiprocessing_processes = 2000\n", "other", "multiprocessing_processes"},
 	}
 	// oneLine is the line that says what is wrong: for a plugin's key, the

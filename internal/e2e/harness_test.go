@@ -26,6 +26,7 @@ import (
 	"github.com/wslab/wslab/internal/pythonplugins"
 	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/internal/telemetry"
+	"github.com/wslab/wslab/internal/wasm"
 )
 
 // binDir holds the binaries built once for the whole package.
@@ -51,6 +52,9 @@ func run(m *testing.M) int {
 		// The multiproc plugin with workers that fail on purpose, in a
 		// plugin directory of its own (see faultyPlugins).
 		{"build", "-o", filepath.Join(dir, "faulty-plugins", "multiproc"), "./internal/e2e/faultyplugin"},
+		// The wasm plugin that passes the attacks' targets to its guest,
+		// there too, beside the attack tests' guest (below).
+		{"build", "-o", filepath.Join(dir, "faulty-plugins", "wasm"), "./internal/e2e/faultywasm"},
 		// An outside server for the lab to run as a contender.
 		{"build", "-o", filepath.Join(dir, "contender"), "./internal/e2e/contender"},
 	} {
@@ -58,6 +62,17 @@ func run(m *testing.M) int {
 		cmd.Dir = "../.."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return 1
+		}
+	}
+	// The wasm plugin's module beside it, as make build installs it; the
+	// faulty one's guest runs the attacks (-tags wasmtest).
+	for _, g := range []struct {
+		dir  string
+		tags []string
+	}{{"plugins", nil}, {"faulty-plugins", []string{"wasmtest"}}} {
+		if err := wasm.BuildGuest(context.Background(), "../..", filepath.Join(dir, g.dir, wasm.ModuleDir, wasm.ModuleFile), g.tags...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 	}
@@ -89,7 +104,7 @@ func skipMissingPython(t *testing.T, strategy string) {
 }
 
 // strategies are every strategy the host can serve in this build.
-var strategies = []string{"inproc", "semaphore", "pool", "multiproc", "distributed"}
+var strategies = []string{"inproc", "semaphore", "pool", "multiproc", "distributed", "wasm"}
 
 // faultyPlugins is a plugin directory whose multiproc plugin injects the
 // fault named by faults.Env into its workers.

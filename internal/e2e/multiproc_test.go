@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -148,7 +149,7 @@ func TestMultiprocPanicKillsOnlyItsWorker(t *testing.T) {
 }
 
 // TestMultiprocMemoryLimit: with worker_memory_mb, a runaway task kills
-// only its own worker.
+// only its own worker, and gets resource_exhausted rather than a retry.
 func TestMultiprocMemoryLimit(t *testing.T) {
 	h := faultHost(t, "hog:cpu:7", "[multiproc]\nworker_memory_mb = 64\n")
 	workerStats(t, h, 2)
@@ -160,8 +161,8 @@ func TestMultiprocMemoryLimit(t *testing.T) {
 	if r := got["long"]; !r.OK {
 		t.Errorf("the task on the other worker was touched: %+v %+v", r, r.Error)
 	}
-	if r := got["hog"]; r.code() != "executor_failed" {
-		t.Errorf("runaway task: %+v %+v, want executor_failed", r, r.Error)
+	if r := got["hog"]; r.code() != "resource_exhausted" || !strings.Contains(r.Error.Message, "worker_memory_mb") {
+		t.Errorf("runaway task: %+v %+v, want resource_exhausted naming worker_memory_mb", r, r.Error)
 	}
 	workerStats(t, h, 2)
 }

@@ -115,8 +115,9 @@ func attackRung(t *testing.T, mode string) map[int64]string {
 // TestAttacksOnMultiproc: under strict every attack gets an error reply
 // naming what stopped it and touches nothing; under none the file and
 // network attacks succeed, the honest row of the ladder. Memory past the
-// cap and a task deaf to its deadline lose their worker on either rung,
-// and the worker is replaced.
+// cap (resource_exhausted, told by the worker's crash report) and a task
+// deaf to its deadline lose their worker on either rung, and the worker
+// is replaced.
 func TestAttacksOnMultiproc(t *testing.T) {
 	if missing := sandbox.Check(); len(missing) > 0 {
 		t.Skipf("this kernel lacks what strict needs: %v", missing)
@@ -134,8 +135,8 @@ func TestAttacksOnMultiproc(t *testing.T) {
 		}
 	}
 	for rung, got := range map[string]map[int64]string{"strict": strict, "none": none} {
-		if got[attacks.Allocate] != "executor_failed" || got[attacks.Spin] != "timeout" {
-			t.Errorf("under %s: allocation %q (want executor_failed), spin %q (want timeout)", rung, got[attacks.Allocate], got[attacks.Spin])
+		if got[attacks.Allocate] != "resource_exhausted" || got[attacks.Spin] != "timeout" {
+			t.Errorf("under %s: allocation %q (want resource_exhausted), spin %q (want timeout)", rung, got[attacks.Allocate], got[attacks.Spin])
 		}
 	}
 }

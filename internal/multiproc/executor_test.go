@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wslab/wslab/internal/faults"
+	"github.com/wslab/wslab/internal/supervise"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -344,6 +345,37 @@ func TestFaultRetriedOnceThenFails(t *testing.T) {
 	if st.Failed != 1 || st.Completed != 0 {
 		t.Errorf("stats %+v: want exactly one failure", st)
 	}
+	if o := run(t, e, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 12}, hangMax); o.err != nil || o.res.Value != "144" {
+		t.Errorf("fib 12 after the fault: %+v, %v", o.res, o.err)
+	}
+}
+
+// A worker that runs out of memory under worker_memory_mb answers its task
+// resource_exhausted, saying so, and is not handed to another worker to
+// kill it too; the worker is replaced, and its crash report removed.
+func TestOutOfMemoryIsResourceExhausted(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under the race detector its own allocator runs out of memory first, and exits 66 without Go's report")
+	}
+	t.Setenv(faults.Env, "hog:fib:13")
+	e := newExecutor(t, func(o *Options) { o.MemoryMB = 64 })
+	before := waitStats(t, e, hangMax, "both workers up", allReady)
+	o := run(t, e, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 13}, hangMax)
+	wantCode(t, o.err, taskproto.CodeResourceExhausted)
+	if te := taskproto.AsError(nil, o.err); !strings.Contains(te.Message, "out of memory") || !strings.Contains(te.Message, "worker_memory_mb") {
+		t.Errorf("message %q does not say the worker ran out of memory under worker_memory_mb", te.Message)
+	}
+	st := waitStats(t, e, hangMax, "the worker replaced", func(st taskproto.Stats) bool { return allReady(st) && st.Restarts >= 1 })
+	time.Sleep(200 * time.Millisecond) // a retry would have killed another by now
+	if st = waitStats(t, e, hangMax, "ready", allReady); st.Restarts != 1 {
+		t.Errorf("%d restarts, want 1: the task was retried on another worker", st.Restarts)
+	}
+	for _, w := range before.Workers {
+		if _, err := os.Stat(crashPath(w.PID)); err == nil && !supervise.Alive(w.PID) {
+			t.Errorf("the crash report of dead worker %d is left behind", w.PID)
+		}
+	}
+	t.Logf("answer: %v", o.err)
 	if o := run(t, e, context.Background(), taskproto.Task{Kind: taskproto.KindFib, N: 12}, hangMax); o.err != nil || o.res.Value != "144" {
 		t.Errorf("fib 12 after the fault: %+v, %v", o.res, o.err)
 	}

@@ -33,6 +33,12 @@ type workerHandle struct {
 	inflight map[uint64]*call
 	tasks    int64
 	restarts int64 // of a worker the host was handed, as the plugin counted them
+
+	// lastPID is the process launch started last, whose crash report
+	// (crash.go) it removes when it starts the next (by then whoever had
+	// its tasks has read it) and stop when the worker stops. Only the
+	// supervisor's goroutine, and stop after it, touch it.
+	lastPID int
 }
 
 // workerProcess is one run of a worker. The dispatcher that talks to it
@@ -113,11 +119,15 @@ func (w *workerHandle) launch(context.Context) (supervise.Process, error) {
 	cmd.Stderr = supervise.LogLines(w.e.log, "worker "+w.name)
 	// In the plugin's process group: the host's kill of that group ends
 	// workers too; the parent-death signal and the socket cover the rest.
+	if w.lastPID != 0 {
+		os.Remove(crashPath(w.lastPID))
+	}
 	c, err := supervise.Spawn(cmd, false)
 	if err != nil {
 		ours.Close()
 		return nil, err
 	}
+	w.lastPID = c.PID()
 	p := &workerProcess{pid: c.PID(), cmd: c, read: make(chan struct{})}
 	if opt.Handoff != nil {
 		err = w.handOff(p, ours)
@@ -245,6 +255,9 @@ func (w *workerHandle) stop() {
 	w.e.mu.Unlock()
 	if sup != nil {
 		sup.Stop()
+		if w.lastPID != 0 {
+			os.Remove(crashPath(w.lastPID))
+		}
 	} else if p != nil { // the host's: the plugin stops the process
 		p.conn.Close()
 	}

@@ -468,12 +468,25 @@ func (e *Executor) lost(w *workerHandle, p *workerProcess, why error) {
 	w.ready, w.proc = false, nil
 	calls := w.inflight
 	w.inflight = map[uint64]*call{}
+	// Why it died, from the report its runtime left: read by the one that
+	// had its tasks (in a plugin that handed the worker to the host, the
+	// host), and only then, so that the other does not take it first.
+	oom := ""
+	if len(calls) > 0 {
+		oom = outOfMemory(crashReport(pid))
+	}
 	var retry []*call
 	for _, c := range calls {
 		e.running--
 		c.worker = nil
 		switch {
 		case c.answered: // abandoned: nothing to retry
+		case oom != "" && (len(calls) == 1 || c.retried):
+			// The task's own allocation, when it ran alone: retried, it
+			// would take another worker with it.
+			e.answerLocked(&out, c, taskproto.Result{Worker: w.name, Queue: queued(c)}, taskproto.Errorf(taskproto.CodeResourceExhausted,
+				"worker %s (pid %d) ran out of memory under the task (%s): it needed more than [multiproc] worker_memory_mb allows; the worker is replaced",
+				w.name, pid, oom))
 		case c.retried || e.closed:
 			e.answerLocked(&out, c, taskproto.Result{Worker: w.name, Queue: queued(c)}, taskproto.Errorf(taskproto.CodeExecutorFailed,
 				"worker %s (pid %d) died under the task: %v", w.name, pid, why))

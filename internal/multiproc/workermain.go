@@ -94,6 +94,11 @@ func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor)
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv("WSLAB_LOG_LEVEL")),
 	})
+	if remove, err := crashOutput(); err != nil {
+		log.Warn("no crash report: a death under the memory cap will be told as executor_failed", "error", err)
+	} else {
+		defer remove()
+	}
 	if *memoryMB > 0 {
 		if err := limitMemory(*memoryMB << 20); err != nil {
 			log.Error("set memory limit", "error", err)

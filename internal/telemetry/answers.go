@@ -104,7 +104,7 @@ var (
 
 const (
 	numKinds    = 6  // len(kindLabels); TestLabelSets checks
-	numOutcomes = 11 // len(outcomeLabels)
+	numOutcomes = 12 // len(outcomeLabels)
 )
 
 func kindIndex(kind string) int {

@@ -38,6 +38,7 @@ var codes = []taskproto.Code{
 	taskproto.CodeBadRequest, taskproto.CodeUnknownTask, taskproto.CodeOutOfRange,
 	taskproto.CodeOverloaded, taskproto.CodeTimeout, taskproto.CodeExecutorFailed,
 	taskproto.CodeShuttingDown, taskproto.CodeInternal, taskproto.CodeSandboxDenied,
+	taskproto.CodeResourceExhausted,
 }
 
 // NewRegistry returns a registry holding the Go runtime's and the

@@ -22,8 +22,11 @@ SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
 # The task did what its sandbox forbids; the Python strategies run none.
 SANDBOX_DENIED = "sandbox_denied"
+# The task needed more memory than its sandbox grants; the Python
+# strategies cap none.
+RESOURCE_EXHAUSTED = "resource_exhausted"
 CODES = (BAD_REQUEST, UNKNOWN_TASK, OUT_OF_RANGE, OVERLOADED, TIMEOUT, EXECUTOR_FAILED, SHUTTING_DOWN, INTERNAL,
-         SANDBOX_DENIED)
+         SANDBOX_DENIED, RESOURCE_EXHAUSTED)
 
 KINDS = ("fib", "cpu", "io", "sleep", "noop")
 # What a kind outside KINDS is named as where names must come from a fixed

@@ -1,0 +1,5 @@
+//go:build !race
+
+package multiproc
+
+const raceEnabled = false
