@@ -32,23 +32,15 @@ func mustLoad(t *testing.T, content string) *Config {
 	return c
 }
 
-const specSample = `[server]
-host = localhost
-port = 8765
-timeout_sec = 100
-
-[client]
-num_client = 200
-tasks = fib, cpu, io
-
-[task_setting]
-fibonacci_limit = 5000
-large_file_name = large_file.txt
-
-[other]
-asyn_semaphore = 5
-multiprocessing_processes = 4
-`
+// specSample is the Python lab's own configuration file, which every
+// wslab command reads as it is.
+var specSample = func() string {
+	b, err := os.ReadFile("testdata/python-lab.ini")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestDefaultsWhenKeysAbsent(t *testing.T) {
 	for _, content := range []string{"", "[server]\n", "[unrelated]\nx = 1\n"} {

@@ -91,23 +91,10 @@ func lastLineAlone(t *testing.T, stderr string) string {
 // warning: their sections are the host's, the Python lab's [other], and
 // the strategies'.
 func TestConfigPythonLabSectionsAccepted(t *testing.T) {
-	pythonLab := errWriteFile(t, "python-lab.ini", `[server]
-host = 'localhost'
-port = 8765
-timeout_sec = 100
-
-[client]
-num_client = 200
-tasks = fib, cpu, io
-
-[task_setting]
-fibonacci_limit = 5000
-large_file_name = large_file.txt
-
-[other]
-asyn_semaphore = 5
-multiprocessing_processes = 4
-`)
+	pythonLab, err := filepath.Abs("../config/testdata/python-lab.ini") // the Python lab's own file
+	if err != nil {
+		t.Fatal(err)
+	}
 	repo, err := filepath.Abs("../../config.ini")
 	if err != nil {
 		t.Fatal(err)
