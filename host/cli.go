@@ -319,7 +319,11 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 	log.Info("serving", "url", url, "live", live, "strategy", name, "window", srv.opt.Window.Limit(), "data_dir", cfg.Server.DataDir)
 	fmt.Fprintf(stdout, "listening %s\n", url)
 	if cfg.Server.WatchPlugin {
-		w := newPluginWatch(srv, log)
+		manifest := ""
+		if cfg.Server.VerifyPlugins {
+			manifest = filepath.Join(cfg.Server.PluginDir, launch.ChecksumsFile)
+		}
+		w := newPluginWatch(srv, log, manifest)
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		watched := make(chan struct{})
 		go func() {
