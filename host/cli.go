@@ -24,6 +24,7 @@ import (
 
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/launch"
+	"github.com/wslab/wslab/internal/limit"
 	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
@@ -66,6 +67,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	flags.String("plugin-dir", "server", "plugin_dir", "directory of plugin binaries", func(c *config.Config) *string { return &c.Server.PluginDir })
 	flags.String("data-dir", "server", "data_dir", "directory io tasks write in", func(c *config.Config) *string { return &c.Server.DataDir })
 	flags.String("log-level", "server", "log_level", "trace, debug, info, warn or error", func(c *config.Config) *string { return &c.Server.LogLevel })
+	flags.Bool("watch", "server", "watch_plugin", "when the running plugin's binary changes, start the new one and switch to it with no reply lost",
+		func(c *config.Config) *bool { return &c.Server.WatchPlugin })
 	cfg, err := flags.Parse(args)
 	if err != nil {
 		return config.UsageStatus(stderr, "host", err)
@@ -243,66 +246,30 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	scfg := StrategyConfig(cfg, name)
 	batches := &replyBatches{}
-	var strat Strategy
-	if name == Inproc {
-		if os.Getenv("GOMAXPROCS") == "" {
-			runtime.GOMAXPROCS(runtime.NumCPU() + spareProcs)
-		}
-		if err := cfg.CheckKeys(nil); err != nil { // inproc reads no keys of its own
-			return err
-		}
-		strat = readyAlways{strategy.NewInproc(scfg)}
-		warnUnownedSections(ctx, cfg, name, nil, log)
+	defer goplugin.CleanupClients() // whichever plugins were started, the first or switched to
+	builder := &strategyBuilder{cfg: cfg, batches: batches, log: log}
+	var (
+		strat    Strategy
+		declared []taskproto.Key
+		err      error
+	)
+	if reattach != nil {
+		strat, declared, err = builder.reattach(ctx, name, reattach)
 	} else {
-		defer goplugin.CleanupClients()
-		opt, err := pluginLaunch(cfg, name, log)
-		if reattach != nil {
-			// Started by hand: not found in the plugin directory, nor checked
-			// against its manifest.
-			opt, err = launch.LaunchOptions{Name: name, Path: fmt.Sprintf("(started by hand, pid %d)", reattach.PID), Logger: log, Reattach: reattach}, nil
-			if cfg.Server.VerifyPlugins {
-				log.Warn("[server] verify_plugins does not apply to a plugin started by hand", "pid", reattach.PID)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		// The keys the plugin declares, which StrategySettings checks the
-		// file's keys against, say which sections it reads.
-		var (
-			mu       sync.Mutex
-			declared []taskproto.Key
-		)
-		settings := func(keys []taskproto.Key) (map[string]string, error) {
-			mu.Lock()
-			declared = keys
-			mu.Unlock()
-			return cfg.StrategySettings(keys)
-		}
-		sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: opt, Config: scfg, Settings: settings, batches: batches})
-		var ke *taskproto.KeyError
-		if errors.As(err, &ke) { // a value the plugin refuses here: a usage error
-			return &config.Error{File: cfg.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
-		}
-		if err != nil {
-			return err
-		}
-		defer sup.Close()
-		strat = sup
-		mu.Lock()
-		keys := declared
-		mu.Unlock()
-		warnUnownedSections(ctx, cfg, name, keys, log)
+		strat, declared, err = builder.build(ctx, name)
 	}
+	if err != nil {
+		return err
+	}
+	warnUnownedSections(ctx, cfg, name, declared, log)
 
 	addr := net.JoinHostPort(cfg.Server.Host, strconv.Itoa(cfg.Server.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		closeStrategy(strat)
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	info := strat.Info()
 	srv := NewServer(Options{
 		Strategy:             strat,
 		Logger:               log,
@@ -314,8 +281,14 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 		MaxQueued:            cfg.Limits.MaxQueued,
 		MaxPendingReplyBytes: cfg.Limits.MaxPendingReplyBytes,
 		MinReplyReadRate:     cfg.Limits.MinReplyReadRate,
-		Window: NewWindow(info.Concurrency, int(cfg.Limits.StrategyPrefetch), int(cfg.Limits.MaxRunning),
-			time.Duration(cfg.Limits.StrategyQueueMS)*time.Millisecond),
+		WindowFor: func(concurrency int) *limit.AIMD {
+			return NewWindow(concurrency, int(cfg.Limits.StrategyPrefetch), int(cfg.Limits.MaxRunning),
+				time.Duration(cfg.Limits.StrategyQueueMS)*time.Millisecond)
+		},
+		Build: func(ctx context.Context, name string) (Strategy, error) {
+			strat, _, err := builder.build(ctx, name)
+			return strat, err
+		},
 		MaxConnections: int(cfg.Limits.MaxConnections),
 		AllowedOrigins: cfg.Server.AllowedOrigins,
 		ListenHost:     cfg.Server.Host,
@@ -325,6 +298,8 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 		TimingSample:   cfg.Server.TimingSample,
 		batches:        batches,
 	})
+	// The strategy serving at the end, the first or one switched to.
+	defer func() { closeStrategy(srv.Strategy()) }()
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 	if cfg.Server.MetricsListen != "" {
@@ -343,6 +318,20 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 	live := web + "://" + ln.Addr().String() + "/live"
 	log.Info("serving", "url", url, "live", live, "strategy", name, "window", srv.opt.Window.Limit(), "data_dir", cfg.Server.DataDir)
 	fmt.Fprintf(stdout, "listening %s\n", url)
+	if cfg.Server.WatchPlugin {
+		manifest := ""
+		if cfg.Server.VerifyPlugins {
+			manifest = filepath.Join(cfg.Server.PluginDir, launch.ChecksumsFile)
+		}
+		w := newPluginWatch(srv, log, manifest)
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			w.run(watchCtx)
+		}()
+		defer func() { stopWatch(); <-watched }()
+	}
 
 	select {
 	case err := <-served:
@@ -355,6 +344,83 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 	srv.Shutdown(cfg.Server.ShutdownGrace)
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// strategyBuilder builds the strategies the host serves, at start-up and
+// for a switch (SwitchStrategy): inproc, or a plugin of the plugin
+// directory started under a PluginSupervisor, the configuration's values
+// of the keys it declares checked as at start-up, and SHA256SUMS re-read
+// when verify_plugins is on.
+type strategyBuilder struct {
+	cfg     *config.Config
+	batches *replyBatches
+	log     hclog.Logger
+}
+
+// build returns the strategy named and the keys it declares. A value of a
+// declared key that the plugin refuses is a *config.Error; a name neither
+// built in nor installed, an *UnknownStrategyError.
+func (b *strategyBuilder) build(ctx context.Context, name string) (Strategy, []taskproto.Key, error) {
+	cfg := b.cfg
+	scfg := StrategyConfig(cfg, name)
+	if name == Inproc {
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(runtime.NumCPU() + spareProcs)
+		}
+		if err := cfg.CheckKeys(nil); err != nil { // inproc reads no keys of its own
+			return nil, nil, err
+		}
+		return readyAlways{strategy.NewInproc(scfg)}, nil, nil
+	}
+	if names, _ := ListPlugins(cfg.Server.PluginDir); !slices.Contains(names, name) {
+		return nil, nil, &UnknownStrategyError{Name: name, Available: append([]string{Inproc}, names...)}
+	}
+	opt, err := pluginLaunch(cfg, name, b.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.startPlugin(ctx, name, opt)
+}
+
+// reattach is build for the plugin started by hand that r describes
+// (--reattach): not found in the plugin directory, nor checked against its
+// manifest. A switch away from it stops it; a switch back to its name
+// starts the plugin directory's binary.
+func (b *strategyBuilder) reattach(ctx context.Context, name string, r *wire.Reattach) (Strategy, []taskproto.Key, error) {
+	opt := launch.LaunchOptions{Name: name, Path: fmt.Sprintf("(started by hand, pid %d)", r.PID), Logger: b.log, Reattach: r}
+	if b.cfg.Server.VerifyPlugins {
+		b.log.Warn("[server] verify_plugins does not apply to a plugin started by hand", "pid", r.PID)
+	}
+	return b.startPlugin(ctx, name, opt)
+}
+
+// startPlugin starts the plugin opt says under a PluginSupervisor.
+func (b *strategyBuilder) startPlugin(ctx context.Context, name string, opt launch.LaunchOptions) (Strategy, []taskproto.Key, error) {
+	cfg := b.cfg
+	scfg := StrategyConfig(cfg, name)
+	// The keys the plugin declares, which StrategySettings checks the
+	// file's keys against, say which sections it reads.
+	var (
+		mu       sync.Mutex
+		declared []taskproto.Key
+	)
+	settings := func(keys []taskproto.Key) (map[string]string, error) {
+		mu.Lock()
+		declared = keys
+		mu.Unlock()
+		return cfg.StrategySettings(keys)
+	}
+	sup, err := StartPlugin(ctx, PluginOptions{LaunchOptions: opt, Config: scfg, Settings: settings, batches: b.batches})
+	var ke *taskproto.KeyError
+	if errors.As(err, &ke) { // a value the plugin refuses here: a usage error
+		return nil, nil, &config.Error{File: cfg.Path, Section: ke.Key.Section, Key: ke.Key.Name, Problem: ke.Problem}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return sup, declared, nil
 }
 
 // serveMetrics serves srv's /metrics alone on addr ([server]

@@ -111,6 +111,9 @@ type task struct {
 	stop       func() bool // unregisters the scheduler's watch on ctx; nil while unwatched
 	submitting bool        // inside the strategy's Submit
 	unbounded  bool        // a kind the window does not hold back
+	// served is the strategy t was handed to (nil until then), which
+	// its reply names and its answer is counted under.
+	served *servedStrategy
 }
 
 func newWSConn(s *Server, ws *websocket.Conn, raw *lockedConn, br *bufio.Reader) *wsConn {
@@ -172,7 +175,7 @@ func (c *wsConn) serve() {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				c.srv.log.Debug("connection ended", "conn", c.id, "remote", c.ws.RemoteAddr().String(), "error", err)
 			}
-			c.srv.metrics.Closed(c.closeReason(err))
+			c.srv.hostMetrics().Closed(c.closeReason(err))
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.drain()
 			}
@@ -283,7 +286,7 @@ func (c *wsConn) handle(mt int, data []byte, now time.Time) {
 		perr = c.admit(req, seq, now)
 	}
 	if perr != nil {
-		c.srv.metrics.Answered(c.id, req.Task.Kind, perr.Code, taskproto.Result{}, false)
+		c.srv.hostMetrics().Answered(c.id, req.Task.Kind, perr.Code, taskproto.Result{}, false)
 		c.srv.live.answered(c.id, req.Task.Kind, perr.Code, 0, time.Time{})
 		frame := wsproto.AppendError(getBuf(), req, perr)
 		c.replies.add(frame, seq, 0, false, true, -1)
@@ -340,7 +343,7 @@ func (c *wsConn) startSpan(ctx context.Context, req wsproto.Request, now time.Ti
 	ctx, span := tracing.Start(ctx, req.Traceparent, tracing.SpanRequest, trace.SpanKindServer, trace.WithTimestamp(now))
 	if span.IsRecording() {
 		span.SetAttributes(
-			attribute.String("wslab.strategy", c.srv.strategy),
+			attribute.String("wslab.strategy", c.srv.sched.currentServed().info.Name),
 			attribute.String("wslab.task.kind", req.Task.Kind),
 			attribute.Int64("wslab.task.n", req.Task.N),
 			attribute.Int64("wslab.connection", int64(c.id)),
@@ -408,16 +411,22 @@ const maxLoggedID = 64
 // inline says this goroutine may write it (see replyQueue.add).
 func (c *wsConn) answer(t *task, res taskproto.Result, err error, inline bool) {
 	frame := getBuf()
+	// The strategy that ran t names its reply and counts it; a task
+	// answered before it was handed over counts under the current one.
+	served := t.served
+	if served == nil {
+		served = c.srv.sched.currentServed()
+	}
 	if err != nil {
 		perr := taskproto.AsError(t.ctx, err) // before cancel: the cause names the code
-		c.srv.metrics.Answered(c.id, t.task.Kind, perr.Code, res, false)
+		served.metrics.Answered(c.id, t.task.Kind, perr.Code, res, false)
 		c.srv.live.answered(c.id, t.task.Kind, perr.Code, 0, t.arrived)
 		frame = wsproto.AppendError(frame, t.req, perr)
 		err = perr
 	} else {
-		c.srv.metrics.Answered(c.id, t.task.Kind, "", res, true)
+		served.metrics.Answered(c.id, t.task.Kind, "", res, true)
 		c.srv.live.answered(c.id, t.task.Kind, "", res.Run, t.arrived)
-		frame = wsproto.AppendResult(frame, t.req, c.srv.strategy, res)
+		frame = wsproto.AppendResult(frame, t.req, served.info.Name, res)
 	}
 	written := -1 // where the reply's write instant goes, if it has a timeline
 	if t.tl != nil {

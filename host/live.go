@@ -115,16 +115,17 @@ type LiveEvent struct {
 // liveEvent builds the event for now from the server's state and the
 // stream's window.
 func (s *Server) liveEvent(ctx context.Context, win *liveWindow, now time.Time) LiveEvent {
-	info := s.opt.Strategy.Info()
+	strat := s.Strategy()
+	info := strat.Info()
 	ev := LiveEvent{
 		Time: now, UptimeSeconds: now.Sub(s.started).Seconds(),
 		Strategy: info.Name, Description: info.Description,
-		Ready: s.opt.Strategy.Ready(), Draining: s.draining.Load(),
+		Ready: strat.Ready(), Draining: s.draining.Load(),
 		Connections: s.connections(),
 		LiveRates:   win.rates(),
 	}
 	ev.Queued, ev.InStrategy, ev.Outstanding, ev.Window = s.sched.Counts()
-	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
+	if sup, ok := strat.(*PluginSupervisor); ok {
 		st := sup.Status()
 		ev.Plugin = &LivePlugin{Up: st.Up, Restarts: st.Restarts}
 		if st.Up {
@@ -134,7 +135,7 @@ func (s *Server) liveEvent(ctx context.Context, win *liveWindow, now time.Time) 
 	ctx, cancel := context.WithTimeout(ctx, statsWait)
 	defer cancel()
 	var err error
-	if ev.Executor, err = s.opt.Strategy.Stats(ctx); err != nil {
+	if ev.Executor, err = strat.Stats(ctx); err != nil {
 		ev.ExecutorError = err.Error()
 	}
 	return ev

@@ -43,12 +43,13 @@ func (s *Server) MetricsHandler() http.Handler {
 func (s *Server) gatherMetrics() ([]*dto.MetricFamily, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), statsWait)
 	defer cancel()
-	st, err := s.opt.Strategy.Stats(ctx)
+	strat := s.Strategy()
+	st, err := strat.Stats(ctx)
 	if err != nil {
 		s.log.Debug("metrics: the strategy's stats", "error", err)
 	}
 	now := prometheus.NewRegistry()
-	now.MustRegister(&stateCollector{s: s, stats: st, statsErr: err})
+	now.MustRegister(&stateCollector{s: s, strategy: strat, stats: st, statsErr: err})
 	return prometheus.Gatherers{s.registry, now, telemetry.Decoded(st.Metrics)}.Gather()
 }
 
@@ -58,6 +59,7 @@ func (s *Server) gatherMetrics() ([]*dto.MetricFamily, error) {
 // series depend on the strategy.
 type stateCollector struct {
 	s        *Server
+	strategy Strategy // the current one, whose name labels the series
 	stats    taskproto.Stats
 	statsErr error
 }
@@ -65,7 +67,7 @@ type stateCollector struct {
 func (c *stateCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	constant := prometheus.Labels{"strategy": c.s.strategy}
+	constant := prometheus.Labels{"strategy": c.strategy.Info().Name}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(telemetry.Namespace, "", name), help, labels, constant)
 	}
@@ -78,7 +80,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge("tasks_outstanding", "Requests admitted and not answered yet (queued or in flight).", outstanding)
 	gauge("window_limit", "How many tasks the host hands the strategy at once now (the adaptive window).", window)
 	gauge("connections_open", "WebSocket connections open now.", c.s.connections())
-	if sup, ok := c.s.opt.Strategy.(*PluginSupervisor); ok {
+	if sup, ok := c.strategy.(*PluginSupervisor); ok {
 		status := sup.Status()
 		up := 0
 		if status.Up {

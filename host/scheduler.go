@@ -3,11 +3,13 @@ package host
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/internal/limit"
+	"github.com/wslab/wslab/internal/telemetry"
 	"github.com/wslab/wslab/taskproto"
 )
 
@@ -38,15 +40,17 @@ const answerGrace = time.Second
 // it a connection may still queue up to its share (max_queued divided by
 // the connections with work outstanding) until twice max_queued, so a few
 // connections cannot lock the others out.
+//
+// The strategy can be replaced while tasks flow (Replace): tasks handed
+// over from then on go to the new one, and the replaced one is counted
+// until it has answered every task it was handed.
 type Scheduler struct {
-	exec      taskproto.Executor
+	// current is the strategy tasks are handed to; written under mu,
+	// read without it by those who only look (Current).
+	current   atomic.Pointer[servedStrategy]
 	window    *limit.AIMD
 	maxQueued int
-	// bounded are the kinds the window holds back (the strategy's
-	// BoundedKinds); nil: every kind. The others go to the strategy at
-	// once: it runs them without a slot, so they would wait nowhere.
-	bounded map[string]bool
-	log     hclog.Logger
+	log       hclog.Logger
 	// reply passes a task's outcome on; the server's sends it to the
 	// task's connection.
 	reply func(t *task, res taskproto.Result, err error, inline bool)
@@ -70,14 +74,86 @@ func NewScheduler(exec taskproto.Executor, window *limit.AIMD, maxQueued int, re
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Scheduler{exec: exec, window: window, maxQueued: max(maxQueued, 1), reply: reply, log: log}
-	if kinds := exec.Info().BoundedKinds; len(kinds) > 0 {
-		s.bounded = map[string]bool{}
+	s := &Scheduler{window: window, maxQueued: max(maxQueued, 1), reply: reply, log: log}
+	s.current.Store(newServedStrategy(exec, nil))
+	return s
+}
+
+// servedStrategy is a strategy the scheduler hands tasks to: the current
+// one, or one that Replace retired and that still holds tasks.
+type servedStrategy struct {
+	exec taskproto.Executor
+	info taskproto.StrategyInfo // as it was when it began to serve
+	// bounded are the kinds the window holds back (the strategy's
+	// BoundedKinds); nil: every kind. The others go to the strategy at
+	// once: it runs them without a slot, so they would wait nowhere.
+	bounded map[string]bool
+	// metrics count the answers of the tasks it ran, under its name
+	// (nil in the scheduler's own tests).
+	metrics *telemetry.HostMetrics
+
+	// Guarded by Scheduler.mu.
+	held    int  // tasks handed to it and not yet answered by it
+	retired bool // Replace has put another in its place
+	// drained is closed once it is retired and holds no task.
+	drained chan struct{}
+}
+
+func newServedStrategy(exec taskproto.Executor, metrics *telemetry.HostMetrics) *servedStrategy {
+	ss := &servedStrategy{exec: exec, info: exec.Info(), metrics: metrics, drained: make(chan struct{})}
+	if kinds := ss.info.BoundedKinds; len(kinds) > 0 {
+		ss.bounded = map[string]bool{}
 		for _, k := range kinds {
-			s.bounded[k] = true
+			ss.bounded[k] = true
 		}
 	}
-	return s
+	return ss
+}
+
+// Drained is closed once the strategy, retired, has answered every task
+// it was handed.
+func (ss *servedStrategy) Drained() <-chan struct{} { return ss.drained }
+
+// handLocked counts t as handed to the current strategy and returns it;
+// t is submitted to it once s.mu is released.
+func (s *Scheduler) handLocked(t *task) *servedStrategy {
+	ss := s.current.Load()
+	ss.held++
+	t.served = ss
+	return ss
+}
+
+// Current is the strategy tasks are handed to now.
+func (s *Scheduler) Current() taskproto.Executor { return s.current.Load().exec }
+
+// currentServed is Current with what the scheduler keeps of it.
+func (s *Scheduler) currentServed() *servedStrategy { return s.current.Load() }
+
+// Replace makes next the strategy that tasks are handed to from now on,
+// within window (sized for next); the tasks the replaced strategy holds
+// stay its own to answer, and count against the window until it does. It
+// returns the replaced strategy, whose Drained channel is closed once it
+// has answered them all (at once if it holds none).
+func (s *Scheduler) Replace(next *servedStrategy, window *limit.AIMD) (replaced *servedStrategy) {
+	s.mu.Lock()
+	replaced = s.current.Load()
+	s.current.Store(next)
+	s.window = window
+	replaced.retired = true
+	if replaced.held == 0 {
+		close(replaced.drained)
+	}
+	s.mu.Unlock()
+	s.pump() // the new window may take more
+	return replaced
+}
+
+// Holding says how many tasks ss holds: handed to it and not yet
+// answered by it.
+func (s *Scheduler) Holding(ss *servedStrategy) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ss.held
 }
 
 // NewWindow is the adaptive window for a strategy of the given
@@ -191,11 +267,12 @@ func (s *Scheduler) Admit(t *task) *taskproto.Error {
 	f.outstanding++
 	s.outstanding++
 	t.done = func(res taskproto.Result, err error) { s.finish(t, res, err) }
-	if s.bounded != nil && !s.bounded[t.task.Kind] {
+	if cur := s.current.Load(); cur.bounded != nil && !cur.bounded[t.task.Kind] {
 		t.state, t.unbounded, t.submitting = stateRunning, true, true
+		ss := s.handLocked(t)
 		s.mu.Unlock()
 		t.tl.Stamp(taskproto.StageHostSubmit)
-		s.exec.Submit(t.ctx, t.task, t.done)
+		ss.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
 		t.submitting = false
 		// Watched only now: most such tasks (noop) are answered inside
@@ -287,9 +364,10 @@ func (s *Scheduler) pump() {
 			continue
 		}
 		t.submitting = true
+		ss := s.handLocked(t)
 		s.mu.Unlock()
 		t.tl.Stamp(taskproto.StageHostSubmit)
-		s.exec.Submit(t.ctx, t.task, t.done)
+		ss.exec.Submit(t.ctx, t.task, t.done)
 		s.mu.Lock()
 		t.submitting = false
 	}
@@ -304,6 +382,11 @@ func (s *Scheduler) finish(t *task, res taskproto.Result, err error) {
 	if !t.unbounded {
 		s.window.Observe(res.Queue, s.inStrategy >= s.window.Limit())
 		s.inStrategy--
+	}
+	ss := t.served // set when t was handed over
+	ss.held--
+	if ss.retired && ss.held == 0 {
+		close(ss.drained)
 	}
 	if t.state == stateAnswered { // answered by overdue: the slot is all that was left
 		s.mu.Unlock()

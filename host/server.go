@@ -52,8 +52,16 @@ type Options struct {
 	MaxPendingReplyBytes int64
 	MinReplyReadRate     int64
 	// Window bounds how many tasks the strategy is handed at once
-	// (NewWindow); nil: the strategy's concurrency plus 16, up to 256.
-	Window         *limit.AIMD
+	// (NewWindow); nil: WindowFor the strategy's concurrency.
+	Window *limit.AIMD
+	// WindowFor sizes the window of a strategy of the given concurrency,
+	// the one switched to included (SwitchStrategy); nil: NewWindow with
+	// a prefetch of 16, up to 256.
+	WindowFor func(concurrency int) *limit.AIMD
+	// Build builds and configures a strategy by name for SwitchStrategy
+	// (POST /admin/strategy, the plugin watch); nil: the strategy cannot
+	// be switched.
+	Build          StrategyBuilder
 	MaxConnections int
 	AllowedOrigins []string
 	// ListenHost and AllowedHosts are the names the Host header may carry,
@@ -81,7 +89,6 @@ type Options struct {
 type Server struct {
 	opt      Options
 	log      hclog.Logger
-	strategy string
 	upgrader websocket.Upgrader
 	http     *http.Server
 	sched    *Scheduler
@@ -95,7 +102,23 @@ type Server struct {
 	cancelTasks context.CancelCauseFunc
 
 	registry *prometheus.Registry
-	metrics  *telemetry.HostMetrics
+	// strategyMetrics are the host's metrics of each strategy served,
+	// labelled with its name; guarded by mu. A strategy switched back to
+	// counts on in its own.
+	strategyMetrics map[string]*telemetry.HostMetrics
+
+	// switching is held from the start of a strategy switch until the
+	// replaced strategy has stopped (switch.go); retiring counts the
+	// goroutines that stop replaced strategies, which Shutdown waits for
+	// once stopRetiring has cut their wait short.
+	switching        atomic.Bool
+	retiringNow      atomic.Pointer[retiring]
+	retiring         sync.WaitGroup
+	stopRetiring     chan struct{}
+	stopRetiringOnce sync.Once
+	// buildCtx is the context strategies are built in; Shutdown ends it.
+	buildCtx  context.Context
+	stopBuild context.CancelFunc
 
 	connIDs atomic.Uint64 // the last connection's id
 
@@ -113,6 +136,7 @@ type Server struct {
 	conns      map[*wsConn]struct{}
 	upgrading  int  // connections between the limit check and the upgrade
 	liveClosed bool // Shutdown has stopped the live streams: no new one
+	stopping   bool // Shutdown has begun: the strategy is not switched any more
 }
 
 // readBufferSize is each connection's read buffer: small, because an idle
@@ -125,19 +149,23 @@ func NewServer(opt Options) *Server {
 	if opt.Logger == nil {
 		opt.Logger = hclog.NewNullLogger()
 	}
+	if opt.WindowFor == nil {
+		opt.WindowFor = func(concurrency int) *limit.AIMD { return NewWindow(concurrency, 16, 256, 2*time.Millisecond) }
+	}
 	if opt.Window == nil {
-		opt.Window = NewWindow(opt.Strategy.Info().Concurrency, 16, 256, 2*time.Millisecond)
+		opt.Window = opt.WindowFor(opt.Strategy.Info().Concurrency)
 	}
 	if opt.batches == nil {
 		opt.batches = &replyBatches{}
 	}
 	s := &Server{
-		opt:      opt,
-		log:      opt.Logger,
-		strategy: opt.Strategy.Info().Name,
-		conns:    make(map[*wsConn]struct{}),
-		started:  time.Now(),
-		live:     newLiveRecorder(),
+		opt:             opt,
+		log:             opt.Logger,
+		conns:           make(map[*wsConn]struct{}),
+		strategyMetrics: map[string]*telemetry.HostMetrics{},
+		stopRetiring:    make(chan struct{}),
+		started:         time.Now(),
+		live:            newLiveRecorder(),
 		sched: NewScheduler(opt.Strategy, opt.Window, int(opt.MaxQueued),
 			func(t *task, res taskproto.Result, err error, inline bool) { t.conn.answer(t, res, err, inline) }, opt.Logger),
 	}
@@ -145,7 +173,8 @@ func NewServer(opt Options) *Server {
 	if s.registry == nil {
 		s.registry = telemetry.NewRegistry(plugin.ProtocolVersion)
 	}
-	s.metrics = telemetry.NewHostMetrics(s.registry, s.strategy)
+	s.sched.currentServed().metrics = s.metricsFor(opt.Strategy.Info().Name) // before anything is served
+	s.buildCtx, s.stopBuild = context.WithCancel(context.Background())
 	s.taskCtx, s.cancelTasks = context.WithCancelCause(context.Background())
 	s.liveCtx, s.stopLive = context.WithCancel(context.Background())
 	s.timedOut = taskproto.Errorf(taskproto.CodeTimeout, "task ran past timeout_sec (%s), and its deadline stopped it", opt.TaskTimeout)
@@ -165,6 +194,7 @@ func NewServer(opt Options) *Server {
 	mux.Handle("GET /metrics", s.MetricsHandler())
 	mux.HandleFunc("GET /live", s.serveLivePage)
 	mux.HandleFunc("GET /live/events", s.serveLiveEvents)
+	mux.HandleFunc("POST /admin/strategy", s.serveSwitchStrategy)
 	s.http = &http.Server{
 		Handler:           s.checkHost(mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -192,7 +222,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	switch {
 	case s.draining.Load():
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-	case !s.opt.Strategy.Ready():
+	case !s.Strategy().Ready():
 		http.Error(w, "strategy not ready", http.StatusServiceUnavailable)
 	default:
 		w.Write([]byte("ok\n"))
@@ -230,8 +260,11 @@ type HostStats struct {
 	Window      int `json:"window"`
 	Goroutines  int `json:"goroutines"`
 	// Memory is the host process's own, from the Go runtime, in MiB.
-	Memory   HostMemory      `json:"memory"`
-	Draining bool            `json:"draining"`
+	Memory   HostMemory `json:"memory"`
+	Draining bool       `json:"draining"`
+	// Retiring is the strategy a switch replaced, while it finishes the
+	// tasks it holds; nil when none is.
+	Retiring *RetiringStats  `json:"retiring,omitempty"`
 	Executor taskproto.Stats `json:"executor"`
 	Error    string          `json:"error,omitempty"`
 }
@@ -241,11 +274,12 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	info := s.opt.Strategy.Info()
+	strat := s.Strategy()
+	info := strat.Info()
 	st := HostStats{Strategy: info.Name, Description: info.Description, Draining: s.draining.Load(),
-		Goroutines: runtime.NumGoroutine(), Memory: hostMemory()}
+		Goroutines: runtime.NumGoroutine(), Memory: hostMemory(), Retiring: s.retiringStats()}
 	st.Queued, st.InStrategy, st.Outstanding, st.Window = s.sched.Counts()
-	if sup, ok := s.opt.Strategy.(*PluginSupervisor); ok {
+	if sup, ok := strat.(*PluginSupervisor); ok {
 		status := sup.Status()
 		if status.Up {
 			st.PluginPID = status.PID
@@ -256,7 +290,7 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), statsWait)
 	defer cancel()
 	var err error
-	if st.Executor, err = s.opt.Strategy.Stats(ctx); err != nil {
+	if st.Executor, err = strat.Stats(ctx); err != nil {
 		st.Error = err.Error()
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -269,7 +303,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.draining.Load() {
-		s.metrics.Refused(telemetry.RefusedDraining)
+		s.hostMetrics().Refused(telemetry.RefusedDraining)
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -282,7 +316,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if full {
-		s.metrics.Refused(telemetry.RefusedFull)
+		s.hostMetrics().Refused(telemetry.RefusedFull)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -299,7 +333,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered the client
 	}
-	s.metrics.Opened()
+	s.hostMetrics().Opened()
 	// The handler returns: net/http's goroutine and buffers for the
 	// connection go, and the connection's own reader is all that is left.
 	go c.serve()
@@ -313,10 +347,11 @@ func (s *Server) removeConn(c *wsConn) {
 
 // Shutdown refuses new connections and tasks (and /healthz answers 503),
 // lets accepted tasks finish for up to grace, fails the rest with
-// shutting_down, closes every WebSocket with 1001 (going away) once its
+// shutting_down, stops a strategy a switch replaced, closes every WebSocket with 1001 (going away) once its
 // replies are written, ends the live streams, and closes the listener.
 func (s *Server) Shutdown(grace time.Duration) {
 	s.draining.Store(true)
+	s.stopBuild() // a strategy being built for a switch is not wanted any more
 
 	idle := s.sched.Close()
 	select {
@@ -330,6 +365,8 @@ func (s *Server) Shutdown(grace time.Duration) {
 			s.log.Error("tasks did not stop after cancellation")
 		}
 	}
+	// Every task is answered: a strategy a switch replaced is stopped now.
+	s.stopSwitching()
 
 	s.mu.Lock()
 	conns := make([]*wsConn, 0, len(s.conns))

@@ -45,8 +45,11 @@ type Server struct {
 	// VerifyPlugins: check a plugin binary's SHA-256 against the SHA256SUMS
 	// manifest of the plugin directory before starting it (verify_plugins = false).
 	VerifyPlugins bool
-	LogLevel      string // log_level = info
-	LogFormat     string // log_format = text (or json: hclog's JSON lines)
+	// WatchPlugin: when the running plugin's binary changes, start the new
+	// one and switch to it, no reply lost (watch_plugin = false; --watch).
+	WatchPlugin bool
+	LogLevel    string // log_level = info
+	LogFormat   string // log_format = text (or json: hclog's JSON lines)
 	// MetricsListen is a second address that serves /metrics alone
 	// (metrics_listen, e.g. 127.0.0.1:9464); empty: only the host's port.
 	MetricsListen string

@@ -136,6 +136,7 @@ func TestValues(t *testing.T) {
 			return c.Limits.MaxCPUN == 4000000000 && c.Limits.MaxIOBytes == 1
 		}},
 		{"verify plugins", "[server]\nverify_plugins = Yes\n", func(c *Config) bool { return c.Server.VerifyPlugins }},
+		{"watch plugin", "[server]\nwatch_plugin = true\n", func(c *Config) bool { return c.Server.WatchPlugin }},
 		{"custom sections in Raw", "[distributed]\nnats_url = nats://x\n[server]\nextra = 'q'\n", func(c *Config) bool {
 			return c.Raw["distributed.nats_url"] == "nats://x" && c.Raw["server.extra"] == "q" && len(c.Raw) == 2
 		}},
@@ -180,6 +181,7 @@ func TestBadValues(t *testing.T) {
 		{"file path", "task_setting", "large_file_name", "../etc/passwd", "must be a plain file name"},
 		{"too large", "client", "num_client", "99999999999999999999", "is out of range"},
 		{"not a bool", "server", "verify_plugins", "maybe", `"maybe" is not true or false`},
+		{"watch not a bool", "server", "watch_plugin", "often", `"often" is not true or false`},
 		{"timing share above 1", "server", "timing_sample", "1.5", `"1.5" must be a share of requests from 0 to 1`},
 		{"timing share not a number", "server", "timing_sample", "NaN", `must be a share of requests from 0 to 1`},
 		{"bad log format", "server", "log_format", "xml", `"xml" is not a log format, must be one of text, json`},

@@ -64,6 +64,13 @@ func (f *Flags) List(name, section, key, usage string, field func(*Config) *[]st
 	f.bind(name, section, key, func(c *Config) { *field(c) = SplitList(*v) })
 }
 
+// Bool binds flag name, given as --name or --name=false, to the boolean
+// key section.key.
+func (f *Flags) Bool(name, section, key, usage string, field func(*Config) *bool) {
+	v := f.fset.Bool(name, false, usage+" (overrides ["+section+"] "+key+")")
+	f.bind(name, section, key, func(c *Config) { *field(c) = *v })
+}
+
 // Int64 binds flag name to the integer key section.key held in an int64.
 func (f *Flags) Int64(name, section, key, usage string, field func(*Config) *int64) {
 	v := f.fset.Int64(name, 0, usage+" (overrides ["+section+"] "+key+")")

@@ -27,6 +27,7 @@ var otherSectionKeys = []string{"asyn_semaphore", "multiprocessing_processes"}
 // textKeys.
 var otherKeys = []fileKey{
 	{"server", "verify_plugins"},
+	{"server", "watch_plugin"},
 	{"server", "timing_sample"},
 	{"lab", "capacity_rates"},
 	{"lab", "external"},

@@ -68,7 +68,7 @@ func TestCheckKeysRefusesUnknownKeys(t *testing.T) {
 		{"server far", "[server]\nbogus = 1\n", nil, "server", "bogus",
 			"unknown key (the keys of [server] are allowed_hosts, allowed_origins, auth_token, data_dir, host, " +
 				"log_format, log_level, metrics_listen, plugin_dir, port, shutdown_grace_sec, timeout_sec, timing_sample, " +
-				"tls_cert, tls_key, verify_plugins)"},
+				"tls_cert, tls_key, verify_plugins, watch_plugin)"},
 		{"client", "[client]\nnum_clients = 3\n", nil, "client", "num_clients", "unknown key; did you mean num_client?"},
 		{"task_setting", "[task_setting]\nfibonaci_limit = 3\n", nil, "task_setting", "fibonaci_limit", "unknown key; did you mean fibonacci_limit?"},
 		{"limits", "[limits]\nmax_queue = 3\n", nil, "limits", "max_queue", "unknown key; did you mean max_queued?"},

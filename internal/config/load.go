@@ -266,6 +266,13 @@ func Load(path string) (*Config, error) {
 		}
 		c.Server.VerifyPlugins = b == "true"
 	}
+	if v, ok := c.lookup("server", "watch_plugin"); ok {
+		b, err := watchPluginKey.Parse(v)
+		if err != nil {
+			return fail("server", "watch_plugin", err.Error())
+		}
+		c.Server.WatchPlugin = b == "true"
+	}
 	if v, ok := c.lookup("server", "timing_sample"); ok {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(r >= 0 && r <= 1) {
@@ -337,7 +344,10 @@ func (c *Config) Settings() map[string]string {
 	return out
 }
 
-var verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", Type: taskproto.KeyBool}
+var (
+	verifyPluginsKey = taskproto.Key{Section: "server", Name: "verify_plugins", Type: taskproto.KeyBool}
+	watchPluginKey   = taskproto.Key{Section: "server", Name: "watch_plugin", Type: taskproto.KeyBool}
+)
 
 // StrategySettings is Settings with the keys a strategy declares checked
 // and set to their effective values: the file's (or [DEFAULT]'s), else the

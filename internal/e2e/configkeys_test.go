@@ -33,13 +33,13 @@ func TestConfigUnknownKeysExit2(t *testing.T) {
 		{"server bogus", "inproc", loop + "bogus = 1\n",
 			"[server] bogus: unknown key (the keys of [server] are allowed_hosts, allowed_origins, auth_token, data_dir, host, " +
 				"log_format, log_level, metrics_listen, plugin_dir, port, shutdown_grace_sec, timeout_sec, timing_sample, " +
-				"tls_cert, tls_key, verify_plugins)"},
+				"tls_cert, tls_key, verify_plugins, watch_plugin)"},
 		{"server typo", "inproc", loop + "timeout_secs = 5\n", "[server] timeout_secs: unknown key; did you mean timeout_sec?"},
 		// The host's own keys are refused whichever strategy runs.
 		{"server bogus under pool", "pool", loop + "bogus = 1\n",
 			"[server] bogus: unknown key (the keys of [server] are allowed_hosts, allowed_origins, auth_token, data_dir, host, " +
 				"log_format, log_level, metrics_listen, plugin_dir, port, shutdown_grace_sec, timeout_sec, timing_sample, " +
-				"tls_cert, tls_key, verify_plugins)"},
+				"tls_cert, tls_key, verify_plugins, watch_plugin)"},
 		{"client", "inproc", loop + "[client]\nnum_clients = 5\n", "[client] num_clients: unknown key; did you mean num_client?"},
 		{"task_setting", "inproc", loop + "[task_setting]\nfibonaci_limit = 50\n", "[task_setting] fibonaci_limit: unknown key; did you mean fibonacci_limit?"},
 		{"limits", "pool", loop + "[limits]\nmax_queue = 5\n", "[limits] max_queue: unknown key; did you mean max_queued?"},
