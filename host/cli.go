@@ -25,7 +25,6 @@ import (
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/limit"
-	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -370,7 +369,7 @@ func (b *strategyBuilder) build(ctx context.Context, name string) (Strategy, []t
 		if err := cfg.CheckKeys(nil); err != nil { // inproc reads no keys of its own
 			return nil, nil, err
 		}
-		return readyAlways{strategy.NewInproc(scfg)}, nil, nil
+		return readyAlways{newInproc(scfg)}, nil, nil
 	}
 	if names, _ := ListPlugins(cfg.Server.PluginDir); !slices.Contains(names, name) {
 		return nil, nil, &UnknownStrategyError{Name: name, Available: append([]string{Inproc}, names...)}

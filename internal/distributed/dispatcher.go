@@ -558,9 +558,15 @@ func (d *Dispatcher) Close() error {
 
 // Main is the distributed plugin binary's main: a worker when started as
 // `distributed worker ...`, the plugin otherwise.
-func Main() {
+func Main() { MainWrapped(nil) }
+
+// MainWrapped is Main with the tasks of the workers this binary runs (its
+// local workers, or itself started as a worker) wrapped in wrapWorker, when
+// not nil: for test plugins that run a task set of their own in the
+// workers the work queue feeds (internal/e2e/faultydistributed).
+func MainWrapped(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
-		os.Exit(WorkerMain(os.Args[2:]))
+		os.Exit(WorkerMainWrapped(os.Args[2:], wrapWorker))
 	}
 	plugin.Serve(plugin.Strategy{
 		Name:        "distributed",

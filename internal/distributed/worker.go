@@ -45,7 +45,11 @@ const maxCancelled = 100_000
 
 // WorkerMain runs a worker until SIGINT/SIGTERM (or, for a local worker,
 // until its plugin is gone).
-func WorkerMain(args []string) int {
+func WorkerMain(args []string) int { return WorkerMainWrapped(args, nil) }
+
+// WorkerMainWrapped is WorkerMain with the worker's tasks run by
+// wrap(an executor of the task set) when wrap is not nil.
+func WorkerMainWrapped(args []string, wrap func(taskproto.Executor) taskproto.Executor) int {
 	fset := flag.NewFlagSet("distributed worker", flag.ContinueOnError)
 	var c Conn
 	fset.StringVar(&c.URLs, "nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
@@ -81,6 +85,9 @@ func WorkerMain(args []string) int {
 		cancelled:   map[taskKey]time.Time{},
 		held:        map[jetstream.Msg]int64{},
 	}
+	if wrap != nil {
+		w.exec = wrap(runnerExecutor{w.runner})
+	}
 	if err := w.run(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)
 		return 1
@@ -98,8 +105,10 @@ type natsWorker struct {
 	id     string
 	log    hclog.Logger
 	runner tasks.Runner
-	nc     *nats.Conn
-	wg     sync.WaitGroup
+	// exec, when set (WorkerMainWrapped), runs the tasks in runner's place.
+	exec taskproto.Executor
+	nc   *nats.Conn
+	wg   sync.WaitGroup
 	// concurrency is how many tasks run at once, each pulled when its
 	// runner is free.
 	concurrency int
@@ -391,7 +400,15 @@ func (w *natsWorker) execute(d *delivery) {
 	start := time.Now()
 	res := taskproto.Result{Worker: w.id}
 	var err error
-	res.Value, err = w.runner.Run(ctx, wire.TaskOf(t))
+	if w.exec != nil {
+		// Waits past the deadline for a task deaf to it, as runner.Run
+		// would: the watchdog above ends the worker.
+		var r taskproto.Result
+		r, err = taskproto.Run(ctx, w.exec, wire.TaskOf(t))
+		res.Value = r.Value
+	} else {
+		res.Value, err = w.runner.Run(ctx, wire.TaskOf(t))
+	}
 	res.Run = time.Since(start)
 	resp := wire.ResponseMessage(ctx, t.GetSeq(), res, err, taskproto.StageWorkerSent)
 	if span != nil {
@@ -431,3 +448,22 @@ func (w *natsWorker) startSpans(parent context.Context, d *delivery) (context.Co
 		trace.WithAttributes(attribute.String("wslab.task.kind", d.t.GetKind()), attribute.Int64("wslab.task.n", d.t.GetN()),
 			attribute.String("wslab.worker", w.id)))
 }
+
+// runnerExecutor is the task set as an Executor, for WorkerMainWrapped's
+// wrap: each task on a goroutine of its own, the worker's concurrency
+// bounding how many run.
+type runnerExecutor struct{ runner tasks.Runner }
+
+func (r runnerExecutor) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
+	go func() {
+		start := time.Now()
+		v, err := r.runner.Run(ctx, t)
+		done(taskproto.Result{Value: v, Run: time.Since(start)}, err)
+	}()
+}
+
+func (runnerExecutor) Info() taskproto.StrategyInfo {
+	return taskproto.StrategyInfo{Name: "distributed worker", PID: os.Getpid()}
+}
+
+func (runnerExecutor) Stats(context.Context) (taskproto.Stats, error) { return taskproto.Stats{}, nil }
