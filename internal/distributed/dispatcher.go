@@ -566,7 +566,7 @@ func Main() { MainWrapped(nil) }
 // workers the work queue feeds (internal/e2e/faultydistributed).
 func MainWrapped(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
-		os.Exit(WorkerMainWrapped(os.Args[2:], wrapWorker))
+		os.Exit(WorkerMain(os.Args[2:], wrapWorker))
 	}
 	plugin.Serve(plugin.Strategy{
 		Name:        "distributed",

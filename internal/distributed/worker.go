@@ -44,12 +44,9 @@ const OverrunGrace = 2 * time.Second
 const maxCancelled = 100_000
 
 // WorkerMain runs a worker until SIGINT/SIGTERM (or, for a local worker,
-// until its plugin is gone).
-func WorkerMain(args []string) int { return WorkerMainWrapped(args, nil) }
-
-// WorkerMainWrapped is WorkerMain with the worker's tasks run by
-// wrap(an executor of the task set) when wrap is not nil.
-func WorkerMainWrapped(args []string, wrap func(taskproto.Executor) taskproto.Executor) int {
+// until its plugin is gone), with its tasks run by wrap(an executor of the
+// task set) when wrap is not nil.
+func WorkerMain(args []string, wrap func(taskproto.Executor) taskproto.Executor) int {
 	fset := flag.NewFlagSet("distributed worker", flag.ContinueOnError)
 	var c Conn
 	fset.StringVar(&c.URLs, "nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
@@ -105,7 +102,7 @@ type natsWorker struct {
 	id     string
 	log    hclog.Logger
 	runner tasks.Runner
-	// exec, when set (WorkerMainWrapped), runs the tasks in runner's place.
+	// exec, when set (WorkerMain), runs the tasks in runner's place.
 	exec taskproto.Executor
 	nc   *nats.Conn
 	wg   sync.WaitGroup
@@ -449,7 +446,7 @@ func (w *natsWorker) startSpans(parent context.Context, d *delivery) (context.Co
 			attribute.String("wslab.worker", w.id)))
 }
 
-// runnerExecutor is the task set as an Executor, for WorkerMainWrapped's
+// runnerExecutor is the task set as an Executor, for WorkerMain's
 // wrap: each task on a goroutine of its own, the worker's concurrency
 // bounding how many run.
 type runnerExecutor struct{ runner tasks.Runner }
