@@ -144,6 +144,16 @@ class BoundedTest(unittest.TestCase):
         st = h.strategy.stats()
         self.assertEqual((st.running, st.queued, st.completed, st.failed), (0, 0, 1, 3))
 
+    def test_a_task_cancelled_as_it_gets_its_slot_is_answered_and_frees_it(self):
+        h = self.serve(1)
+        # One read: 1 gets the slot and is cancelled before its turn begins.
+        h.send(task(1, "sleep", 5000, timing=True), cancel(1), task(2, "noop"))
+        r = h.replies(2, timeout=1)
+        self.assertEqual((r[1].error_code, r[2].error_code), ("shutting_down", ""))
+        self.assertEqual(set(r[1].timing), {"plugin_recv", "plugin_sent"}, "the cancelled task ran")
+        st = h.strategy.stats()
+        self.assertEqual((st.running, st.queued, st.completed, st.failed), (0, 0, 1, 1))
+
     def test_stopping_answers_every_task(self):
         h = self.serve(1)
         h.send(task(1, "sleep", 5000), task(2, "sleep", 5000))

@@ -528,6 +528,84 @@ class AsyncioTest(StrategyCases, unittest.TestCase):
         self.assertGreater(samples[(name + "_sum", ())], 0.05)
 
 
+
+class Serial(aio.LoopStrategy):
+    """A LoopStrategy policy: one task at a time, the rest kept back in
+    arrival order; it records its hooks' calls."""
+
+    name = "serial"
+    worker = "serial"
+    capacity = 1
+
+    def __init__(self, registry):
+        super().__init__(registry)
+        self.waiting, self.busy, self.calls = [], False, []
+
+    def admit(self, job):
+        if self.busy:
+            self.waiting.append(job)
+        else:
+            self.busy = True
+            self.run(job)
+
+    def finished(self, job):
+        self.busy = False
+        while self.waiting and not self.busy:
+            nxt = self.waiting.pop(0)
+            if not nxt.answered:
+                self.busy = True
+                self.run(nxt)
+
+    def opened(self):
+        self.calls.append("opened")
+
+    def closing(self):
+        self.calls.append(("closing", self.stats().running, self.stats().queued))
+
+
+class LoopStrategyTest(StrategyCases, unittest.TestCase):
+    """The contract's cases on a policy that keeps tasks back, and what the
+    base does with a job it keeps."""
+
+    def make(self):
+        self.registry = metrics.Registry()
+        return Serial(self.registry)
+
+    def test_kept_back_tasks_are_answered_where_they_wait(self):
+        h = self.host
+        h.send(task(1, "sleep", 300), task(2, "noop"), task(3, "noop", timeout_ms=50, timing=True), task(4, "noop"))
+        time.sleep(0.02)
+        st = h.strategy.stats()
+        self.assertEqual((st.running, st.queued, st.capacity), (1, 3, 1))
+        h.send(cancel(2))
+        r = h.replies(2, timeout=1)  # 2 at once, 3 at its deadline: neither waits for 1
+        self.assertEqual((r[2].error_code, r[3].error_code), ("shutting_down", "timeout"))
+        self.assertEqual(set(r[3].timing), {"plugin_recv", "plugin_sent"}, "the expired task ran")
+        self.assertEqual({r[2].worker, r[3].worker}, {"serial"})
+        r = h.replies(2, timeout=2)
+        self.assertEqual((r[1].error_code, r[4].error_code), ("", ""))
+        self.assertGreaterEqual(r[4].queue_us, 250_000, "4 waited for 1")
+        st = h.strategy.stats()
+        self.assertEqual((st.running, st.queued, st.completed, st.failed), (0, 0, 2, 2))
+
+    def test_stopping_answers_kept_and_running_tasks(self):
+        h = self.host
+        h.send(task(1, "sleep", 5000), task(2, "sleep", 5000), task(3, "noop"))
+        time.sleep(0.05)
+        h.strategy.stop()
+        r = h.replies(3, timeout=2)
+        self.assertEqual([r[i].error_code for i in (1, 2, 3)], ["shutting_down"] * 3)
+        h.thread.join(2)
+        self.assertFalse(h.thread.is_alive())
+        self.assertEqual(h.strategy.calls, ["opened", ("closing", 0, 0)])
+
+    def test_a_job_runs_once(self):
+        job = aio.Job(frame.Task(pb.Task(seq=1, kind="noop")))
+        job.answered = True
+        with self.assertRaisesRegex(RuntimeError, "task 1 cannot run"):
+            self.host.strategy.run(job)
+
+
 class Recording:
     """A worker's pipe that keeps what the plugin sends on it."""
 
