@@ -12,14 +12,29 @@ import (
 // root is the repository, from this package's directory.
 const root = "../.."
 
-var goBlock = regexp.MustCompile("(?ms)^```go\n(.*?)^```")
+// The snippets checked, by the language their block names: the files they
+// must be excerpts of, and how a comment starts in them.
+var languages = []struct {
+	block   *regexp.Regexp
+	ext     string
+	comment string
+}{
+	{regexp.MustCompile("(?ms)^[ \t]*```go\n(.*?)^[ \t]*```"), ".go", "//"},
+	{regexp.MustCompile("(?ms)^[ \t]*```python\n(.*?)^[ \t]*```"), ".py", "#"},
+}
 
-// Every ```go block of README.md and docs/*.md is an excerpt of a Go file
-// of the repository (comments and indentation aside), so that what a
-// reader copies is code that builds and is tested, never a sketch that
-// names a function nobody wrote.
-func TestGoSnippetsAreExcerpts(t *testing.T) {
-	sources := goSources(t)
+// Every ```go and ```python block of README.md and docs/*.md is an
+// excerpt of a file of the repository in that language (comments and
+// indentation aside), so that what a reader copies is code that builds
+// and is tested, never a sketch that names a function nobody wrote.
+func TestSnippetsAreExcerpts(t *testing.T) {
+	for _, lang := range languages {
+		checkSnippets(t, lang.block, lang.ext, lang.comment)
+	}
+}
+
+func checkSnippets(t *testing.T, block *regexp.Regexp, ext, comment string) {
+	sources := sourcesOf(t, ext, comment)
 	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -30,16 +45,16 @@ func TestGoSnippetsAreExcerpts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range goBlock.FindAllStringSubmatch(string(data), -1) {
+		for _, m := range block.FindAllStringSubmatch(string(data), -1) {
 			checked++
-			snippet := "\n" + normalize(m[1])
+			snippet := "\n" + normalize(m[1], comment)
 			if !containsExcerpt(sources, snippet) {
-				t.Errorf("%s: this Go snippet is in no Go file of the repository:\n%s", filepath.Base(doc), m[1])
+				t.Errorf("%s: this snippet is in no %s file of the repository:\n%s", filepath.Base(doc), ext, m[1])
 			}
 		}
 	}
 	if checked == 0 {
-		t.Fatal("no Go snippet found: the pattern or the docs moved")
+		t.Fatalf("no %s snippet found: the pattern or the docs moved", ext)
 	}
 }
 
@@ -52,9 +67,9 @@ func containsExcerpt(sources []string, snippet string) bool {
 	return false
 }
 
-// goSources are the repository's Go files, normalized, examples' modules
-// included.
-func goSources(t *testing.T) []string {
+// sourcesOf are the repository's files ending in ext, normalized,
+// examples included.
+func sourcesOf(t *testing.T, ext, comment string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -64,12 +79,12 @@ func goSources(t *testing.T) []string {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
 			return filepath.SkipDir
 		}
-		if !d.IsDir() && strings.HasSuffix(path, ".go") {
+		if !d.IsDir() && strings.HasSuffix(path, ext) {
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return err
 			}
-			out = append(out, "\n"+normalize(string(data)))
+			out = append(out, "\n"+normalize(string(data), comment))
 		}
 		return nil
 	})
@@ -82,10 +97,10 @@ func goSources(t *testing.T) []string {
 // normalize drops comments, indentation and blank lines, so that a
 // snippet may say more in its comments or less in its layout than the
 // file it is taken from.
-func normalize(s string) string {
+func normalize(s, comment string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(s, "\n") {
-		if i := strings.Index(line, "//"); i >= 0 && !strings.Contains(line[:i], `"`) {
+		if i := strings.Index(line, comment); i >= 0 && !strings.ContainsAny(line[:i], `"'`) {
 			line = line[:i]
 		}
 		line = strings.Join(strings.Fields(line), " ")

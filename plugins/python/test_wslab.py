@@ -158,6 +158,29 @@ def total(samples, name, **labels):
     return sum(v for (n, pairs), v in samples.items() if n == name and want <= set(pairs))
 
 
+class GuideMetricsSnippetTest(unittest.TestCase):
+    """docs/writing-a-strategy.md's metrics snippet, line for line, in a
+    strategy's method: self is the strategy, with a registry of its own."""
+
+    def setUp(self):
+        self.registry = metrics.Registry()
+        self._alive = [101, 102]
+
+    def test_snippet(self):
+        from wslab import metrics
+
+        reg = self.registry  # metrics.registry(), unless the strategy sets its own
+        batches = reg.counter("wslab_mine_batches_total", "Batches run, by kind.", ("kind",))
+        batches.labels("fib").inc()
+        reg.gauge("wslab_mine_workers_alive", "Worker processes running now.", collect=lambda: len(self._alive))
+        reg.histogram("wslab_mine_wait_seconds", "Time a batch waited.", buckets=metrics.DURATION_BUCKETS).observe(0.02)
+
+        samples = parse_text(reg.encode())
+        self.assertEqual(samples[("wslab_mine_batches_total", (("kind", "fib"),))], 1)
+        self.assertEqual(samples[("wslab_mine_workers_alive", ())], 2)
+        self.assertEqual(samples[("wslab_mine_wait_seconds_count", ())], 1)
+
+
 class MetricsTest(unittest.TestCase):
     def test_text_format(self):
         reg = metrics.Registry()
