@@ -31,7 +31,7 @@ func TestChaos(t *testing.T) {
 				mu     sync.Mutex
 				seen   []int // every process the host started, for the orphan check
 				kills  = map[string]int{}
-				during = 8 * time.Second
+				during = 6 * time.Second // two plugin kills and several worker kills at chaosKiller's pace
 			)
 			note := func(pids ...int) {
 				mu.Lock()
