@@ -25,6 +25,7 @@ import (
 	"github.com/wslab/wslab/internal/config"
 	"github.com/wslab/wslab/internal/launch"
 	"github.com/wslab/wslab/internal/limit"
+	"github.com/wslab/wslab/internal/strategy"
 	"github.com/wslab/wslab/internal/wsproto"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/plugin"
@@ -51,7 +52,14 @@ const Inproc = "inproc"
 const spareProcs = 2
 
 // Main is the host command: `host --config FILE --plugin NAME`.
-func Main(args []string, stdout, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int { return MainWrapped(args, stdout, stderr, nil) }
+
+// MainWrapped is Main with the built-in inproc strategy's executor wrapped
+// in wrap, whenever it is made (at start-up or on a switch back to it):
+// for a test binary that runs a task set of its own inside the host's
+// process (internal/e2e/faultyhost, which runs internal/attacks on the
+// inproc rung). cmd/host calls Main, never this.
+func MainWrapped(args []string, stdout, stderr io.Writer, wrap func(taskproto.Executor) taskproto.Executor) int {
 	fset := flag.NewFlagSet("host", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	flags := config.NewFlags(fset)
@@ -123,7 +131,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	defer plugin.StartProfile("host")()
 	defer tracing.Begin("wslab-host", log)()
-	if err := serve(cfg, *pluginName, reattach, tlsConfig, log, stdout); err != nil {
+	if err := serve(cfg, *pluginName, reattach, wrap, tlsConfig, log, stdout); err != nil {
 		return failed(err, log, stderr)
 	}
 	return ExitOK
@@ -230,7 +238,8 @@ func reattachOf(flag string, pluginName *string) (*wire.Reattach, error) {
 	return &r, nil
 }
 
-func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
+func serve(cfg *config.Config, name string, reattach *wire.Reattach, wrapInproc func(taskproto.Executor) taskproto.Executor,
+	tlsConfig *tls.Config, log hclog.Logger, stdout io.Writer) error {
 	if cfg.Server.DataDir == "" {
 		dir, err := os.MkdirTemp("", "wslab-data-")
 		if err != nil {
@@ -247,7 +256,7 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 
 	batches := &replyBatches{}
 	defer goplugin.CleanupClients() // whichever plugins were started, the first or switched to
-	builder := &strategyBuilder{cfg: cfg, batches: batches, log: log}
+	builder := &strategyBuilder{cfg: cfg, batches: batches, log: log, wrapInproc: wrapInproc}
 	var (
 		strat    Strategy
 		declared []taskproto.Key
@@ -351,9 +360,11 @@ func serve(cfg *config.Config, name string, reattach *wire.Reattach, tlsConfig *
 // of the keys it declares checked as at start-up, and SHA256SUMS re-read
 // when verify_plugins is on.
 type strategyBuilder struct {
-	cfg     *config.Config
-	batches *replyBatches
-	log     hclog.Logger
+	// wrapInproc, when set, wraps the inproc executor (MainWrapped).
+	wrapInproc func(taskproto.Executor) taskproto.Executor
+	cfg        *config.Config
+	batches    *replyBatches
+	log        hclog.Logger
 }
 
 // build returns the strategy named and the keys it declares. A value of a
@@ -369,7 +380,11 @@ func (b *strategyBuilder) build(ctx context.Context, name string) (Strategy, []t
 		if err := cfg.CheckKeys(nil); err != nil { // inproc reads no keys of its own
 			return nil, nil, err
 		}
-		return readyAlways{newInproc(scfg)}, nil, nil
+		var e taskproto.Executor = strategy.NewInproc(scfg)
+		if b.wrapInproc != nil {
+			e = b.wrapInproc(e)
+		}
+		return readyAlways{e}, nil, nil
 	}
 	if names, _ := ListPlugins(cfg.Server.PluginDir); !slices.Contains(names, name) {
 		return nil, nil, &UnknownStrategyError{Name: name, Available: append([]string{Inproc}, names...)}

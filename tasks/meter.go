@@ -27,11 +27,17 @@ func (m *Meter) Snapshot(capacity int64) taskproto.Stats {
 	}
 }
 
+// TaskRunner runs one task: a Runner, or whatever a strategy runs its
+// tasks in (a sandbox's instance, say).
+type TaskRunner interface {
+	Run(ctx context.Context, t taskproto.Task) (string, error)
+}
+
 // Run runs t with r on behalf of worker (the name its result carries),
 // times it, counts it, stamps its run on the task's timeline if it has
 // one, and answers done; queued is how long it waited for its turn. A task
 // whose caller has gone by its turn is answered ctx.Err() without running.
-func (m *Meter) Run(ctx context.Context, r Runner, t taskproto.Task, worker string, queued time.Duration, done taskproto.Done) {
+func (m *Meter) Run(ctx context.Context, r TaskRunner, t taskproto.Task, worker string, queued time.Duration, done taskproto.Done) {
 	res := taskproto.Result{Worker: worker, Queue: queued}
 	m.Running.Add(1)
 	start := time.Now()

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/internal/launch"
+	"github.com/wslab/wslab/internal/pythonplugins"
 	"github.com/wslab/wslab/taskproto"
 	"github.com/wslab/wslab/taskproto/wire"
 )
@@ -100,6 +101,23 @@ type TB interface {
 	TempDir() string
 }
 
+// SkippingTB is TB with Skip.
+type SkippingTB interface {
+	TB
+	Skip(args ...any)
+}
+
+// RunPython is a Python plugin's conformance test: Run on the executable
+// at path (in the source tree, beside the test), skipped, saying why,
+// where the Python plugins cannot run.
+func RunPython(t SkippingTB, path string, opt Options) {
+	t.Helper()
+	if why := pythonplugins.Missing(); why != "" {
+		t.Skip(why)
+	}
+	Run(t, path, opt)
+}
+
 // Run runs Check in a test, reporting each failed check as an error.
 func Run(t TB, path string, opt Options) {
 	t.Helper()
@@ -160,13 +178,8 @@ type kit struct {
 
 // launch starts a fresh plugin process, stopping the one before, if any.
 func (k *kit) launch(ctx context.Context) (*launch.Process, error) {
-	return k.launchLogged(ctx, k.opt.Logger)
-}
-
-// launchLogged is launch with the plugin's logs going to log.
-func (k *kit) launchLogged(ctx context.Context, log hclog.Logger) (*launch.Process, error) {
 	k.stop()
-	proc, err := launch.Launch(ctx, launch.LaunchOptions{Name: k.name, Path: k.path, Logger: log, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
+	proc, err := launch.Launch(ctx, launch.LaunchOptions{Name: k.name, Path: k.path, Logger: k.opt.Logger, Checksum: k.opt.Checksum, Verify: k.opt.Verify})
 	k.proc = proc
 	return proc, err
 }

@@ -557,14 +557,12 @@ func (d *Dispatcher) Close() error {
 }
 
 // Main is the distributed plugin binary's main: a worker when started as
-// `distributed worker ...`, the plugin otherwise.
-func Main() { MainWrapped(nil) }
-
-// MainWrapped is Main with the tasks of the workers this binary runs (its
-// local workers, or itself started as a worker) wrapped in wrapWorker, when
-// not nil: for test plugins that run a task set of their own in the
-// workers the work queue feeds (internal/e2e/faultydistributed).
-func MainWrapped(wrapWorker func(taskproto.Executor) taskproto.Executor) {
+// `distributed worker ...`, the plugin otherwise. wrapWorker, when not
+// nil, wraps the tasks of the workers this binary runs (its local
+// workers, or itself started as a worker), as multiproc.Main's does: for
+// test plugins that run a task set of their own in the workers the work
+// queue feeds (internal/e2e/faultydistributed).
+func Main(wrapWorker func(taskproto.Executor) taskproto.Executor) {
 	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
 		os.Exit(WorkerMain(os.Args[2:], wrapWorker))
 	}

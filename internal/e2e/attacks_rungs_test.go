@@ -124,7 +124,7 @@ func TestAttacksOnInproc(t *testing.T) {
 // TestAttacksOnDistributed runs the attacks on the distributed rung: in
 // the local worker processes that the NATS work queue (embedded NATS)
 // feeds, by a distributed plugin whose workers' tasks are wrapped in
-// internal/attacks (faultydistributed, distributed.MainWrapped). A worker
+// internal/attacks (faultydistributed, distributed.Main). A worker
 // is a plain process: the file, network and process attacks succeed. The
 // host answers the spin with a timeout at its deadline; the worker that
 // runs it exits OverrunGrace later (its watchdog) and is replaced, so no

@@ -63,11 +63,19 @@ type Process struct {
 	workers *WorkerChannel // nil unless LaunchOptions.DirectWorkers
 	killed  sync.Once
 	notRun  atomic.Bool // its binary could not be executed
-	pid     int         // of a reattached plugin, which has no cmd
+	// expected, once set (ExpectExit), says why the process's end is no
+	// error.
+	expected atomic.Pointer[string]
+	pid      int // of a reattached plugin, which has no cmd
 }
 
 // gone says whether the plugin's process has ended, or never began.
 func (p *Process) gone() bool { return p.notRun.Load() || p.client.Exited() }
+
+// ExpectExit says that the plugin's process is about to end on purpose,
+// for why (the conformance kit kills it to check what a crash does): its
+// exit is logged as info that says why, not as go-plugin's error.
+func (p *Process) ExpectExit(why string) { p.expected.Store(&why) }
 
 // Launch starts the plugin binary in a process group of its own, with its
 // data channel as file descriptor 3, and completes go-plugin's handshake
@@ -125,7 +133,7 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		SkipHostEnv:      true, // cmd.Env holds it already
 		Managed:          true,
 		StartTimeout:     StartTimeout,
-		Logger:           goneAware{Logger: log.Named(opt.Name), gone: p.gone},
+		Logger:           pluginLog{Logger: log.Named(opt.Name), p: p},
 		GRPCDialOptions:  tracing.GRPCDialOptions(),
 	})
 	// A caller that gives up (the host stopping) ends the handshake too.
@@ -141,22 +149,6 @@ func Launch(ctx context.Context, opt LaunchOptions) (*Process, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// goneAware is go-plugin's logger, less its warning that a plugin "failed
-// to exit gracefully" when the plugin had exited already (before its
-// handshake, say): there was nothing to ask.
-type goneAware struct {
-	hclog.Logger
-	gone func() bool
-}
-
-func (l goneAware) Warn(msg string, args ...any) {
-	if msg == "plugin failed to exit gracefully" && l.gone() {
-		l.Logger.Debug("plugin had exited already", args...)
-		return
-	}
-	l.Logger.Warn(msg, args...)
 }
 
 // startError is err, the failed handshake's, as the caller reports it:
@@ -360,7 +352,7 @@ func reattach(ctx context.Context, opt LaunchOptions) (*Process, error) {
 			Protocol: goplugin.ProtocolGRPC, ProtocolVersion: r.Version, Addr: addr, Pid: r.PID, Test: true,
 		},
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
-		Logger:           log.Named(opt.Name),
+		Logger:           pluginLog{Logger: log.Named(opt.Name), p: p},
 		GRPCDialOptions:  tracing.GRPCDialOptions(),
 	})
 	if err := p.connect(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wslab/wslab/internal/pythonplugins"
 )
 
 // What a StartError keeps of a plugin's stderr.
@@ -60,9 +62,18 @@ func (e *StartError) Error() string {
 	return b.String()
 }
 
-// pythonNeeds are the modules of the Python plugins that come from Debian
-// packages (internal/pythonplugins), by the name an ImportError gives.
-var pythonNeeds = map[string]bool{"grpc": true, "google": true, "google.protobuf": true, "cryptography": true}
+// pythonNeeds says whether module, as an ImportError names it, is one of
+// the Python plugins' packages (pythonplugins.Packages), or its parent
+// ("google" of "google.protobuf").
+func pythonNeeds(module string) bool {
+	top, _, _ := strings.Cut(module, ".")
+	for _, p := range pythonplugins.Packages {
+		if ptop, _, _ := strings.Cut(p.Module, "."); module == p.Module || top == ptop {
+			return true
+		}
+	}
+	return false
+}
 
 var missingModule = regexp.MustCompile(`No module named '([^']+)'`)
 
@@ -73,8 +84,7 @@ func hintFor(path string, lines []string) string {
 		if m == nil {
 			continue
 		}
-		top, _, _ := strings.Cut(m[1], ".")
-		if pythonNeeds[m[1]] || pythonNeeds[top] {
+		if pythonNeeds(m[1]) {
 			return "the Python plugins need grpcio and protobuf (and cryptography): run make python-deps"
 		}
 		return fmt.Sprintf("the Python module %q that it imports is not installed for its interpreter (%s)", m[1], interpreter(path))

@@ -13,8 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/wslab/wslab/internal/conformance"
 )
 
 // Interpreter is the Python the plugins' first line names: Debian's, for
@@ -128,21 +126,4 @@ func copyFile(from, to string, mode os.FileMode) error {
 		return fmt.Errorf("install python plugins: %w", err)
 	}
 	return nil
-}
-
-// SkippingTB is conformance.TB with Skip.
-type SkippingTB interface {
-	conformance.TB
-	Skip(args ...any)
-}
-
-// RunConformance is a Python plugin's conformance test: it runs the kit
-// on the executable at path (in the source tree, beside the test), and
-// skips, saying why, where the plugins cannot run.
-func RunConformance(t SkippingTB, path string, opt conformance.Options) {
-	t.Helper()
-	if why := Missing(); why != "" {
-		t.Skip(why)
-	}
-	conformance.Run(t, path, opt)
 }

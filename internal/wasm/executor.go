@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"container/list"
 	"context"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wslab/wslab/taskproto"
+	"github.com/wslab/wslab/tasks"
 )
 
 // Keys are the keys the wasm strategy reads.
@@ -69,13 +69,11 @@ type Executor struct {
 	module *Module
 	log    hclog.Logger
 	limit  int // tasks waiting at most
+	tasks.Meter
 
-	running, queued, completed, failed atomic.Int64
-
-	mu     sync.Mutex
 	slots  []*slot
-	free   []*slot   // slots not running a task
-	queue  list.List // of *job
+	queue  tasks.Queue // its lock also guards free and closed
+	free   []*slot     // slots not running a task
 	closed bool
 	wg     sync.WaitGroup // slot goroutines
 }
@@ -89,15 +87,6 @@ type slot struct {
 	state    atomic.Value // string: idle, busy, restarting
 	tasks    atomic.Int64
 	restarts atomic.Int64
-}
-
-type job struct {
-	ctx      context.Context
-	task     taskproto.Task
-	done     taskproto.Done
-	enqueued time.Time
-	place    *list.Element // in the queue; nil once taken or dropped
-	stop     func() bool   // unregisters the drop on ctx's end
 }
 
 // New compiles the module cfg names ([wasm] module, or the one beside the
@@ -145,6 +134,10 @@ func NewWith(ctx context.Context, opt Options, instances, queueSize int) (*Execu
 		return nil, err
 	}
 	e := &Executor{module: m, log: opt.Log, limit: queueSize}
+	e.queue.OnDrop = func(j *tasks.Job) {
+		e.Queued.Add(-1)
+		e.Refuse(j.Done, taskproto.Result{Queue: time.Since(j.Enqueued)}, j.Ctx.Err())
+	}
 	for i := range instances {
 		s := &slot{id: fmt.Sprintf("i%d", i)}
 		s.state.Store("idle")
@@ -163,113 +156,65 @@ func NewWith(ctx context.Context, opt Options, instances, queueSize int) (*Execu
 
 // Submit starts t on a free instance, or queues it, or refuses it.
 func (e *Executor) Submit(ctx context.Context, t taskproto.Task, done taskproto.Done) {
-	j := &job{ctx: ctx, task: t, done: done, enqueued: time.Now()}
-	e.mu.Lock()
+	j := tasks.NewJob(ctx, t, done)
+	q := &e.queue
+	q.Lock()
+	var refused error
 	switch {
 	case e.closed:
-		e.mu.Unlock()
-		e.refuse(j, taskproto.Errorf(taskproto.CodeShuttingDown, "wasm strategy is closed"))
-	case len(e.free) > 0 && e.queue.Len() == 0:
+		refused = taskproto.Errorf(taskproto.CodeShuttingDown, "wasm strategy is closed")
+	case len(e.free) > 0 && q.LenLocked() == 0:
 		s := e.free[len(e.free)-1]
 		e.free = e.free[:len(e.free)-1]
 		e.wg.Add(1)
-		e.mu.Unlock()
+		q.Unlock()
 		go e.serve(s, j)
-	case e.queue.Len() >= e.limit:
-		e.mu.Unlock()
-		e.refuse(j, taskproto.Errorf(taskproto.CodeOverloaded,
-			"wasm queue is full (%d tasks waiting for %d instances); retry later", e.limit, len(e.slots)))
+		return
+	case q.LenLocked() >= e.limit:
+		refused = taskproto.Errorf(taskproto.CodeOverloaded,
+			"wasm queue is full (%d tasks waiting for %d instances); retry later", e.limit, len(e.slots))
 	default:
-		j.place = e.queue.PushBack(j)
-		e.queued.Add(1)
-		// Runs in a goroutine of its own once ctx ends, after mu is released.
-		j.stop = context.AfterFunc(ctx, func() { e.drop(j) })
-		e.mu.Unlock()
+		q.PushLocked(j)
+		e.Queued.Add(1)
+	}
+	q.Unlock()
+	if refused != nil {
+		e.Refuse(done, taskproto.Result{}, refused)
 	}
 }
 
 // serve runs j on s, then the jobs queued, one after another in the same
 // goroutine, and frees s when none is left: a busy instance costs no
 // goroutine per task.
-func (e *Executor) serve(s *slot, j *job) {
+func (e *Executor) serve(s *slot, j *tasks.Job) {
 	defer e.wg.Done()
+	q := &e.queue
 	for j != nil {
 		e.runOn(s, j)
-		e.mu.Lock()
-		if j = e.popLocked(); j == nil {
+		q.Lock()
+		if j = q.PopLocked(); j == nil {
 			e.free = append(e.free, s)
+		} else {
+			e.Queued.Add(-1)
 		}
-		e.mu.Unlock()
+		q.Unlock()
 	}
-}
-
-func (e *Executor) popLocked() *job {
-	front := e.queue.Front()
-	if front == nil {
-		return nil
-	}
-	j := e.queue.Remove(front).(*job)
-	j.place = nil
-	j.stop()
-	e.queued.Add(-1)
-	return j
-}
-
-// drop answers a queued job whose context ended.
-func (e *Executor) drop(j *job) {
-	e.mu.Lock()
-	if j.place == nil { // taken first
-		e.mu.Unlock()
-		return
-	}
-	e.queue.Remove(j.place)
-	j.place = nil
-	e.queued.Add(-1)
-	e.mu.Unlock()
-	e.refuse(j, j.ctx.Err())
-}
-
-func (e *Executor) refuse(j *job, err error) {
-	e.failed.Add(1)
-	j.done(taskproto.Result{Queue: time.Since(j.enqueued)}, err)
 }
 
 // runOn runs j on s's instance, making one first if s has none, and
 // replaces the instance after answering when the task broke it.
-func (e *Executor) runOn(s *slot, j *job) {
-	res := taskproto.Result{Worker: s.id, Queue: time.Since(j.enqueued)}
-	if err := j.ctx.Err(); err != nil { // its caller has gone
-		e.failed.Add(1)
-		j.done(res, err)
-		return
-	}
-	if s.inst == nil && !e.remake(s) {
-		e.failed.Add(1)
-		j.done(res, taskproto.Errorf(taskproto.CodeExecutorFailed, "wasm instance %s could not be made; see the plugin's log", s.id))
+func (e *Executor) runOn(s *slot, j *tasks.Job) {
+	queued := time.Since(j.Enqueued)
+	if s.inst == nil && j.Ctx.Err() == nil && !e.remake(s) {
+		e.Refuse(j.Done, taskproto.Result{Worker: s.id, Queue: queued},
+			taskproto.Errorf(taskproto.CodeExecutorFailed, "wasm instance %s could not be made; see the plugin's log", s.id))
 		return
 	}
 	s.state.Store("busy")
-	e.running.Add(1)
-	start := time.Now()
-	v, err := s.inst.Run(j.ctx, j.task)
-	res.Run = time.Since(start)
-	e.running.Add(-1)
+	e.Run(j.Ctx, s.inst, j.Task, s.id, queued, j.Done)
 	s.tasks.Add(1)
-	if tl := taskproto.TimelineFrom(j.ctx); tl != nil {
-		tl.StampAt(taskproto.StageTaskStart, taskproto.MonotonicAt(start))
-		tl.StampAt(taskproto.StageTaskEnd, taskproto.MonotonicAt(start.Add(res.Run)))
-	}
-	broken := s.inst.Broken()
-	if err != nil {
-		e.failed.Add(1)
-		j.done(res, err)
-	} else {
-		e.completed.Add(1)
-		res.Value = v
-		j.done(res, nil)
-	}
-	if broken { // replaced at once, so that the next task does not wait for it
-		e.log.Debug("wasm instance replaced", "instance", s.id, "task", j.task.Kind, "n", j.task.N, "error", err)
+	if s.inst != nil && s.inst.Broken() { // replaced at once, so that the next task does not wait for it
+		e.log.Debug("wasm instance replaced", "instance", s.id, "task", j.Task.Kind, "n", j.Task.N)
 		s.inst.Close(context.Background())
 		s.inst = nil
 		s.restarts.Add(1)
@@ -303,13 +248,7 @@ func (e *Executor) Info() taskproto.StrategyInfo {
 }
 
 func (e *Executor) Stats(context.Context) (taskproto.Stats, error) {
-	st := taskproto.Stats{
-		Running:   e.running.Load(),
-		Queued:    e.queued.Load(),
-		Completed: e.completed.Load(),
-		Failed:    e.failed.Load(),
-		Capacity:  int64(len(e.slots)),
-	}
+	st := e.Snapshot(int64(len(e.slots)))
 	// The instances live in the plugin's process: its PID is theirs.
 	pid := os.Getpid()
 	for _, s := range e.slots {
@@ -323,19 +262,17 @@ func (e *Executor) Stats(context.Context) (taskproto.Stats, error) {
 // Close waits for the running tasks (their callers cancel them), fails the
 // queued ones with shutting_down and frees the instances and the module.
 func (e *Executor) Close() error {
-	e.mu.Lock()
+	e.queue.Lock()
 	if e.closed {
-		e.mu.Unlock()
+		e.queue.Unlock()
 		return nil
 	}
 	e.closed = true
-	var left []*job
-	for j := e.popLocked(); j != nil; j = e.popLocked() {
-		left = append(left, j)
-	}
-	e.mu.Unlock()
-	for _, j := range left {
-		e.refuse(j, taskproto.Errorf(taskproto.CodeShuttingDown, "wasm strategy closed before the task ran"))
+	e.queue.Unlock()
+	for _, j := range e.queue.Drain() {
+		e.Queued.Add(-1)
+		e.Refuse(j.Done, taskproto.Result{Queue: time.Since(j.Enqueued)},
+			taskproto.Errorf(taskproto.CodeShuttingDown, "wasm strategy closed before the task ran"))
 	}
 	e.wg.Wait()
 	return e.module.Close(context.Background())

@@ -5,4 +5,4 @@ package main
 
 import "github.com/wslab/wslab/internal/distributed"
 
-func main() { distributed.Main() }
+func main() { distributed.Main(nil) }

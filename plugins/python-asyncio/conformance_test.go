@@ -6,9 +6,8 @@ import (
 	"testing"
 
 	"github.com/wslab/wslab/internal/conformance"
-	"github.com/wslab/wslab/internal/pythonplugins"
 )
 
 func TestConformance(t *testing.T) {
-	pythonplugins.RunConformance(t, "./python-asyncio", conformance.Options{})
+	conformance.RunPython(t, "./python-asyncio", conformance.Options{})
 }

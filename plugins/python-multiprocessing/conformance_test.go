@@ -6,9 +6,8 @@ import (
 	"testing"
 
 	"github.com/wslab/wslab/internal/conformance"
-	"github.com/wslab/wslab/internal/pythonplugins"
 )
 
 func TestConformance(t *testing.T) {
-	pythonplugins.RunConformance(t, "./python-multiprocessing", conformance.Options{Settings: map[string]string{"other.multiprocessing_processes": "2"}})
+	conformance.RunPython(t, "./python-multiprocessing", conformance.Options{Settings: map[string]string{"other.multiprocessing_processes": "2"}})
 }

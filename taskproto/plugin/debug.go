@@ -87,13 +87,9 @@ func serveDebug(s Strategy, log hclog.Logger) {
 	}}
 	attach := make(chan *plugin.ReattachConfig, 1)
 	closed := make(chan struct{})
-	go plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &executorPlugin{server: srv}}},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           log,
-		Test:             &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: attach, CloseCh: closed},
-	})
+	sc := serveConfig(srv)
+	sc.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: attach, CloseCh: closed}
+	go plugin.Serve(sc)
 	rc := <-attach
 	r := wire.Reattach{Strategy: s.Name, Version: rc.ProtocolVersion, Network: rc.Addr.Network(), Addr: rc.Addr.String(),
 		PID: rc.Pid, Data: sock}

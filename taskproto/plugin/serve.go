@@ -68,23 +68,30 @@ func Serve(s Strategy) {
 	stopProfile := StartProfile(name)
 	stopTracing := tracing.Begin("wslab-plugin-"+name, log)
 	srv := &controlServer{strategy: s, log: log, data: inherited(data), exit: func(code int) { stopTracing(); stopProfile(); os.Exit(code) }}
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &executorPlugin{server: srv}}},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return plugin.DefaultGRPCServer(append(opts, tracing.GRPCServerOptions()...))
-		},
-		Logger: log,
-	})
+	plugin.Serve(serveConfig(srv))
 	srv.close()
 	stopTracing()
 	stopProfile()
 }
 
+// serveConfig is go-plugin's configuration for serving srv's control
+// service, traced when tracing is on.
+func serveConfig(srv *controlServer) *plugin.ServeConfig {
+	return &plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {PluginName: &executorPlugin{server: srv}}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, tracing.GRPCServerOptions()...))
+		},
+		Logger: srv.log,
+	}
+}
+
 // ExitWithParent exits the process once its parent is gone (the process is
 // re-parented), until ctx ends. Serve watches its plugin so; a process a
-// strategy starts should watch the plugin too. go-plugin does not notice a dead host (go-plugin #10), and
-// Pdeathsig alone depends on which host thread started the child.
+// strategy starts should watch the plugin too. go-plugin does not notice a
+// dead host (go-plugin #10), and Pdeathsig alone depends on which host
+// thread started the child.
 func ExitWithParent(ctx context.Context, log hclog.Logger, every time.Duration) {
 	parent := os.Getppid()
 	t := time.NewTicker(every)

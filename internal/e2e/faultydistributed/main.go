@@ -1,5 +1,5 @@
 // Command faultydistributed is the distributed plugin with its workers'
-// tasks wrapped in internal/attacks (distributed.MainWrapped):
+// tasks wrapped in internal/attacks (distributed.Main):
 // TestAttacksOnDistributed builds it as a plugin named distributed in a
 // plugin directory of its own, so that the attacks run in the worker
 // processes the NATS work queue feeds. It is never installed.
@@ -10,4 +10,4 @@ import (
 	"github.com/wslab/wslab/internal/distributed"
 )
 
-func main() { distributed.MainWrapped(attacks.Wrap) }
+func main() { distributed.Main(attacks.Wrap) }

@@ -1,4 +1,4 @@
-package conformance
+package launch
 
 import (
 	"bytes"
@@ -8,16 +8,19 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// go-plugin's error line for the exit of the plugin the kit killed on
-// purpose is an info line that says so, through the loggers go-plugin
-// derives (Named, With); before the kill, and for any other line, the
-// level stays.
-func TestKillLoggerRelevelsTheDeliberateExit(t *testing.T) {
+// deliberateNote is why the conformance kit expects its plugin's exit.
+const deliberateNote = exitedMsg + ": killed on purpose by the conformance kit (check: one reply per task when killed)"
+
+// go-plugin's error line for the exit of a plugin killed on purpose
+// (ExpectExit) is an info line that says so, through the loggers go-plugin
+// derives (Named, With); before, and for any other line, the level stays.
+func TestPluginLogRelevelsAnExpectedExit(t *testing.T) {
 	var buf bytes.Buffer
-	log := newKillLogger(hclog.New(&hclog.LoggerOptions{Name: "pool", Output: &buf, Level: hclog.Info}))
+	p := &Process{}
+	log := pluginLog{Logger: hclog.New(&hclog.LoggerOptions{Name: "pool", Output: &buf, Level: hclog.Info}), p: p}
 	derived := log.Named("pool").With("k", "v")
 	derived.Error(exitedMsg, "error", "exit status 2") // died by itself
-	log.killed.Store(true)
+	p.ExpectExit("killed on purpose by the conformance kit (check: one reply per task when killed)")
 	derived.Error(exitedMsg, "error", "signal: killed")
 	derived.Error("something else")
 	derived.Log(hclog.Error, exitedMsg, "error", "signal: killed")
